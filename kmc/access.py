@@ -1,0 +1,84 @@
+"""Who may call which route: every view declares its roles, and anything undeclared is refused.
+
+`allow(...)` marks a view; `enforce()` runs before every request (deny by default). Web views
+use the Flask-Login session; `/api/` views use only `Authorization: Bearer` tokens, never the
+session cookie, so the API needs no CSRF token and a browser session cannot drive it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, g, redirect, request, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from kmc.accounts.models import User
+from kmc.accounts.service import user_for_token
+from kmc.errors import Forbidden, NotAuthenticated
+
+PUBLIC = "public"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def allow(*roles: str) -> Callable[[F], F]:
+    def mark(view: F) -> F:
+        view.kmc_roles = frozenset(roles)  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def current_actor() -> User | None:
+    """The authenticated user of this request (API token or web session), or None."""
+    if is_api_request():
+        return g.get("api_user")
+    return current_user if current_user.is_authenticated else None
+
+
+def actor_name() -> str:
+    user = current_actor()
+    return user.username if user is not None else "anonymous"
+
+
+def enforce() -> Response | None:
+    if request.endpoint is None:
+        return None  # 404/405 are produced by routing
+    view = current_app.view_functions[request.endpoint]
+    roles = getattr(view, "kmc_roles", None)
+    if request.endpoint in ("static", "bootstrap.static"):
+        return None
+    if roles is None:
+        current_app.logger.error("route %s declares no roles; refused", request.endpoint)
+        raise Forbidden("forbidden", "this route is not available")
+    if is_api_request():
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        g.api_user = user_for_token(presented.strip()) if scheme.lower() == "bearer" else None
+    if PUBLIC in roles:
+        return None
+    user = current_actor()
+    if user is None:
+        if is_api_request():
+            raise NotAuthenticated(
+                "not_authenticated", "send a valid API token as 'Authorization: Bearer <token>'"
+            )
+        return redirect(url_for("auth.login", next=request.full_path))
+    if (
+        user.must_change_password
+        and not is_api_request()
+        and request.endpoint
+        not in (
+            "auth.change_password",
+            "auth.logout",
+        )
+    ):
+        return redirect(url_for("auth.change_password"))
+    if user.role not in roles:
+        raise Forbidden("forbidden", "your role does not allow this")
+    return None

@@ -1,0 +1,202 @@
+"""Account use cases: create users, check passwords with lockout, issue and check API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from kmc import audit, clock
+from kmc.accounts.models import ROLES, ApiToken, User
+from kmc.database import db
+from kmc.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
+from sm_registry.models import Manufacturer
+
+MIN_PASSWORD_LENGTH = 12
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
+# Checked against when the username is unknown, so both paths cost one scrypt computation.
+_DUMMY_HASH = generate_password_hash("timing-equaliser-not-a-password")
+TOKEN_PREFIX = "kmc_"
+
+
+def generate_password() -> str:
+    """A random one-time password for accounts created without one."""
+    return secrets.token_urlsafe(18)
+
+
+def _hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            "weak_password", f"passwords need at least {MIN_PASSWORD_LENGTH} characters"
+        )
+    return generate_password_hash(password, method="scrypt")
+
+
+def create_user(
+    actor: str,
+    username: str,
+    role: str,
+    password: str,
+    id_man: str | None = None,
+    *,
+    must_change: bool = False,
+) -> User:
+    username = username.strip().lower()
+    if not _USERNAME.match(username):
+        raise InvalidInput(
+            "bad_username", "usernames are 2-64 of a-z, 0-9, '_', '.', '-', starting alphanumeric"
+        )
+    if role not in ROLES:
+        raise InvalidInput("bad_role", f"role must be one of {', '.join(ROLES)}")
+    if role == "manufacturer":
+        if not id_man:
+            raise InvalidInput(
+                "manufacturer_required", "a manufacturer account must be bound to an ID_man"
+            )
+        id_man = id_man.upper()
+        if db.session.get(Manufacturer, id_man) is None:
+            raise NotFound("unknown_manufacturer", f"no manufacturer with ID_man {id_man}")
+    elif id_man:
+        raise InvalidInput(
+            "manufacturer_not_allowed", "only manufacturer accounts are bound to an ID_man"
+        )
+    if db.session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict("duplicate_username", f"user {username} already exists")
+    user = User(
+        username=username,
+        role=role,
+        id_man=id_man,
+        password_hash=_hash_password(password),
+        must_change_password=must_change,
+        created_at=clock.now(),
+    )
+    db.session.add(user)
+    db.session.flush()
+    audit.record(actor, "user.create", "user", username, {"role": role, "id_man": id_man})
+    return user
+
+
+def find_user(username: str) -> User:
+    user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None:
+        raise NotFound("unknown_user", f"no user named {username}")
+    return user
+
+
+def list_users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.username)))
+
+
+def authenticate(username: str, password: str) -> User:
+    """Check a login; every outcome is audited. Raises NotAuthenticated with a generic message."""
+    now = clock.now()
+    user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        audit.record(
+            "anonymous", "login.failure", "user", username[:120], {"reason": "unknown_user"}
+        )
+        raise NotAuthenticated("bad_credentials", "invalid username or password")
+    if user.locked_until is not None and user.locked_until > now:
+        audit.record("anonymous", "login.failure", "user", user.username, {"reason": "locked"})
+        raise NotAuthenticated(
+            "account_locked", "too many failed logins; this account is locked for a while"
+        )
+    if not user.active or not check_password_hash(user.password_hash, password):
+        user.failed_logins += 1
+        details: dict[str, object] = {"reason": "bad_password", "failed_logins": user.failed_logins}
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.locked_until = now + LOCKOUT
+            user.failed_logins = 0
+            details["locked_until"] = user.locked_until.isoformat()
+        audit.record("anonymous", "login.failure", "user", user.username, details)
+        raise NotAuthenticated("bad_credentials", "invalid username or password")
+    user.failed_logins = 0
+    user.locked_until = None
+    audit.record(user.username, "login.success", "user", user.username)
+    return user
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    if not check_password_hash(user.password_hash, current):
+        raise Forbidden("bad_credentials", "the current password is wrong")
+    if hmac.compare_digest(current, new):
+        raise InvalidInput("password_unchanged", "the new password must differ from the old one")
+    user.password_hash = _hash_password(new)
+    user.must_change_password = False
+    audit.record(user.username, "user.password_change", "user", user.username)
+
+
+def set_active(actor: str, username: str, active: bool) -> User:
+    user = find_user(username)
+    user.active = active
+    audit.record(actor, "user.enable" if active else "user.disable", "user", user.username)
+    return user
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly created API token; `secret` is shown to its owner once and never stored."""
+
+    token: ApiToken
+    secret: str
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(id={self.token.id}, name={self.token.name!r})"
+
+
+def _secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(actor: str, username: str, name: str) -> IssuedToken:
+    user = find_user(username)
+    name = name.strip()
+    if not 1 <= len(name) <= 80:
+        raise InvalidInput("bad_token_name", "token names are 1-80 characters")
+    raw = secrets.token_urlsafe(32)
+    token = ApiToken(user=user, name=name, secret_hash=_secret_digest(raw), created_at=clock.now())
+    db.session.add(token)
+    db.session.flush()
+    audit.record(
+        actor, "api_token.create", "api_token", str(token.id), {"user": user.username, "name": name}
+    )
+    return IssuedToken(token, f"{TOKEN_PREFIX}{token.id}_{raw}")
+
+
+def revoke_token(actor: str, token_id: int) -> ApiToken:
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound("unknown_token", f"no API token {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = clock.now()
+        audit.record(
+            actor, "api_token.revoke", "api_token", str(token.id), {"user": token.user.username}
+        )
+    return token
+
+
+def list_tokens() -> list[ApiToken]:
+    return list(db.session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def user_for_token(presented: str) -> User | None:
+    """The active user behind a bearer token, or None; the secret is compared in constant time."""
+    match = re.fullmatch(rf"{TOKEN_PREFIX}(\d{{1,12}})_([A-Za-z0-9_-]{{20,100}})", presented)
+    if match is None:
+        return None
+    token = db.session.get(ApiToken, int(match.group(1)))
+    if token is None or token.revoked_at is not None or not token.user.active:
+        return None
+    if not hmac.compare_digest(token.secret_hash, _secret_digest(match.group(2))):
+        return None
+    token.last_used_at = clock.now()
+    return token.user

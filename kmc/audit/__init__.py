@@ -1,0 +1,5 @@
+"""Tamper-evident audit log: a hash chain of entries appended in the same transaction as the change."""
+
+from kmc.audit.service import record
+
+__all__ = ["record"]

@@ -1,0 +1,212 @@
+"""Appending to, verifying, exporting and checkpointing the audit chain stored in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+
+from kmc import clock, pki
+from kmc.audit.chain import (
+    GENESIS,
+    ChainReport,
+    Row,
+    canonical_json,
+    entry_hash,
+    format_time,
+    verify_rows,
+)
+from kmc.audit.models import AuditCheckpoint, AuditEntry
+from kmc.database import db
+
+# Arbitrary constant naming the PostgreSQL advisory lock that serialises appends ("KMCA").
+_PG_AUDIT_LOCK = 0x4B4D4341
+_SECRET_FIELDS = frozenset(
+    {"key", "key_value", "vending_key", "password", "secret", "token", "private_key"}
+)
+
+
+def _check_no_secrets(details: dict[str, Any]) -> None:
+    leaked = _SECRET_FIELDS.intersection(k.lower() for k in details)
+    if leaked:
+        raise ValueError(f"audit details must not carry secret fields: {sorted(leaked)}")
+
+
+def _lock_chain() -> None:
+    """Serialise appenders until the surrounding transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: transactions already begin with
+    BEGIN IMMEDIATE (see kmc.database.configure_sqlite), so the write lock is held.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+
+
+def record(
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry in the current transaction; the caller commits it with its change."""
+    details = details or {}
+    _check_no_secrets(details)
+    _lock_chain()
+    last = db.session.execute(
+        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    at = clock.now()
+    details_text = canonical_json(details)
+    entry = AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        details=details_text,
+        prev_hash=prev,
+        entry_hash=entry_hash(
+            seq, format_time(at), actor, action, object_type, str(object_id), details_text, prev
+        ),
+    )
+    db.session.add(entry)
+    db.session.flush()
+    return entry
+
+
+def _rows(batch: int = 20_000) -> Iterator[Row]:
+    """Stream the chain in sequence order, straight from the driver (no ORM objects)."""
+    columns = (
+        AuditEntry.seq,
+        AuditEntry.at,
+        AuditEntry.actor,
+        AuditEntry.action,
+        AuditEntry.object_type,
+        AuditEntry.object_id,
+        AuditEntry.details,
+        AuditEntry.prev_hash,
+        AuditEntry.entry_hash,
+    )
+    last = 0
+    while True:
+        chunk = db.session.execute(
+            select(*columns).where(AuditEntry.seq > last).order_by(AuditEntry.seq).limit(batch)
+        ).all()
+        if not chunk:
+            return
+        for seq, at, actor, action, otype, oid, details, prev, stored in chunk:
+            yield (seq, format_time(at), actor, action, otype, oid, details, prev, stored)
+        last = chunk[-1][0]
+
+
+@dataclass(frozen=True)
+class Verification:
+    chain: ChainReport
+    checkpoints: int
+    bad_checkpoint: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and self.bad_checkpoint is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "entries": self.chain.entries,
+            "head_seq": self.chain.head_seq,
+            "head_hash": self.chain.head_hash,
+            "first_bad_seq": self.chain.first_bad_seq,
+            "problem": self.chain.problem,
+            "checkpoints": self.checkpoints,
+            "bad_checkpoint": self.bad_checkpoint,
+        }
+
+
+def verify() -> Verification:
+    """Recompute the whole chain, then check every signed checkpoint against it."""
+    report = verify_rows(_rows())
+    signer = pki.current().audit_signer
+    hashes = {}
+    checkpoints = db.session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)).all()
+    for cp in checkpoints:
+        hashes[cp.seq] = cp.entry_hash
+    if checkpoints:
+        wanted = set(hashes)
+        found = {
+            seq: h
+            for seq, h in db.session.execute(
+                select(AuditEntry.seq, AuditEntry.entry_hash).where(AuditEntry.seq.in_(wanted))
+            )
+        }
+        for cp in checkpoints:
+            signed_ok = signer.verify(
+                checkpoint_message(cp.seq, cp.entry_hash, cp.at), cp.signature
+            )
+            if not signed_ok or found.get(cp.seq) != cp.entry_hash:
+                return Verification(report, len(checkpoints), cp.seq)
+    return Verification(report, len(checkpoints))
+
+
+def checkpoint_message(seq: int, head_hash: str, at: datetime) -> bytes:
+    """What a checkpoint signature covers (documented in docs/audit.md)."""
+    return f"kmc-audit-checkpoint:{seq}:{head_hash}:{format_time(at)}".encode()
+
+
+def checkpoint() -> AuditCheckpoint | None:
+    """Sign the current chain head with the KMC audit key; None when the log is empty."""
+    _lock_chain()
+    head = db.session.execute(
+        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    if head is None:
+        return None
+    existing = db.session.get(AuditCheckpoint, head[0])
+    if existing is not None:
+        return existing
+    at = clock.now()
+    cp = AuditCheckpoint(
+        seq=head[0],
+        entry_hash=head[1],
+        at=at,
+        signature=pki.current().audit_signer.sign(checkpoint_message(head[0], head[1], at)),
+    )
+    db.session.add(cp)
+    db.session.flush()
+    return cp
+
+
+def export_lines() -> Iterator[str]:
+    """The log as JSON Lines: every entry, then every checkpoint (see docs/audit.md)."""
+    keys = (
+        "seq",
+        "at",
+        "actor",
+        "action",
+        "object_type",
+        "object_id",
+        "details",
+        "prev_hash",
+        "entry_hash",
+    )
+    for row in _rows():
+        yield canonical_json({"entry": dict(zip(keys, row, strict=True))}) + "\n"
+    for cp in db.session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)):
+        yield (
+            canonical_json(
+                {
+                    "checkpoint": {
+                        "seq": cp.seq,
+                        "entry_hash": cp.entry_hash,
+                        "at": format_time(cp.at),
+                        "signature": cp.signature.hex(),
+                    }
+                }
+            )
+            + "\n"
+        )

@@ -1,0 +1,75 @@
+"""Building blocks every `kmc` command group uses: error mapping, actors, JSON output."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask import current_app
+
+from kmc.accounts import service as accounts
+from kmc.database import db
+from kmc.errors import Forbidden, KMCError, PolicyRefusal
+from kmc.keystore import KeyStoreError
+
+
+class KmcGroup(click.Group):
+    """Maps every refusal raised below it to `error: <message>` and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (KMCError, KeyStoreError) as error:
+            db.session.rollback()
+            raise click.ClickException(str(error)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as error:  # never a traceback to a user; KMC_DEBUG=1 shows it
+            if os.environ.get("KMC_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"internal error ({type(error).__name__}); rerun with KMC_DEBUG=1"
+            ) from None
+
+
+def emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:
+    click.echo(
+        json.dumps(data, indent=2, default=str) if as_json else (text() if callable(text) else text)
+    )
+
+
+def resolve_actor(as_user: str | None, roles: tuple[str, ...]) -> str:
+    """The account a state-changing command acts as (see docs/architecture.md, "Actors")."""
+    if as_user:
+        user = accounts.find_user(as_user)
+        if not user.active:
+            raise Forbidden("inactive_user", f"user {user.username} is disabled")
+        if roles and user.role not in roles:
+            raise Forbidden("forbidden", f"user {user.username} ({user.role}) may not do this")
+        return user.username
+    if current_app.config["KMC_MODE"] == "live":
+        raise PolicyRefusal("actor_required", "a live KMC records who acted: pass --as USERNAME")
+    return f"cli:{getpass.getuser()}"
+
+
+def acting(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Adds `--as USERNAME` and passes the resolved actor name as `actor`."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, as_user: str | None = None, **kwargs: Any) -> Any:
+            return command(*args, actor=resolve_actor(as_user, roles), **kwargs)
+
+        wrapper.__name__ = command.__name__
+        wrapper.__doc__ = command.__doc__
+        return click.option(
+            "--as", "as_user", metavar="USERNAME", help="Account to record as the actor."
+        )(wrapper)
+
+    return decorate
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")

@@ -1,0 +1,51 @@
+"""The KMC's error tree; every refusal a user can see is one of these.
+
+    KMCError                      base: a stable machine-readable `reason` and a safe message
+    ├── InvalidInput              400: malformed or out-of-range input
+    ├── NotAuthenticated          401
+    ├── Forbidden                 403: the actor's role or binding does not allow it
+    ├── NotFound                  404
+    ├── Conflict                  409: duplicates, wrong state, replays
+    └── PolicyRefusal             422: well-formed but refused by a KMC rule (live-mode policy...)
+
+Messages never carry key material. Each interface maps these in exactly one place: the JSON API
+(`kmc.api`), the web UI (`kmc.web`) and the CLI (`kmc.cli`).
+"""
+
+from __future__ import annotations
+
+
+class KMCError(Exception):
+    http_status = 400
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"error": self.reason, "message": self.message}
+
+
+class InvalidInput(KMCError):
+    http_status = 400
+
+
+class NotAuthenticated(KMCError):
+    http_status = 401
+
+
+class Forbidden(KMCError):
+    http_status = 403
+
+
+class NotFound(KMCError):
+    http_status = 404
+
+
+class Conflict(KMCError):
+    http_status = 409
+
+
+class PolicyRefusal(KMCError):
+    http_status = 422

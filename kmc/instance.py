@@ -1,0 +1,60 @@
+"""Bringing an instance folder to a working state: keys, database schema, PKI, bootstrap admin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes
+from flask import current_app
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+
+from kmc import audit
+from kmc.accounts.models import User
+from kmc.accounts.service import create_user, generate_password
+from kmc.database import db
+from kmc.keystore import SoftwareKeyStore
+from kmc.pki import KmcPki
+
+BOOTSTRAP_ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class InitReport:
+    created_pki: bool
+    admin_password: str | None  # only on the run that created the bootstrap account
+
+    def __repr__(self) -> str:
+        return f"InitReport(created_pki={self.created_pki}, admin_created={self.admin_password is not None})"
+
+
+def initialise(actor: str) -> InitReport:
+    """Idempotent: creates only what is missing, upgrades the schema to the latest migration."""
+    instance = current_app.config["KMC_INSTANCE"]
+    store = SoftwareKeyStore.from_instance(instance, create=True)
+    current_app.extensions["kmc.keystore"] = store
+    upgrade(directory=current_app.extensions["migrate"].directory)
+
+    created_pki = not KmcPki.exists(instance)
+    if created_pki:
+        pki = KmcPki.create(
+            instance, store, current_app.config["KMC_NAME"], current_app.config["KMC_MODE"]
+        )
+        current_app.extensions["kmc.pki"] = pki
+        audit.record(
+            actor,
+            "pki.create",
+            "pki",
+            "kmc",
+            {
+                "root_subject": pki.root.certificate.subject.rfc4514_string(),
+                "root_sha256": pki.root.certificate.fingerprint(hashes.SHA256()).hex(),
+            },
+        )
+
+    password = None
+    if not db.session.scalar(select(func.count()).select_from(User)):
+        password = generate_password()
+        create_user(actor, BOOTSTRAP_ADMIN, "admin", password, must_change=True)
+    db.session.commit()
+    return InitReport(created_pki, password)

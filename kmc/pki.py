@@ -1,0 +1,193 @@
+"""The KMC's own PKI: root CA, SM issuing CA, key-load signer and audit signer.
+
+Created once by `kmc init` in `<instance>/pki/`: each private key sealed by the key store
+(`<name>.key.sealed`), each certificate in PEM (`<name>.pem`). The root certificate is what
+SMs, auditors and OpenSSL trust (`kmc ca root --out FILE`, or `<instance>/pki/root.pem`).
+
+    KMC Root CA (P-384, CA, pathlen 1)
+    ├── KMC SM Issuing CA (CA, pathlen 0)  → SM certificates (kmc.sm_registry)
+    ├── KMC Key Load Signer                → signs Enhanced Key Load Files
+    └── KMC Audit Signer                   → signs audit checkpoints and auditor exports
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from flask import current_app
+
+from kmc.config import write_private_file
+from kmc.keystore import KeyStore
+
+PKI_DIR = "pki"
+NAMES = ("root", "issuing", "keyload", "audit")
+_TITLES = {
+    "root": "Root CA",
+    "issuing": "SM Issuing CA",
+    "keyload": "Key Load Signer",
+    "audit": "Audit Signer",
+}
+_YEARS = {"root": 20, "issuing": 10, "keyload": 5, "audit": 5}
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A private key with its certificate; signatures are ECDSA with SHA-384."""
+
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+
+    def __repr__(self) -> str:
+        return f"Signer({self.certificate.subject.rfc4514_string()})"
+
+    def sign(self, data: bytes) -> bytes:
+        return self.key.sign(data, ec.ECDSA(hashes.SHA384()))
+
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        public_key = self.certificate.public_key()
+        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        try:
+            public_key.verify(signature, data, ec.ECDSA(hashes.SHA384()))
+        except InvalidSignature:
+            return False
+        return True
+
+
+def _name(kmc_name: str, mode: str, title: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, kmc_name),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"{mode} KMC"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{kmc_name} {title}"),
+        ]
+    )
+
+
+def _certificate(
+    name: str,
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: Signer | None,
+    now: dt.datetime,
+) -> x509.Certificate:
+    public = key.public_key()
+    signer_key = issuer.key if issuer else key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject if issuer else subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365 * _YEARS[name]))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+    )
+    if issuer:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,
+        )
+    is_ca = name in ("root", "issuing")
+    builder = builder.add_extension(
+        x509.BasicConstraints(ca=is_ca, path_length={"root": 1, "issuing": 0}.get(name)),
+        critical=True,
+    ).add_extension(
+        x509.KeyUsage(
+            digital_signature=not is_ca,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=is_ca,
+            crl_sign=is_ca,
+            encipher_only=False,
+            decipher_only=False,
+        ),
+        critical=True,
+    )
+    return builder.sign(signer_key, hashes.SHA384())
+
+
+class KmcPki:
+    """The four KMC signers, loaded from (or created in) the instance folder."""
+
+    def __init__(self, signers: dict[str, Signer], folder: Path) -> None:
+        self._signers = signers
+        self.folder = folder
+
+    @property
+    def root(self) -> Signer:
+        return self._signers["root"]
+
+    @property
+    def issuing(self) -> Signer:
+        return self._signers["issuing"]
+
+    @property
+    def keyload_signer(self) -> Signer:
+        return self._signers["keyload"]
+
+    @property
+    def audit_signer(self) -> Signer:
+        return self._signers["audit"]
+
+    @property
+    def root_pem_path(self) -> Path:
+        return self.folder / "root.pem"
+
+    @staticmethod
+    def exists(instance: Path) -> bool:
+        return (instance / PKI_DIR / "root.pem").exists()
+
+    @classmethod
+    def create(cls, instance: Path, store: KeyStore, kmc_name: str, mode: str) -> KmcPki:
+        folder = instance / PKI_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        now = dt.datetime.now(dt.UTC)
+        signers: dict[str, Signer] = {}
+        for name in NAMES:
+            key = ec.generate_private_key(ec.SECP384R1())
+            issuer = None if name == "root" else signers["root"]
+            cert = _certificate(name, _name(kmc_name, mode, _TITLES[name]), key, issuer, now)
+            der = key.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            write_private_file(
+                folder / f"{name}.key.sealed", store.seal(der, f"pki:{name}".encode())
+            )
+            (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            signers[name] = Signer(key, cert)
+        return cls(signers, folder)
+
+    @classmethod
+    def load(cls, instance: Path, store: KeyStore) -> KmcPki:
+        folder = instance / PKI_DIR
+        signers = {}
+        for name in NAMES:
+            der = store.open((folder / f"{name}.key.sealed").read_bytes(), f"pki:{name}".encode())
+            key = serialization.load_der_private_key(der, password=None)
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            cert = x509.load_pem_x509_certificate((folder / f"{name}.pem").read_bytes())
+            signers[name] = Signer(key, cert)
+        return cls(signers, folder)
+
+
+def current() -> KmcPki:
+    """The app's PKI, loaded on first use (after `kmc init` created it)."""
+    pki: KmcPki | None = current_app.extensions.get("kmc.pki")
+    if pki is None:
+        instance = current_app.config["KMC_INSTANCE"]
+        if not KmcPki.exists(instance):
+            raise RuntimeError(f"the KMC PKI is missing in {instance}: run `kmc init`")
+        pki = KmcPki.load(instance, current_app.extensions["kmc.keystore"])
+        current_app.extensions["kmc.pki"] = pki
+    return pki

@@ -1,0 +1,64 @@
+"""WTForms for the foundation pages (each form carries Flask-WTF's CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
+
+from kmc.accounts.models import ROLES
+from kmc.accounts.service import MIN_PASSWORD_LENGTH
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+    submit = SubmitField("Log in")
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired()])
+    new = PasswordField(
+        "New password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=256)]
+    )
+    confirm = PasswordField(
+        "Repeat new password", validators=[EqualTo("new", message="passwords differ")]
+    )
+    submit = SubmitField("Change password")
+
+
+class CreateUserForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    role = SelectField("Role", choices=[(r, r) for r in ROLES])
+    id_man = StringField("ID_man (manufacturer accounts)", validators=[Optional(), Length(max=4)])
+    password = PasswordField(
+        "Initial password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH)]
+    )
+    submit = SubmitField("Create user")
+
+
+class ToggleUserForm(FlaskForm):
+    submit = SubmitField()
+
+
+class CreateTokenForm(FlaskForm):
+    username = StringField("For user", validators=[DataRequired(), Length(max=64)])
+    name = StringField("Token name", validators=[DataRequired(), Length(max=80)])
+    submit = SubmitField("Create token")
+
+
+class RevokeTokenForm(FlaskForm):
+    submit = SubmitField("Revoke")
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET search form: it changes nothing
+
+    actor = StringField("Actor", validators=[Optional(), Length(max=120)])
+    action = StringField("Action", validators=[Optional(), Length(max=80)])
+    object_type = StringField("Object type", validators=[Optional(), Length(max=40)])
+    object_id = StringField("Object id", validators=[Optional(), Length(max=120)])
+    since = DateField("From", validators=[Optional()])
+    until = DateField("Until", validators=[Optional()])
+    submit = SubmitField("Filter")

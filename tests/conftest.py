@@ -1,0 +1,264 @@
+"""Shared fixtures: an initialised KMC instance per test, on SQLite and on PostgreSQL.
+
+Each backend gets one template instance per session (keys, PKI, migrated database, one account
+per role); every test works on a fresh copy of it, so tests are isolated and fast. PostgreSQL
+copies use `CREATE DATABASE ... TEMPLATE`. Outside CI a missing PostgreSQL or Chromium skips the
+tests that need it, with the reason; under CI (CI=true) it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from kmc import create_app
+from kmc.accounts.service import create_user
+from kmc.database import db
+from kmc.instance import initialise
+from sm_registry.models import Manufacturer
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_URL = os.environ.get(
+    "KMC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+PASSWORD = "correct horse battery staple"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# One account per role, plus a second manufacturer to prove manufacturers are kept apart.
+MANUFACTURERS = {"1A2B": "Acme Meters", "3C4D": "Other Modules"}
+ACCOUNTS = {
+    "admin1": ("admin", None),
+    "operator1": ("operator", None),
+    "operator2": ("operator", None),
+    "auditor1": ("auditor", None),
+    "maker1": ("manufacturer", "1A2B"),
+    "maker2": ("manufacturer", "3C4D"),
+}
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip outside CI, fail under CI: CI must exercise PostgreSQL and the browser for real."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required under CI: {reason}")
+    pytest.skip(reason)
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as error:  # any driver/connection failure means "not available"
+        return f"PostgreSQL not reachable at {POSTGRES_URL}: {type(error).__name__}"
+    return None
+
+
+def _admin_url() -> str:
+    return make_url(POSTGRES_URL).set(database="postgres").render_as_string(hide_password=False)
+
+
+def _pg_copy(template: str, target: str) -> str:
+    engine = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)'))
+        if template:
+            connection.execute(text(f'CREATE DATABASE "{target}" TEMPLATE "{template}"'))
+        else:
+            connection.execute(text(f'CREATE DATABASE "{target}"'))
+    engine.dispose()
+    return make_url(POSTGRES_URL).set(database=target).render_as_string(hide_password=False)
+
+
+@dataclass
+class Template:
+    backend: str
+    folder: Path
+    database: str  # PostgreSQL template database name; "" for SQLite
+    admin_password: str
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Template]:
+    return {}
+
+
+def _build_template(backend: str, folder: Path) -> Template:
+    database = ""
+    overrides: dict[str, Any] = {"KMC_INSTANCE": folder, "KMC_MODE": "test"}
+    if backend == "postgres":
+        database = f"kmc_tpl_{_worker()}"
+        overrides["SQLALCHEMY_DATABASE_URI"] = _pg_copy("", database)
+    else:
+        overrides["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{folder / 'kmc.sqlite3'}"
+    app = create_app(overrides)
+    with app.app_context():
+        report = initialise("cli:test-setup")
+        for id_man, name in MANUFACTURERS.items():
+            db.session.add(
+                Manufacturer(
+                    id_man=id_man,
+                    name=name,
+                    contact="",
+                    created_at=app.extensions["kmc.clock"].now(),
+                )
+            )
+        db.session.flush()
+        for username, (role, id_man) in ACCOUNTS.items():
+            create_user("cli:test-setup", username, role, PASSWORD, id_man)
+        db.session.commit()
+        db.engine.dispose()
+    assert report.admin_password is not None
+    return Template(backend, folder, database, report.admin_password)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres":
+        problem = _postgres_reachable()
+        require(problem is None, problem or "")
+    return str(request.param)
+
+
+@pytest.fixture
+def template(
+    backend: str, templates: dict[str, Template], tmp_path_factory: pytest.TempPathFactory
+) -> Template:
+    if backend not in templates:
+        templates[backend] = _build_template(
+            backend, tmp_path_factory.mktemp(f"template-{backend}")
+        )
+    return templates[backend]
+
+
+@dataclass
+class Instance:
+    """A test's own KMC instance: its folder, database URL and mode (for CLI subprocesses too)."""
+
+    folder: Path
+    database_url: str
+    mode: str
+    admin_password: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            KMC_INSTANCE=str(self.folder),
+            KMC_DATABASE_URL=self.database_url,
+            KMC_MODE=self.mode,
+            **extra,
+        )
+        return env
+
+
+@pytest.fixture
+def kmc_mode() -> str:
+    """Override in a test module (or with indirect parametrisation) to run in live mode."""
+    return "test"
+
+
+@pytest.fixture
+def instance(template: Template, tmp_path: Path, kmc_mode: str) -> Iterator[Instance]:
+    folder = tmp_path / "instance"
+    shutil.copytree(template.folder, folder)
+    if template.backend == "postgres":
+        url = _pg_copy(template.database, f"kmc_test_{_worker()}")
+    else:
+        url = f"sqlite:///{folder / 'kmc.sqlite3'}"
+    yield Instance(folder, url, kmc_mode, template.admin_password)
+
+
+@pytest.fixture
+def app(instance: Instance) -> Iterator[Flask]:
+    app = create_app(
+        {
+            "KMC_INSTANCE": instance.folder,
+            "SQLALCHEMY_DATABASE_URI": instance.database_url,
+            "KMC_MODE": instance.mode,
+            "TESTING": True,
+        }
+    )
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class KmcRunner:
+    """Runs `kmc` commands in process against the test's app, like a shell user would."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None) -> Any:
+        from kmc.cli import main
+
+        return self.runner.invoke(main, list(args), obj=self.app, input=input)
+
+
+@pytest.fixture
+def kmc(app: Flask) -> KmcRunner:
+    return KmcRunner(app)
+
+
+def run_kmc(
+    instance: Instance, *args: str, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real console script in a subprocess (what an operator or a script runs)."""
+    exe = Path(sys.executable).parent / "kmc"
+    return subprocess.run(
+        [str(exe), *args],
+        env=instance.env(),
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    match = _CSRF.search(page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD) -> Any:
+    token = csrf_token(client)
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token}
+    )
+
+
+def post_form(
+    client: FlaskClient, path: str, data: dict[str, Any], token_from: str = "/home"
+) -> Any:
+    return client.post(path, data={**data, "csrf_token": csrf_token(client, token_from)})
