@@ -105,11 +105,11 @@ class Ea07Tables:
             ):
                 raise Ea07TablesInvalid(f"EA07 tables: {name} must be a list of integers")
             tables[name] = value
+        result = cls(tables["S1"], tables["S2"], tables["P"])
         for name, base in (("S1_inverse", "S1"), ("S2_inverse", "S2"), ("P_inverse", "P")):
-            if name in tables and _is_permutation(tables[base], len(tables[base])):
-                if tuple(tables[name]) != _inverse(tables[base]):
-                    raise Ea07TablesInvalid(f"EA07 tables: {name} is not the inverse of {base}")
-        return cls(tables["S1"], tables["S2"], tables["P"])
+            if name in tables and tuple(tables[name]) != _inverse(tables[base]):
+                raise Ea07TablesInvalid(f"EA07 tables: {name} is not the inverse of {base}")
+        return result
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Ea07Tables:

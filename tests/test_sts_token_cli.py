@@ -1,0 +1,186 @@
+"""The ``sts-token`` command: option forms, JSON output, and one-line failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from sts_token.cli import main
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "sts"
+if not SHARED.is_dir():
+    pytest.skip(f"shared STS folder {SHARED} is absent", allow_module_level=True)
+TABLES = str(SHARED / "ea07_tables.json")
+
+EA07_KEY = [
+    "--vending-key", "abababababababab", "--dkga", "02", "--ea", "07", "--sgc", "123456",
+    "--ti", "01", "--krn", "1", "--kt", "2", "--base-date", "1993", "--pan", "600727000000000009",
+]  # fmt: skip
+EA11_KEY = [
+    "--vending-key", "abababababababab949494949494949401234567", "--dkga", "04", "--ea", "11",
+    "--sgc", "123457", "--ti", "1", "--krn", "1", "--kt", "2", "--base-date", "1993",
+    "--pan", "600727000000000009",
+]  # fmt: skip
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STS_EA07_TABLES", raising=False)
+
+
+def test_credit_with_issue_time_matches_worked_example() -> None:
+    result = run(
+        "credit", *EA07_KEY, "--ea07-tables", TABLES, "--ken", "255", "--subclass", "electricity",
+        "--amount", "0.1", "--at", "2004-03-01T13:55", "--rnd", "5",
+    )  # fmt: skip
+    assert result.output.strip() == "23716100501183194197"
+
+
+def test_ea07_tables_fall_back_to_the_environment() -> None:
+    result = run(
+        "credit", *EA07_KEY, "--subclass", "electricity", "--amount", "0.1",
+        "--at", "2004-03-01T13:55:59", "--rnd", "5", env={"STS_EA07_TABLES": TABLES},
+    )  # fmt: skip
+    assert result.output.strip() == "23716100501183194197"
+
+
+def test_ea07_without_tables_fails_with_a_clear_one_line_reason() -> None:
+    result = run(
+        "credit", *EA07_KEY, "--subclass", "gas", "--amount", "1", "--at", "2004-03-01T13:55"
+    )
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1
+    assert result.output.startswith("sts-token: ea07_tables_missing: EA07 needs the licensed")
+
+
+def test_ea11_works_without_ea07_tables() -> None:
+    result = run(
+        "credit", *EA11_KEY, "--subclass", "electricity", "--amount", "0.1",
+        "--at", "2004-03-01T13:00", "--rnd", "5",
+    )  # fmt: skip
+    assert result.output.strip() == "59386323472137426967"
+
+
+def test_decoder_key_option_replaces_vending_key_options() -> None:
+    result = run(
+        "credit", "--decoder-key", "f94b6ed353c3bfdb113e2d3a7ea3c41d", "--base-date", "1993",
+        "--subclass", "electricity", "--amount", "0.1", "--tid", "5871660", "--rnd", "5",
+    )  # fmt: skip
+    assert result.output.strip() == "59386323472137426967"
+
+
+def test_json_output_reports_the_fields_the_token_carries() -> None:
+    result = run(
+        "credit", *EA11_KEY, "--subclass", "water", "--amount", "1638.5",
+        "--at", "2004-03-01T13:00", "--json",
+    )  # fmt: skip
+    fields = json.loads(result.output)
+    assert fields["transfer_amount"] == 16394
+    assert fields["amount"] == "1639.4"
+    assert fields["kind"] == "water"
+    assert 0 <= fields["rnd"] <= 15
+    decoded = json.loads(run("decode", fields["token"], *EA11_KEY, "--json").output)
+    assert decoded["tid"] == fields["tid"] == 5871660
+
+
+def test_meter_test_control_accepts_hex() -> None:
+    result = run("test", "--subclass", "0", "--control", "0xFFFFFFFFF", "--manufacturer-code", "00")
+    assert result.output.strip() == "56493153725450313471"
+
+
+def test_meter_test_code_width_must_match_subclass() -> None:
+    result = run("test", "--subclass", "1", "--control", "1", "--manufacturer-code", "07")
+    assert result.exit_code == 1
+    assert "needs a 4-digit manufacturer code" in result.output
+
+
+def test_decode_of_mistyped_token_reports_crc_mismatch() -> None:
+    result = run("decode", "23716100501183194198", *EA07_KEY, "--ea07-tables", TABLES)
+    assert result.exit_code == 1
+    assert result.output.startswith("sts-token: crc_mismatch:")
+
+
+def test_decode_with_the_wrong_key_reports_crc_mismatch() -> None:
+    other_ti = [*EA11_KEY[:-2], "--ti", "02", *EA11_KEY[-2:]]
+    result = run("decode", "59386323472137426967", *other_ti)
+    assert result.output.startswith("sts-token: crc_mismatch:")
+
+
+def test_decode_of_credit_token_without_key_asks_for_one() -> None:
+    result = run("decode", "59386323472137426967")
+    assert result.output.startswith("sts-token: key_required:")
+
+
+def test_issue_time_before_base_date_is_refused() -> None:
+    result = run(
+        "credit", *EA11_KEY, "--subclass", "gas", "--amount", "1", "--at", "1992-12-31T23:59"
+    )
+    assert result.output == "sts-token: tid_out_of_range: issue time 1992-12-31 23:59 is before " \
+        "the base date 1993\n"  # fmt: skip
+
+
+def test_pan_with_bad_check_digit_is_refused() -> None:
+    result = run("decoder-key", *EA11_KEY[:-1], "600727000000000001")
+    assert result.exit_code == 1
+    assert result.output.startswith("sts-token: invalid_pan: PAN check digit is 1")
+
+
+def test_missing_key_option_is_a_one_line_usage_error() -> None:
+    result = run("decoder-key", *EA11_KEY[:-2])
+    assert result.exit_code == 2
+    assert result.output == "sts-token: usage: missing --pan\n"
+
+
+def test_management_power_limit_in_watts() -> None:
+    result = run(
+        "management", *EA07_KEY, "--ea07-tables", TABLES, "--kind", "set-max-power-limit",
+        "--value", "1000", "--at", "2004-03-28T09:01", "--rnd", "5",
+    )  # fmt: skip
+    assert result.output.strip() == "50901894209860263092"
+
+
+def test_clear_credit_defaults_to_all_registers() -> None:
+    result = run(
+        "management", *EA07_KEY, "--ea07-tables", TABLES, "--kind", "clear-credit",
+        "--at", "2004-03-28T09:15", "--rnd", "5",
+    )  # fmt: skip
+    assert result.output.strip() == "29511990995826640868"
+
+
+def test_power_limit_without_value_is_a_usage_error() -> None:
+    result = run(
+        "management", *EA11_KEY, "--kind", "set-max-power-limit", "--at", "2004-03-28T09:01"
+    )
+    assert result.output == "sts-token: usage: --kind set-max-power-limit needs --value\n"
+
+
+def test_key_change_rollover_defaults_to_base_date_change() -> None:
+    args = [
+        "key-change", *EA11_KEY, "--new-vending-key", "abababababababab949494949494949401234567",
+        "--new-sgc", "123457", "--new-ti", "01", "--new-krn", "2", "--new-kt", "2",
+        "--new-ken", "133", "--new-base-date", "2014", "--json",
+    ]  # fmt: skip
+    sections = json.loads(run(*args).output)
+    assert [s["subclass"] for s in sections] == [3, 4, 8, 9]
+    assert sections[0]["rollover"] is True
+    assert (sections[0]["ken_nibble"], sections[1]["ken_nibble"]) == (8, 5)
+
+
+def test_installed_console_script_exits_non_zero_without_traceback() -> None:
+    script = Path(sys.executable).with_name("sts-token")
+    result = subprocess.run(
+        [str(script), "decode", "123"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "sts-token: invalid_token_number: a token is exactly 20 decimal digits, got 3 characters\n"
+    )
