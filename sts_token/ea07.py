@@ -141,18 +141,17 @@ def load_ea07_tables(path: str | os.PathLike[str] | None = None) -> Ea07Tables:
     return Ea07Tables.load(chosen)
 
 
-def _selectors(key: int) -> list[tuple[int, ...]]:
-    """Per round r, per byte j: the two nibble selection bits of round key rotl(K0, r)."""
+def _selectors(key: int) -> list[bytes]:
+    """Per round r, per byte j: the two nibble selection bits of round key rotl(K0, r).
+
+    Bits 3 and 7 of every byte are gathered at once into bits 0 and 1 of that byte.
+    """
     complemented = ~key & _MASK64
     register = ((complemented >> 12) | (complemented << 52)) & _MASK64
     rounds = []
     for _ in range(16):
-        rounds.append(
-            tuple(
-                ((register >> (8 * j + 3)) & 1) | (((register >> (8 * j + 7)) & 1) << 1)
-                for j in range(8)
-            )
-        )
+        picked = ((register >> 3) & 0x0101010101010101) | ((register >> 6) & 0x0202020202020202)
+        rounds.append(picked.to_bytes(8, "little"))
         register = ((register << 1) | (register >> 63)) & _MASK64
     return rounds
 
@@ -183,19 +182,27 @@ class Ea07Cipher:
     so that it too is one byte-wise lookup stage per step.
     """
 
-    __slots__ = ("_encrypt", "_decrypt")
+    __slots__ = ("_selectors", "_tables", "_encrypt", "_decrypt")
 
     def __init__(self, key: bytes, tables: Ea07Tables) -> None:
-        selectors = _selectors(int.from_bytes(key, "big"))
+        self._selectors = _selectors(int.from_bytes(key, "big"))
+        self._tables = tables
         self._encrypt: tuple[_Stage, ...] = tuple(
-            tuple(tables.encrypt_rounds[j][sel[j]] for j in range(8)) for sel in selectors
+            tuple(t[s] for t, s in zip(tables.encrypt_rounds, sel, strict=True))
+            for sel in self._selectors
         )
+        # Built on first decryption: the vending side never decrypts.
+        self._decrypt: tuple[_Stage, ...] | None = None
+
+    def _decrypt_stages(self) -> tuple[_Stage, ...]:
+        tables, selectors = self._tables, self._selectors
         middle = tuple(
-            tuple(tables.decrypt_middle[j][sel[j]] for j in range(8))
+            tuple(t[s] for t, s in zip(tables.decrypt_middle, sel, strict=True))
             for sel in reversed(selectors[1:])
         )
-        last = tuple(tables.decrypt_last[j][selectors[0][j]] for j in range(8))
-        self._decrypt: tuple[_Stage, ...] = (tables.decrypt_first, *middle, last)
+        last = tuple(t[s] for t, s in zip(tables.decrypt_last, selectors[0], strict=True))
+        self._decrypt = (tables.decrypt_first, *middle, last)
+        return self._decrypt
 
     def encrypt(self, block: int) -> int:
         """Encrypt one 64-bit block."""
@@ -203,4 +210,4 @@ class Ea07Cipher:
 
     def decrypt(self, block: int) -> int:
         """Decrypt one 64-bit block."""
-        return _run(self._decrypt, block)
+        return _run(self._decrypt or self._decrypt_stages(), block)
