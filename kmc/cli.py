@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 from cryptography.hazmat.primitives import serialization
-from flask import Flask, current_app
+from flask import current_app
 
-from kmc import create_app
 from kmc.accounts import service as accounts
 from kmc.accounts.models import ROLES
 from kmc.audit import service as audit_service
@@ -22,15 +21,11 @@ from kmc.pki import current as current_pki
 
 
 @click.group(cls=KmcGroup)
-@click.pass_context
-def main(ctx: click.Context) -> None:
+def main() -> None:
     """STS Key Management Centre: administration from the shell.
 
     Configuration comes from KMC_INSTANCE, KMC_DATABASE_URL and KMC_MODE (see README).
     """
-    app: Flask = ctx.obj if isinstance(ctx.obj, Flask) else create_app()
-    ctx.obj = app
-    ctx.with_resource(app.app_context())
 
 
 @main.command()
@@ -61,7 +56,7 @@ def serve(host: str, port: int, threads: int) -> None:
     waitress_serve(app, host=host, port=port, threads=threads, ident="kmc")
 
 
-@main.group(cls=KmcGroup)
+@main.group()
 def user() -> None:
     """Accounts of people and machine clients."""
 
@@ -143,7 +138,7 @@ def user_token(actor: str, username: str, name: str, as_json: bool) -> None:
     )
 
 
-@main.group(cls=KmcGroup)
+@main.group()
 def audit() -> None:
     """The tamper-evident audit log."""
 
@@ -195,7 +190,7 @@ def audit_export(out: Path) -> None:
     click.echo(f"wrote {out}")
 
 
-@main.group(cls=KmcGroup)
+@main.group()
 def ca() -> None:
     """The KMC's own certificate authority."""
 

@@ -9,31 +9,45 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 
+from kmc import create_app
 from kmc.accounts import service as accounts
 from kmc.database import db
 from kmc.errors import Forbidden, KMCError, PolicyRefusal
 from kmc.keystore import KeyStoreError
 
 
-class KmcGroup(click.Group):
-    """Maps every refusal raised below it to `error: <message>` and exit status 1."""
+class KmcCommand(click.Command):
+    """Runs inside the KMC app context (built on first use, so `--help` needs no instance) and
+    maps every refusal to `Error: <message>` with exit status 1: never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (KMCError, KeyStoreError) as error:
-            db.session.rollback()
-            raise click.ClickException(str(error)) from None
-        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
-            raise
-        except Exception as error:  # never a traceback to a user; KMC_DEBUG=1 shows it
-            if os.environ.get("KMC_DEBUG"):
+        root = ctx.find_root()
+        if not isinstance(root.obj, Flask):
+            root.obj = create_app()
+        with root.obj.app_context():
+            try:
+                return super().invoke(ctx)
+            except (KMCError, KeyStoreError) as error:
+                db.session.rollback()
+                raise click.ClickException(str(error)) from None
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
                 raise
-            raise click.ClickException(
-                f"internal error ({type(error).__name__}); rerun with KMC_DEBUG=1"
-            ) from None
+            except Exception as error:  # KMC_DEBUG=1 shows the traceback to a developer
+                db.session.rollback()
+                if os.environ.get("KMC_DEBUG"):
+                    raise
+                raise click.ClickException(
+                    f"internal error ({type(error).__name__}); rerun with KMC_DEBUG=1"
+                ) from None
+
+
+class KmcGroup(click.Group):
+    """A command group whose commands (and subgroups) are KmcCommands."""
+
+    command_class = KmcCommand
+    group_class = type  # subgroups are KmcGroups too
 
 
 def emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:

@@ -10,12 +10,12 @@ from kmc import csrf
 from kmc.api import accounts
 from kmc.api.openapi import build_document
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Each API module contributes its routes to `bp` and its paths to the OpenAPI document.
 API_MODULES: tuple[Any, ...] = (accounts,)
 
 
 def register_api(app: Flask) -> None:
+    bp = Blueprint("api", __name__, url_prefix="/api/v1")
     for module in API_MODULES:
         module.register(bp)
     document = build_document(app.config["KMC_NAME"], [m.PATHS for m in API_MODULES])

@@ -29,7 +29,7 @@ class ChangePasswordForm(FlaskForm):
 
 class CreateUserForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(), Length(max=64)])
-    role = SelectField("Role", choices=[(r, r) for r in ROLES])
+    role = SelectField("Role", choices=list(ROLES))
     id_man = StringField("ID_man (manufacturer accounts)", validators=[Optional(), Length(max=4)])
     password = PasswordField(
         "Initial password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH)]

@@ -1,0 +1,125 @@
+"""Logging in and out, lockout, CSRF, session cookie flags, first-login password change."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from kmc.audit.models import AuditEntry
+from kmc.database import db
+from tests.conftest import PASSWORD, csrf_token, login, post_form
+
+
+def test_login_page_shows_the_mode_banner(client):
+    page = client.get("/login").get_data(as_text=True)
+    assert 'data-mode="test"' in page
+    assert "TEST KMC" in page
+
+
+def test_successful_login_reaches_home_and_is_audited(app, client):
+    response = login(client, "operator1")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/home")
+    assert "Welcome, operator1" in client.get("/home").get_data(as_text=True)
+    with app.app_context():
+        last = db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+        assert (last.actor, last.action, last.object_id) == (
+            "operator1",
+            "login.success",
+            "operator1",
+        )
+
+
+def test_failed_login_is_refused_with_a_message_and_audited(app, client):
+    response = login(client, "operator1", "wrong password!!")
+    assert response.status_code == 200
+    assert "invalid username or password" in response.get_data(as_text=True)
+    assert client.get("/home").status_code == 302
+    with app.app_context():
+        last = db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+        assert (last.action, last.object_id) == ("login.failure", "operator1")
+        assert "bad_password" in last.details
+
+
+def test_unknown_user_gets_the_same_message_as_a_wrong_password(client):
+    page = login(client, "nobody-here", "whatever-password").get_data(as_text=True)
+    assert "invalid username or password" in page
+
+
+def test_five_failures_lock_the_account_even_for_the_right_password(client):
+    for _ in range(5):
+        login(client, "auditor1", "not the password")
+    response = login(client, "auditor1", PASSWORD)
+    assert "locked" in response.get_data(as_text=True)
+    assert client.get("/home").status_code == 302
+
+
+def test_logout_ends_the_session(client):
+    login(client, "auditor1")
+    response = post_form(client, "/logout", {})
+    assert response.status_code == 302
+    assert client.get("/home").status_code == 302
+
+
+def test_logout_without_csrf_token_is_refused(client):
+    login(client, "auditor1")
+    response = client.post("/logout")
+    assert response.status_code == 400
+    assert client.get("/home").status_code == 200
+
+
+def test_login_form_without_csrf_token_is_refused(app, client):
+    with app.app_context():
+        before = db.session.scalar(select(func.count()).select_from(AuditEntry))
+    response = client.post("/login", data={"username": "auditor1", "password": PASSWORD})
+    assert response.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AuditEntry)) == before
+
+
+def test_session_cookie_is_httponly_and_samesite(client):
+    login(client, "auditor1")
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+
+
+def test_bootstrap_admin_must_change_the_one_time_password(client, instance):
+    login(client, "admin", instance.admin_password)
+    assert client.get("/admin/users").headers["Location"].endswith("/account/password")
+    token = csrf_token(client, "/account/password")
+    new = "a brand new passphrase"
+    response = client.post(
+        "/account/password",
+        data={"current": instance.admin_password, "new": new, "confirm": new, "csrf_token": token},
+    )
+    assert response.status_code == 302
+    assert client.get("/admin/users").status_code == 200
+
+
+def test_login_does_not_redirect_off_site(client):
+    token = csrf_token(client, "/login")
+    response = client.post(
+        "/login?next=//evil.example/x",
+        data={"username": "auditor1", "password": PASSWORD, "csrf_token": token},
+    )
+    assert response.headers["Location"].endswith("/home")
+
+
+def test_admin_creates_a_user_who_must_then_change_password(client):
+    login(client, "admin1")
+    response = post_form(
+        client,
+        "/admin/users",
+        {"username": "newop", "role": "operator", "id_man": "", "password": "initial password 1"},
+        token_from="/admin/users",
+    )
+    assert response.status_code == 302
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/home")})
+    login(client, "newop", "initial password 1")
+    assert client.get("/home").headers["Location"].endswith("/account/password")
+
+
+def test_error_pages_do_not_leak_tracebacks(client):
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    body = response.get_data(as_text=True)
+    assert "Traceback" not in body and "Error 404" in body

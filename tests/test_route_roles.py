@@ -1,0 +1,97 @@
+"""Every registered route × every role gets exactly the status this table expects.
+
+The table is written by hand, independently of the `@allow(...)` marks on the views: a route
+missing from it fails the test, so a new route cannot ship without someone deciding who may use it.
+Web routes: anonymous → 302 to the login page, a role not allowed → 403. API routes (bearer token):
+anonymous → 401, a role not allowed → 403. POST routes are sent with a valid CSRF token and an
+empty form, so an allowed role gets the view's own answer (usually a redirect back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from kmc.accounts.service import create_token
+from kmc.database import db
+from tests.conftest import csrf_token, login
+
+ROLES = ("admin", "operator", "manufacturer", "auditor")
+ROLE_USER = {
+    "admin": "admin1",
+    "operator": "operator1",
+    "manufacturer": "maker1",
+    "auditor": "auditor1",
+}
+EVERYONE = frozenset(ROLES)
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    roles: frozenset[str]  # who gets `ok`; "public" routes list every role and allow anonymous
+    ok: int = 200
+    method: str = "GET"
+    public: bool = False
+
+
+ROUTES: dict[str, Route] = {
+    "main.index": Route("/", EVERYONE, ok=302, public=True),
+    "main.home": Route("/home", EVERYONE),
+    "auth.login": Route("/login", EVERYONE, public=True),
+    "auth.logout": Route("/logout", EVERYONE, ok=302, method="POST"),
+    "auth.change_password": Route("/account/password", EVERYONE),
+    "admin.users": Route("/admin/users", frozenset({"admin"})),
+    "admin.toggle_user": Route(
+        "/admin/users/auditor1/disable", frozenset({"admin"}), ok=302, method="POST"
+    ),
+    "admin.tokens": Route("/admin/tokens", frozenset({"admin"})),
+    "admin.revoke_token": Route(
+        "/admin/tokens/999/revoke", frozenset({"admin"}), ok=302, method="POST"
+    ),
+    "audit_ui.log": Route("/audit/", frozenset({"admin", "auditor"})),
+    "audit_ui.export": Route("/audit/export.jsonl", frozenset({"admin", "auditor"})),
+    "api.openapi": Route("/api/v1/openapi.json", EVERYONE, public=True),
+    "api.whoami": Route("/api/v1/whoami", EVERYONE),
+    "api.users": Route("/api/v1/users", frozenset({"admin", "auditor"})),
+}
+UNCHECKED = {"static", "bootstrap.static"}
+
+
+def _expected(route: Route, role: str | None) -> int:
+    if route.public or (role is not None and role in route.roles):
+        return route.ok
+    if role is None:
+        return 401 if route.path.startswith("/api/") else 302
+    return 403
+
+
+def test_every_route_is_in_the_table(app):
+    registered = {rule.endpoint for rule in app.url_map.iter_rules()} - UNCHECKED
+    assert registered - ROUTES.keys() == set(), "routes without an access decision in ROUTES"
+    assert ROUTES.keys() - registered == set(), "ROUTES lists endpoints that no longer exist"
+
+
+@pytest.mark.parametrize("role", [None, *ROLES])
+def test_route_role_matrix(app, client, role):
+    headers = {}
+    if role is not None:
+        login(client, ROLE_USER[role])
+        with app.app_context():
+            issued = create_token("test", ROLE_USER[role], "matrix")
+            db.session.commit()
+            headers = {"Authorization": f"Bearer {issued.secret}"}
+    token = csrf_token(client, "/login")
+    wrong = []
+    for endpoint, route in sorted(ROUTES.items()):
+        if route.method == "POST":
+            response = client.post(route.path, data={"csrf_token": token}, headers=headers)
+        else:
+            response = client.get(route.path, headers=headers)
+        if response.status_code != _expected(route, role):
+            wrong.append(f"{endpoint}: {response.status_code}, expected {_expected(route, role)}")
+        if endpoint == "auth.logout" and role is not None:
+            login(client, ROLE_USER[role])  # the matrix logged us out; carry on as the same role
+            token = csrf_token(client, "/home")
+    assert wrong == []
