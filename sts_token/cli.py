@@ -33,7 +33,7 @@ from sts_token.identifiers import (
     TariffIndex,
 )
 from sts_token.keys import DecoderKey, KeyParameters, VendingKey
-from sts_token.kinds import CreditSubclass, ManagementKind, MeterTestSubclass
+from sts_token.kinds import CreditSubclass, ManagementKind, MeterTestSubclass, TokenClass
 from sts_token.tid import Tid
 from sts_token.token_key import TokenKey
 from sts_token.token_number import Token
@@ -388,7 +388,9 @@ def test_command(subclass: str, control: str, manufacturer_code: str, as_json: b
 def decode_command(token: str, as_json: bool, **options: Any) -> None:
     """Decode a token with the meter's key (class 1 needs no key) and verify its CRC."""
     choice = _KeyChoice.take(options)
-    fields = decode_token(Token.parse(token), choice.token_key() if choice.given else None)
+    parsed = Token.parse(token)
+    needs_key = choice.given and parsed.token_class != TokenClass.METER_TEST
+    fields = decode_token(parsed, choice.token_key() if needs_key else None)
     data = fields.to_dict()
     if as_json:
         click.echo(json.dumps(data))

@@ -97,6 +97,11 @@ def test_meter_test_control_accepts_hex() -> None:
     assert result.output.strip() == "56493153725450313471"
 
 
+def test_decode_of_meter_test_token_ignores_key_options_and_needs_no_tables() -> None:
+    result = run("decode", "56493153725450313471", *EA07_KEY, "--json")
+    assert json.loads(result.output)["control"] == (1 << 36) - 1
+
+
 def test_meter_test_code_width_must_match_subclass() -> None:
     result = run("test", "--subclass", "1", "--control", "1", "--manufacturer-code", "07")
     assert result.exit_code == 1
