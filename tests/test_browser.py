@@ -1,0 +1,47 @@
+"""The foundation's pages in real headless Chromium against `kmc serve`."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import browser_login
+
+pytestmark = pytest.mark.browser
+
+
+def test_login_and_logout(page):
+    browser_login(page, "operator1")
+    assert page.locator("#whoami").inner_text().startswith("operator1")
+    assert page.locator("#mode-banner").get_attribute("data-mode") == "test"
+    page.click("#logout")
+    assert page.url.endswith("/login")
+    assert "You are logged out." in page.content()
+    page.goto("/home")
+    assert "/login" in page.url
+
+
+def test_failed_login_shows_a_message(page):
+    browser_login(page, "operator1", "definitely wrong")
+    assert "invalid username or password" in page.content()
+    assert page.locator("#whoami").count() == 0
+
+
+def test_navigation_follows_the_role(page):
+    browser_login(page, "auditor1")
+    nav = page.locator("#main-nav").inner_text()
+    assert "Audit log" in nav and "Users" not in nav
+    response = page.goto("/admin/users")
+    assert response.status == 403
+    assert "your role does not allow this" in page.content()
+
+
+def test_auditor_filters_the_audit_log(page):
+    browser_login(page, "operator1", "wrong password here")
+    browser_login(page, "auditor1")
+    page.click("text=Audit log")
+    page.fill("#action", "login.failure")
+    page.click("#submit")
+    rows = page.locator("#audit-entries tbody tr")
+    assert rows.count() >= 1
+    for i in range(rows.count()):
+        assert "login.failure" in rows.nth(i).inner_text()
