@@ -10,6 +10,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 from flask import current_app
 
+from key_load.cli import COMMANDS as KEY_LOAD_COMMANDS
 from kmc.accounts import service as accounts
 from kmc.accounts.models import ROLES
 from kmc.audit import service as audit_service
@@ -18,6 +19,9 @@ from kmc.database import db
 from kmc.errors import InvalidInput
 from kmc.instance import initialise
 from kmc.pki import current as current_pki
+from sm_registry.cli import manufacturer as manufacturer_group
+from sm_registry.cli import sm as sm_group
+from vending_keys.cli import COMMANDS as VENDING_KEY_COMMANDS
 
 
 @click.group(cls=KmcGroup)
@@ -201,3 +205,11 @@ def ca_root(out: Path) -> None:
     """Write the KMC root certificate (PEM): what SMs, auditors and OpenSSL trust."""
     out.write_bytes(current_pki().root.certificate.public_bytes(serialization.Encoding.PEM))
     click.echo(f"wrote {out}")
+
+
+for _group in (*VENDING_KEY_COMMANDS, *KEY_LOAD_COMMANDS):
+    main.add_command(_group)
+
+
+main.add_command(manufacturer_group)
+main.add_command(sm_group)

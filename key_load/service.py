@@ -1,0 +1,337 @@
+"""Turning a VKLOADREQ into an EKLF: every check, then issue and record in one transaction.
+
+Unlike the key-store use cases this one owns its transaction, because a refusal must leave an
+audit entry while nothing else is written: on any refusal the work is rolled back, the refusal
+is recorded and committed, and the `KMCError` is raised. On success the EKLF, the issuance
+record (keys, per-SM sequence, request and file hashes) and the audit entry commit together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from key_load.models import IssuedKey, KeyLoadIssue
+from key_load_protocol import (
+    MAX_REQUEST_SIZE,
+    KeyIdentity,
+    KeyLoadFile,
+    LoadedKey,
+    MalformedMessage,
+    ProtocolError,
+    SignedRequest,
+    build_eklf,
+    parse_request,
+)
+from kmc import audit, clock, pki
+from kmc.database import db
+from kmc.errors import Conflict, InvalidInput, KMCError, NotFound, PolicyRefusal
+from sm_registry.models import SecurityModule
+from sm_registry.service import certificate_chain
+from vending_keys import service as keys
+from vending_keys.models import Authorisation, VendingKey
+
+# How far a request's time may be from the KMC clock, either way (docs/keys.md).
+REQUEST_TIME_WINDOW = dt.timedelta(minutes=10)
+# A different request of the same SM taking our sequence number between read and commit is
+# retried this many times; a racing copy of the same request is a replay and is refused.
+_SEQUENCE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Issued:
+    """The result of a processed request: the EKLF and what it was recorded as."""
+
+    issue_id: int
+    smid: str
+    sequence: int
+    eklf: bytes = field(repr=False)
+    file_sha256: str
+    keys: tuple[dict[str, Any], ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "issue_id": self.issue_id,
+            "smid": self.smid,
+            "sequence": self.sequence,
+            "file_sha256": self.file_sha256,
+            "keys": list(self.keys),
+        }
+
+
+def _protocol_refusal(error: ProtocolError) -> KMCError:
+    reason = error.reason.value.replace("-", "_")
+    if isinstance(error, MalformedMessage) or error.reason.value == "invalid-field":
+        return InvalidInput(reason, f"the request is refused: {error}")
+    return PolicyRefusal(reason, f"the request is refused: {error}")
+
+
+def _record_refusal(actor: str, der: bytes, smid: str | None, refusal: KMCError) -> None:
+    """Audit a refusal in its own transaction, after everything else was rolled back."""
+    db.session.rollback()
+    audit.record(
+        actor,
+        "keyload.refuse",
+        "security_module",
+        smid or "unknown",
+        {
+            "reason": refusal.reason,
+            "message": refusal.message,
+            "request_sha256": hashlib.sha256(der).hexdigest(),
+            "request_bytes": len(der),
+        },
+    )
+    db.session.commit()
+
+
+def _parse(der: bytes) -> SignedRequest:
+    if len(der) > MAX_REQUEST_SIZE:
+        raise InvalidInput(
+            "too_large", f"the request is larger than {MAX_REQUEST_SIZE} bytes; refused unread"
+        )
+    try:
+        return parse_request(der)
+    except ProtocolError as error:
+        raise _protocol_refusal(error) from None
+
+
+def _security_module(smid: str) -> tuple[SecurityModule, x509.Certificate]:
+    sm = db.session.get(SecurityModule, smid)
+    if sm is None:
+        raise NotFound("unknown_smid", f"no security module {smid} is registered")
+    if sm.state != "active":
+        raise PolicyRefusal(f"sm_{sm.state}", f"SM {smid} is {sm.state}, not active")
+    if current_app.config["KMC_MODE"] == "live" and sm.kind != "certified":
+        raise PolicyRefusal("sm_virtual", f"a live KMC serves certified SMs only ({smid})")
+    try:
+        chain = certificate_chain(smid)
+    except NotFound:
+        raise PolicyRefusal("sm_not_certified", f"SM {smid} has no KMC certificate yet") from None
+    return sm, chain.certificate
+
+
+def _verify(signed: SignedRequest, certificate: x509.Certificate, now: dt.datetime) -> None:
+    try:
+        signed.verify(certificate)
+    except ProtocolError as error:
+        raise _protocol_refusal(error) from None
+    skew = signed.request.request_time - now
+    if skew > REQUEST_TIME_WINDOW:
+        raise PolicyRefusal("future_request", "the request time is ahead of the KMC clock")
+    if -skew > REQUEST_TIME_WINDOW:
+        raise PolicyRefusal("stale_request", "the request time is too far in the past")
+
+
+def _nonce_sha256(signed: SignedRequest) -> str:
+    return hashlib.sha256(signed.request.nonce).hexdigest()
+
+
+def _check_not_replayed(smid: str, nonce_sha256: str) -> None:
+    seen = db.session.scalar(
+        select(KeyLoadIssue.id).where(
+            KeyLoadIssue.smid == smid, KeyLoadIssue.nonce_sha256 == nonce_sha256
+        )
+    )
+    if seen is not None:
+        raise Conflict("replayed_nonce", "this request was answered before; replays are refused")
+
+
+def _refusal_for(auth: Authorisation | None, key: VendingKey, now: dt.datetime) -> str | None:
+    """Why `key` cannot go to the SM under `auth` now, or None if it can."""
+    if key.state == "compromised":
+        return "key_compromised"
+    if key.state != "active":
+        return "key_not_active"
+    if now < key.act:
+        return "key_not_yet_active"
+    if now > key.exp:
+        return "key_expired"
+    if auth is None:
+        return "key_not_authorised"
+    if auth.iut <= now or (auth.expires_at is not None and auth.expires_at <= now):
+        return "authorisation_expired"
+    return None
+
+
+def _selected_keys(
+    smid: str, wanted: Sequence[KeyIdentity] | None, now: dt.datetime
+) -> list[tuple[VendingKey, Authorisation]]:
+    """The keys to issue; a named key that cannot be issued refuses the whole request."""
+    authorised = {a.key_id: a for a in keys.authorisations_for(smid)}
+    if wanted is None:
+        chosen = [(a.key, a) for a in authorised.values() if _refusal_for(a, a.key, now) is None]
+        if not chosen:
+            raise PolicyRefusal("no_authorised_keys", f"SM {smid} has no key it may receive now")
+        return chosen
+    chosen = []
+    for identity in wanted:
+        try:
+            key = keys.find_key(identity)
+        except NotFound:
+            raise NotFound("unknown_key", f"no vending key {identity}") from None
+        auth = authorised.get(key.id)
+        problem = _refusal_for(auth, key, now)
+        if problem is not None:
+            raise PolicyRefusal(problem, f"{identity} cannot be issued to SM {smid}: {problem}")
+        assert auth is not None
+        chosen.append((key, auth))
+    return chosen
+
+
+def _loaded(key: VendingKey, auth: Authorisation) -> LoadedKey:
+    return LoadedKey(
+        identity=keys.identity_of(key),
+        ken=key.ken,
+        base_date=key.base_date,
+        dkga=key.dkga,
+        eas=frozenset(key.eas.split(",")),
+        key_value=keys.open_key(key),
+        act=key.act,
+        exp=key.exp,
+        iut=auth.iut,
+        clm=keys.clm_value(auth),
+        resource_limit=auth.resource_limit,
+        refresh_days=key.refresh_days,
+    )
+
+
+def _next_sequence(smid: str) -> int:
+    last = db.session.scalar(
+        select(func.max(KeyLoadIssue.sequence)).where(KeyLoadIssue.smid == smid)
+    )
+    return (last or 0) + 1
+
+
+def _issue_once(actor: str, signed: SignedRequest) -> Issued:
+    now = clock.now()
+    smid = signed.request.smid
+    sm, certificate = _security_module(smid)
+    _verify(signed, certificate, now)
+    nonce_sha256 = _nonce_sha256(signed)
+    _check_not_replayed(smid, nonce_sha256)
+    chosen = _selected_keys(smid, signed.request.keys, now)
+    sequence = _next_sequence(smid)
+    kmc = pki.current()
+    klf = KeyLoadFile(
+        smid=smid,
+        nonce=signed.request.nonce,
+        issue_time=now,
+        sequence=sequence,
+        kmc_id=current_app.config["KMC_NAME"],
+        keys=tuple(_loaded(key, auth) for key, auth in chosen),
+    )
+    eklf = build_eklf(
+        klf,
+        sm_certificate=certificate,
+        signer_key=kmc.keyload_signer.key,
+        signer_certificate=kmc.keyload_signer.certificate,
+        extra_certificates=(kmc.root.certificate,),
+    )
+    file_sha256 = hashlib.sha256(eklf).hexdigest()
+    issue = KeyLoadIssue(
+        smid=sm.smid,
+        sequence=sequence,
+        nonce_sha256=nonce_sha256,
+        request_sha256=signed.digest.hex(),
+        file_sha256=file_sha256,
+        file_der=eklf,
+        request_time=signed.request.request_time,
+        issued_at=now,
+        issued_by=actor,
+        keys=[IssuedKey(key_id=key.id, kcv=key.kcv, iut=auth.iut) for key, auth in chosen],
+    )
+    db.session.add(issue)
+    db.session.flush()
+    described = tuple(
+        {"sgc": key.sgc, "krn": key.krn, "kt": key.kt, "kcv": key.kcv, "iut": auth.iut.isoformat()}
+        for key, auth in chosen
+    )
+    audit.record(
+        actor,
+        "keyload.issue",
+        "security_module",
+        smid,
+        {
+            "issue_id": issue.id,
+            "sequence": sequence,
+            "keys": list(described),
+            "request_sha256": issue.request_sha256,
+            "file_sha256": file_sha256,
+        },
+    )
+    return Issued(issue.id, smid, sequence, eklf, file_sha256, described)
+
+
+def _issue_committed(actor: str, signed: SignedRequest) -> Issued:
+    for _attempt in range(_SEQUENCE_ATTEMPTS):
+        try:
+            issued = _issue_once(actor, signed)
+            db.session.commit()
+            return issued
+        except IntegrityError:
+            # Another process committed first: the same request (a replay, refused on the next
+            # attempt by the nonce check) or another request of this SM taking our sequence.
+            db.session.rollback()
+    raise Conflict("busy", "too many concurrent requests for this SM; retry")
+
+
+def process_request(actor: str, der: bytes) -> Issued:
+    """Check a VKLOADREQ and issue its EKLF, or refuse it (audited) with a precise reason."""
+    signed: SignedRequest | None = None
+    try:
+        signed = _parse(der)
+        return _issue_committed(actor, signed)
+    except KMCError as refusal:
+        _record_refusal(actor, der, signed.request.smid if signed else None, refusal)
+        raise
+
+
+def recipients_of(key: VendingKey) -> list[str]:
+    """Every SMID an EKLF carrying `key` was issued to (for a compromised key's notice)."""
+    return list(
+        db.session.scalars(
+            select(KeyLoadIssue.smid)
+            .join(IssuedKey, IssuedKey.issue_id == KeyLoadIssue.id)
+            .where(IssuedKey.key_id == key.id)
+            .distinct()
+            .order_by(KeyLoadIssue.smid)
+        )
+    )
+
+
+def list_issues(smid: str | None = None, limit: int = 200) -> Sequence[KeyLoadIssue]:
+    query = select(KeyLoadIssue).order_by(KeyLoadIssue.id.desc()).limit(limit)
+    if smid is not None:
+        query = query.where(KeyLoadIssue.smid == smid)
+    return db.session.scalars(query).all()
+
+
+def find_issue(issue_id: int) -> KeyLoadIssue:
+    issue = db.session.get(KeyLoadIssue, issue_id)
+    if issue is None:
+        raise NotFound("unknown_issue", f"no key-load issue {issue_id}")
+    return issue
+
+
+def describe_issue(issue: KeyLoadIssue) -> dict[str, Any]:
+    return {
+        "id": issue.id,
+        "smid": issue.smid,
+        "sequence": issue.sequence,
+        "issued_at": issue.issued_at.isoformat(),
+        "issued_by": issue.issued_by,
+        "request_time": issue.request_time.isoformat(),
+        "request_sha256": issue.request_sha256,
+        "file_sha256": issue.file_sha256,
+        "keys": [
+            {"sgc": k.key.sgc, "krn": k.key.krn, "kt": k.key.kt, "kcv": k.kcv} for k in issue.keys
+        ],
+    }

@@ -1,0 +1,308 @@
+"""`kmc sgc`, `kmc key`, `kmc keys` and `kmc approvals`: the key store from the shell."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+from key_load import service as key_load
+from kmc import clock
+from kmc.command_line import KmcGroup, acting, emit, json_option
+from kmc.database import db
+from kmc.errors import InvalidInput
+from vending_keys import service
+from vending_keys.domain import (
+    DEFAULT_LIFETIME,
+    DKGAS,
+    EAS,
+    AuthorisationSpec,
+    KeySpec,
+    key_identity,
+    parse_clm,
+)
+
+
+def parse_time(text: str | None, name: str) -> dt.datetime | None:
+    """An ISO 8601 date or date-time from the command line or a form; UTC when no zone is given."""
+    if text is None or text == "":
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput("invalid_time", f"{name}: not an ISO 8601 date or date-time") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def outcome_text(outcome: service.Outcome) -> str:
+    if outcome.approval is not None and outcome.approval.state == "pending":
+        return (
+            f"proposal {outcome.approval.id} ({outcome.approval.subject}) awaits approval "
+            "by another user: kmc approvals approve "
+            f"{outcome.approval.id} --as USER"
+        )
+    if outcome.key is not None:
+        return (
+            f"generated vending key SGC {outcome.key.sgc} KRN {outcome.key.krn} "
+            f"KT {outcome.key.kt}; KCV {outcome.key.kcv}"
+        )
+    assert outcome.authorisation is not None
+    auth = outcome.authorisation
+    return (
+        f"authorised SM {auth.smid} for SGC {auth.key.sgc} KRN {auth.key.krn} KT {auth.key.kt} "
+        f"until {auth.iut.isoformat()}"
+    )
+
+
+key_options = [
+    click.option("--sgc", required=True, help="Supply group code (6 digits)."),
+    click.option("--krn", required=True, type=int, help="Key revision number (1-9)."),
+    click.option("--kt", required=True, type=int, help="Key type: 1 VDDK, 2 VUDK, 3 VCDK."),
+]
+
+
+def with_key_options(command: Any) -> Any:
+    for option in reversed(key_options):
+        command = option(command)
+    return command
+
+
+@click.group(cls=KmcGroup)
+def sgc() -> None:
+    """Supply groups."""
+
+
+@sgc.command("add")
+@click.option("--sgc", "code", required=True, help="Supply group code (6 digits).")
+@click.option("--name", required=True)
+@click.option("--utility", default="", help="The utility that owns the supply group.")
+@click.option("--cluster", default="")
+@json_option
+@acting("admin", "operator")
+def sgc_add(actor: str, code: str, name: str, utility: str, cluster: str, as_json: bool) -> None:
+    """Add a supply group."""
+    group = service.add_supply_group(actor, code, name, utility, cluster)
+    db.session.commit()
+    emit(
+        {"sgc": group.sgc, "name": group.name, "utility": group.utility, "cluster": group.cluster},
+        as_json,
+        f"added supply group {group.sgc} ({group.name})",
+    )
+
+
+@sgc.command("list")
+@json_option
+def sgc_list(as_json: bool) -> None:
+    """List supply groups."""
+    rows = [
+        {"sgc": g.sgc, "name": g.name, "utility": g.utility, "cluster": g.cluster}
+        for g in service.list_supply_groups()
+    ]
+    emit(rows, as_json, lambda: "\n".join(f"{r['sgc']} {r['name']} {r['utility']}" for r in rows))
+
+
+@click.group(cls=KmcGroup)
+def key() -> None:
+    """Vending keys: generate, authorise for SMs, deactivate, mark compromised."""
+
+
+@key.command("generate")
+@with_key_options
+@click.option("--dkga", required=True, type=click.Choice(DKGAS))
+@click.option("--ea", "eas", required=True, multiple=True, type=click.Choice(EAS))
+@click.option("--base-date", required=True, type=click.Choice(["1993", "2014", "2035"]))
+@click.option("--ken", required=True, type=int, help="Key expiry number (0-255).")
+@click.option("--act", help="Active from (ISO date/time, UTC); default now.")
+@click.option("--exp", help="No key-load files after this (ISO date/time); default ACT + 10 years.")
+@click.option("--refresh-days", type=int, help="Key refresh period in days.")
+@json_option
+@acting("admin", "operator")
+def key_generate(
+    actor: str,
+    sgc: str,
+    krn: int,
+    kt: int,
+    dkga: str,
+    eas: tuple[str, ...],
+    base_date: str,
+    ken: int,
+    act: str | None,
+    exp: str | None,
+    refresh_days: int | None,
+    as_json: bool,
+) -> None:
+    """Generate a vending key (live mode: propose it for approval); prints the KCV, never the key."""
+    active_from = parse_time(act, "--act") or clock.now()
+    spec = KeySpec(
+        key_identity(sgc, krn, kt),
+        dkga,
+        frozenset(eas),
+        int(base_date),
+        ken,
+        active_from,
+        parse_time(exp, "--exp") or active_from + DEFAULT_LIFETIME,
+        refresh_days,
+    )
+    outcome = service.propose_key(actor, spec)
+    db.session.commit()
+    emit(outcome.as_dict(), as_json, outcome_text(outcome))
+
+
+@key.command("list")
+@click.option("--sgc", help="Only this supply group.")
+@json_option
+def key_list(sgc: str | None, as_json: bool) -> None:
+    """List vending keys with their check values."""
+    rows = [service.describe_key(k) for k in service.list_keys(sgc)]
+    emit(
+        rows,
+        as_json,
+        lambda: "\n".join(
+            f"{r['sgc']} KRN {r['krn']} KT {r['kt']} ({r['key_type']}) DKGA{r['dkga']} "
+            f"KCV {r['kcv']} {r['state']} EXP {r['exp']}"
+            for r in rows
+        ),
+    )
+
+
+@key.command("authorize")
+@with_key_options
+@click.option("--smid", required=True)
+@click.option("--iut", help="The SM must not use the key after this (default: the key's EXP).")
+@click.option("--clm", help="Currency credit limit (decimal amount).")
+@click.option("--resource-limit", type=int, help="Resource limit in units.")
+@click.option("--expires", help="This authorisation ends at (ISO date/time).")
+@json_option
+@acting("admin", "operator")
+def key_authorize(
+    actor: str,
+    sgc: str,
+    krn: int,
+    kt: int,
+    smid: str,
+    iut: str | None,
+    clm: str | None,
+    resource_limit: int | None,
+    expires: str | None,
+    as_json: bool,
+) -> None:
+    """Authorise an active SM for a key (live mode: propose it for approval)."""
+    spec = AuthorisationSpec(
+        key_identity(sgc, krn, kt),
+        smid,
+        parse_time(iut, "--iut"),
+        parse_clm(clm),
+        resource_limit,
+        parse_time(expires, "--expires"),
+    )
+    outcome = service.propose_authorisation(actor, spec)
+    db.session.commit()
+    emit(outcome.as_dict(), as_json, outcome_text(outcome))
+
+
+def _change_state(change: str) -> Any:
+    @with_key_options
+    @click.option("--reason", required=True)
+    @json_option
+    @acting("admin", "operator")
+    def command(actor: str, sgc: str, krn: int, kt: int, reason: str, as_json: bool) -> None:
+        identity = key_identity(sgc, krn, kt)
+        if change == "deactivate":
+            changed = service.deactivate_key(actor, identity, reason)
+        else:
+            changed = service.compromise_key(actor, identity, reason)
+        recipients = key_load.recipients_of(changed)
+        db.session.commit()
+        data = {**service.describe_key(changed), "issued_to": recipients}
+        listed = ", ".join(recipients) or "no SM"
+        emit(data, as_json, f"vending key {identity} is {changed.state}; issued to: {listed}")
+
+    command.__name__ = f"key_{change}"
+    command.__doc__ = {
+        "deactivate": "Stop issuing a key (lists the SMs it was issued to).",
+        "compromise": "Mark a key compromised: never issued again; lists every SM it went to.",
+    }[change]
+    return command
+
+
+key.command("deactivate")(_change_state("deactivate"))
+key.command("compromise")(_change_state("compromise"))
+
+
+@click.group(cls=KmcGroup)
+def keys() -> None:
+    """Reports over all vending keys."""
+
+
+@keys.command("expiring")
+@click.option("--within", required=True, type=click.IntRange(min=0), help="Days ahead.")
+@json_option
+def keys_expiring(within: int, as_json: bool) -> None:
+    """Keys near EXP or refresh, authorisations near IUT or expiry (per SGC and per SM)."""
+    rows = [w.as_dict() for w in service.expiring(dt.timedelta(days=within))]
+    emit(
+        rows,
+        as_json,
+        lambda: (
+            "\n".join(
+                f"{r['at']} {r['what']:<21} SGC {r['sgc']} KRN {r['krn']} KT {r['kt']}"
+                + (f" SMID {r['smid']}" if r["smid"] else "")
+                for r in rows
+            )
+            or f"nothing expires within {within} days"
+        ),
+    )
+
+
+@click.group(cls=KmcGroup)
+def approvals() -> None:
+    """Two-person approvals of key generation and authorisation (live mode)."""
+
+
+@approvals.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include decided proposals.")
+@json_option
+def approvals_list(show_all: bool, as_json: bool) -> None:
+    """List pending proposals."""
+    rows = [
+        service.describe_approval(a)
+        for a in service.list_approvals(None if show_all else "pending")
+    ]
+    emit(
+        rows,
+        as_json,
+        lambda: (
+            "\n".join(
+                f"{r['id']:>5} {r['state']:<9} {r['action']:<14} {r['subject']} by {r['proposed_by']}"
+                for r in rows
+            )
+            or "no pending proposals"
+        ),
+    )
+
+
+@approvals.command("approve")
+@click.argument("approval_id", type=int)
+@json_option
+@acting("admin", "operator")
+def approvals_approve(actor: str, approval_id: int, as_json: bool) -> None:
+    """Approve and carry out another user's proposal."""
+    outcome = service.approve(actor, approval_id)
+    db.session.commit()
+    emit(outcome.as_dict(), as_json, outcome_text(outcome))
+
+
+@approvals.command("reject")
+@click.argument("approval_id", type=int)
+@click.option("--reason", required=True)
+@json_option
+@acting("admin", "operator")
+def approvals_reject(actor: str, approval_id: int, reason: str, as_json: bool) -> None:
+    """Reject a proposal."""
+    approval = service.reject(actor, approval_id, reason)
+    db.session.commit()
+    emit(service.describe_approval(approval), as_json, f"proposal {approval.id} rejected")
+
+
+COMMANDS = (sgc, key, keys, approvals)

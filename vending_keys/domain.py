@@ -1,0 +1,217 @@
+"""Pure values of the key store (no Flask, no database), each validated once in its constructor.
+
+Key types follow IEC 62055-41 naming for the keys a KMC vends: KT 1 = VDDK (default key),
+KT 2 = VUDK (unique key), KT 3 = VCDK (common key). KT 0 (the initialisation key) is not vended
+by this KMC. The ranges of SGC, KRN, KEN, DKGA, EA and base date are those of the key-load
+protocol (`key_load_protocol.model`), so every key stored here can be carried in an EKLF.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from key_load_protocol import InvalidValue, KeyIdentity
+from key_load_protocol.model import (
+    ALLOWED_EAS,
+    BASE_DATES,
+    KEY_LENGTHS,
+    MAX_CLM_DECIMALS,
+    MAX_LIMIT,
+    MAX_REFRESH_DAYS,
+    decimal_parts,
+)
+from kmc.errors import InvalidInput
+
+KEY_TYPES = {1: "VDDK", 2: "VUDK", 3: "VCDK"}
+DKGAS = tuple(sorted(KEY_LENGTHS))
+EAS = ("07", "11")
+MAX_KEN = 255
+# EXP when none is given: ten years after ACT, so every key has a bounded, reviewable life.
+DEFAULT_LIFETIME = dt.timedelta(days=3652)
+
+
+def key_identity(sgc: str, krn: int, kt: int) -> KeyIdentity:
+    """The (SGC, KRN, KT) of a vending key this KMC manages, or `InvalidInput`."""
+    try:
+        identity = KeyIdentity(sgc, krn, kt)
+    except InvalidValue as error:
+        raise InvalidInput("invalid_key_identity", str(error)) from None
+    if kt not in KEY_TYPES:
+        raise InvalidInput(
+            "invalid_key_type",
+            "kt: must be 1 (VDDK), 2 (VUDK) or 3 (VCDK); KT 0 is not vended by the KMC",
+        )
+    return identity
+
+
+def sealing_identity(identity: KeyIdentity) -> bytes:
+    """The associated data binding a sealed key to its row (a ciphertext cannot be moved)."""
+    return f"vk:{identity.sgc}:{identity.krn}:{identity.kt}".encode()
+
+
+def check_sgc(sgc: str) -> str:
+    if not (isinstance(sgc, str) and len(sgc) == 6 and sgc.isascii() and sgc.isdigit()):
+        raise InvalidInput("invalid_sgc", "the SGC must be exactly 6 decimal digits")
+    return sgc
+
+
+def _aware(name: str, value: dt.datetime) -> dt.datetime:
+    if value.utcoffset() is None:
+        raise InvalidInput("invalid_time", f"{name} must carry a time zone")
+    return value.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def _time_text(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _time_value(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """Everything needed to generate one vending key except the key itself."""
+
+    identity: KeyIdentity
+    dkga: str
+    eas: frozenset[str]
+    base_date: int
+    ken: int
+    act: dt.datetime
+    exp: dt.datetime
+    refresh_days: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.identity.kt not in KEY_TYPES:
+            raise InvalidInput("invalid_key_type", "kt: must be 1, 2 or 3")
+        if self.dkga not in KEY_LENGTHS:
+            raise InvalidInput("invalid_dkga", "the DKGA must be 02 or 04")
+        if not self.eas or not self.eas <= ALLOWED_EAS[self.dkga]:
+            allowed = " and ".join(sorted(ALLOWED_EAS[self.dkga]))
+            raise InvalidInput(
+                "invalid_ea",
+                f"DKGA {self.dkga} keys allow EA {allowed} only (EA 11 needs DKGA 04)",
+            )
+        if self.base_date not in BASE_DATES:
+            raise InvalidInput("invalid_base_date", "the base date must be 1993, 2014 or 2035")
+        if not 0 <= self.ken <= MAX_KEN:
+            raise InvalidInput("invalid_ken", f"the KEN must be 0 to {MAX_KEN}")
+        object.__setattr__(self, "act", _aware("act", self.act))
+        object.__setattr__(self, "exp", _aware("exp", self.exp))
+        if not self.act < self.exp:
+            raise InvalidInput("invalid_validity", "EXP must be after ACT")
+        if self.refresh_days is not None and not 1 <= self.refresh_days <= MAX_REFRESH_DAYS:
+            raise InvalidInput(
+                "invalid_refresh", f"the refresh period must be 1 to {MAX_REFRESH_DAYS} days"
+            )
+
+    @property
+    def key_length(self) -> int:
+        return KEY_LENGTHS[self.dkga]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "sgc": self.identity.sgc,
+                "krn": self.identity.krn,
+                "kt": self.identity.kt,
+                "dkga": self.dkga,
+                "eas": sorted(self.eas),
+                "base_date": self.base_date,
+                "ken": self.ken,
+                "act": _time_text(self.act),
+                "exp": _time_text(self.exp),
+                "refresh_days": self.refresh_days,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> KeySpec:
+        data: dict[str, Any] = json.loads(text)
+        act, exp = _time_value(data["act"]), _time_value(data["exp"])
+        assert act is not None and exp is not None
+        return cls(
+            key_identity(data["sgc"], data["krn"], data["kt"]),
+            data["dkga"],
+            frozenset(data["eas"]),
+            data["base_date"],
+            data["ken"],
+            act,
+            exp,
+            data["refresh_days"],
+        )
+
+
+def parse_clm(text: str | None) -> Decimal | None:
+    """A currency credit limit from user input: a non-negative decimal, at most 6 places."""
+    if text is None or text == "":
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise InvalidInput("invalid_clm", "the credit limit must be a decimal amount") from None
+    if not value.is_finite() or value < 0:
+        raise InvalidInput("invalid_clm", "the credit limit must be a non-negative amount")
+    significand, decimals = decimal_parts(value)
+    if decimals > MAX_CLM_DECIMALS or significand > MAX_LIMIT:
+        raise InvalidInput(
+            "invalid_clm", f"the credit limit allows at most {MAX_CLM_DECIMALS} decimal places"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class AuthorisationSpec:
+    """A key authorisation for one SM: use-until time (IUT), credit and resource limits."""
+
+    identity: KeyIdentity
+    smid: str
+    iut: dt.datetime | None = None  # None: the key's EXP
+    clm: Decimal | None = None
+    resource_limit: int | None = None
+    expires_at: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.smid.isascii() and self.smid.isdigit() and 1 <= len(self.smid) <= 16):
+            raise InvalidInput("invalid_smid", "the SMID must be 1 to 16 decimal digits")
+        if self.iut is not None:
+            object.__setattr__(self, "iut", _aware("iut", self.iut))
+        if self.expires_at is not None:
+            object.__setattr__(self, "expires_at", _aware("expires", self.expires_at))
+        if self.clm is not None:
+            parse_clm(str(self.clm))
+        if self.resource_limit is not None and not 0 <= self.resource_limit <= MAX_LIMIT:
+            raise InvalidInput("invalid_resource_limit", "the resource limit is out of range")
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "sgc": self.identity.sgc,
+                "krn": self.identity.krn,
+                "kt": self.identity.kt,
+                "smid": self.smid,
+                "iut": _time_text(self.iut),
+                "clm": None if self.clm is None else str(self.clm),
+                "resource_limit": self.resource_limit,
+                "expires_at": _time_text(self.expires_at),
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> AuthorisationSpec:
+        data: dict[str, Any] = json.loads(text)
+        return cls(
+            key_identity(data["sgc"], data["krn"], data["kt"]),
+            data["smid"],
+            _time_value(data["iut"]),
+            parse_clm(data["clm"]),
+            data["resource_limit"],
+            _time_value(data["expires_at"]),
+        )

@@ -1,0 +1,452 @@
+"""Key-store use cases: supply groups, key generation, authorisations, approvals, lifecycle, expiry.
+
+Each function works in the caller's transaction and records its audit entry there; the caller
+(view, API route or command) commits. In live mode key generation and authorisation are
+two-person operations: `propose_*` queues an `Approval`, and `approve` by a different user carries
+it out. In test mode `propose_*` carries it out at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from key_load_protocol import KeyIdentity, key_check_value
+from kmc import audit, clock
+from kmc.database import db
+from kmc.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyRefusal
+from kmc.keystore import KeyStore
+from sm_registry.models import SecurityModule
+from vending_keys.domain import (
+    KEY_TYPES,
+    AuthorisationSpec,
+    KeySpec,
+    check_sgc,
+    sealing_identity,
+)
+from vending_keys.models import Approval, Authorisation, SupplyGroup, VendingKey
+
+GENERATE = "key.generate"
+AUTHORISE = "key.authorize"
+
+
+def _live() -> bool:
+    return bool(current_app.config["KMC_MODE"] == "live")
+
+
+def _keystore() -> KeyStore:
+    store: KeyStore = current_app.extensions["kmc.keystore"]
+    return store
+
+
+def identity_of(key: VendingKey) -> KeyIdentity:
+    return KeyIdentity(key.sgc, key.krn, key.kt)
+
+
+def describe_key(key: VendingKey) -> dict[str, Any]:
+    """What the UI, API and CLI show of a key: attributes and KCV, never the key."""
+    return {
+        "sgc": key.sgc,
+        "krn": key.krn,
+        "kt": key.kt,
+        "key_type": KEY_TYPES.get(key.kt, "?"),
+        "dkga": key.dkga,
+        "eas": key.eas.split(","),
+        "base_date": key.base_date,
+        "ken": key.ken,
+        "act": key.act.isoformat(),
+        "exp": key.exp.isoformat(),
+        "refresh_days": key.refresh_days,
+        "kcv": key.kcv,
+        "state": key.state,
+        "state_reason": key.state_reason,
+        "proposed_by": key.proposed_by,
+        "approved_by": key.approved_by,
+    }
+
+
+def describe_authorisation(auth: Authorisation) -> dict[str, Any]:
+    return {
+        "sgc": auth.key.sgc,
+        "krn": auth.key.krn,
+        "kt": auth.key.kt,
+        "smid": auth.smid,
+        "iut": auth.iut.isoformat(),
+        "clm": auth.clm,
+        "resource_limit": auth.resource_limit,
+        "expires_at": auth.expires_at.isoformat() if auth.expires_at else None,
+        "proposed_by": auth.proposed_by,
+        "approved_by": auth.approved_by,
+    }
+
+
+def describe_approval(approval: Approval) -> dict[str, Any]:
+    return {
+        "id": approval.id,
+        "action": approval.action,
+        "subject": approval.subject,
+        "state": approval.state,
+        "proposed_by": approval.proposed_by,
+        "proposed_at": approval.proposed_at.isoformat(),
+        "decided_by": approval.decided_by,
+        "decided_at": approval.decided_at.isoformat() if approval.decided_at else None,
+        "outcome": approval.outcome,
+    }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a `propose_*` or `approve` call did: created the object, or queued it for approval."""
+
+    key: VendingKey | None = None
+    authorisation: Authorisation | None = None
+    approval: Approval | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": describe_key(self.key) if self.key else None,
+            "authorisation": (
+                describe_authorisation(self.authorisation) if self.authorisation else None
+            ),
+            "approval": describe_approval(self.approval) if self.approval else None,
+        }
+
+
+# Supply groups
+
+
+def add_supply_group(
+    actor: str, sgc: str, name: str, utility: str = "", cluster: str = ""
+) -> SupplyGroup:
+    check_sgc(sgc)
+    if not name.strip():
+        raise InvalidInput("invalid_name", "a supply group needs a name")
+    if db.session.get(SupplyGroup, sgc) is not None:
+        raise Conflict("duplicate_sgc", f"supply group {sgc} already exists")
+    group = SupplyGroup(
+        sgc=sgc,
+        name=name.strip(),
+        utility=utility.strip(),
+        cluster=cluster.strip(),
+        created_at=clock.now(),
+        created_by=actor,
+    )
+    db.session.add(group)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        raise Conflict("duplicate_sgc", f"supply group {sgc} already exists") from None
+    audit.record(
+        actor,
+        "sgc.add",
+        "supply_group",
+        sgc,
+        {"name": group.name, "utility": group.utility, "cluster": group.cluster},
+    )
+    return group
+
+
+def list_supply_groups() -> Sequence[SupplyGroup]:
+    return db.session.scalars(select(SupplyGroup).order_by(SupplyGroup.sgc)).all()
+
+
+# Keys
+
+
+def find_key(identity: KeyIdentity) -> VendingKey:
+    key = db.session.scalar(
+        select(VendingKey).where(
+            VendingKey.sgc == identity.sgc,
+            VendingKey.krn == identity.krn,
+            VendingKey.kt == identity.kt,
+        )
+    )
+    if key is None:
+        raise NotFound("unknown_key", f"no vending key {identity}")
+    return key
+
+
+def list_keys(sgc: str | None = None) -> Sequence[VendingKey]:
+    query = select(VendingKey).order_by(VendingKey.sgc, VendingKey.krn, VendingKey.kt)
+    if sgc is not None:
+        query = query.where(VendingKey.sgc == sgc)
+    return db.session.scalars(query).all()
+
+
+def open_key(key: VendingKey) -> bytes:
+    """The key material, unsealed for building a key-load file; never log or show it."""
+    return _keystore().open(key.key_sealed, sealing_identity(identity_of(key)))
+
+
+def _check_key_can_be_generated(spec: KeySpec) -> None:
+    if db.session.get(SupplyGroup, spec.identity.sgc) is None:
+        raise NotFound("unknown_sgc", f"no supply group {spec.identity.sgc}")
+    existing = db.session.scalar(
+        select(VendingKey.id).where(
+            VendingKey.sgc == spec.identity.sgc,
+            VendingKey.krn == spec.identity.krn,
+            VendingKey.kt == spec.identity.kt,
+        )
+    )
+    if existing is not None:
+        raise Conflict("duplicate_key", f"vending key {spec.identity} already exists")
+
+
+def _generate(spec: KeySpec, proposed_by: str, approved_by: str | None) -> VendingKey:
+    _check_key_can_be_generated(spec)
+    material = secrets.token_bytes(spec.key_length)
+    key = VendingKey(
+        sgc=spec.identity.sgc,
+        krn=spec.identity.krn,
+        kt=spec.identity.kt,
+        dkga=spec.dkga,
+        eas=",".join(sorted(spec.eas)),
+        base_date=spec.base_date,
+        ken=spec.ken,
+        act=spec.act,
+        exp=spec.exp,
+        refresh_days=spec.refresh_days,
+        key_sealed=_keystore().seal(material, sealing_identity(spec.identity)),
+        kcv=key_check_value(spec.dkga, material).hex().upper(),
+        state="active",
+        created_at=clock.now(),
+        proposed_by=proposed_by,
+        approved_by=approved_by,
+    )
+    db.session.add(key)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        raise Conflict("duplicate_key", f"vending key {spec.identity} already exists") from None
+    details = describe_key(key)
+    audit.record(approved_by or proposed_by, GENERATE, "vending_key", str(spec.identity), details)
+    return key
+
+
+def _queue(actor: str, action: str, subject: str, payload: str) -> Approval:
+    approval = Approval(
+        action=action,
+        subject=subject,
+        payload=payload,
+        state="pending",
+        proposed_by=actor,
+        proposed_at=clock.now(),
+    )
+    db.session.add(approval)
+    db.session.flush()
+    audit.record(actor, f"{action}.propose", "approval", str(approval.id), {"subject": subject})
+    return approval
+
+
+def propose_key(actor: str, spec: KeySpec) -> Outcome:
+    """Generate a key now (test mode) or queue it for a second person's approval (live mode)."""
+    if _live():
+        _check_key_can_be_generated(spec)
+        return Outcome(approval=_queue(actor, GENERATE, str(spec.identity), spec.to_json()))
+    return Outcome(key=_generate(spec, actor, None))
+
+
+def _set_key_state(actor: str, identity: KeyIdentity, state: str, reason: str) -> VendingKey:
+    if not reason.strip():
+        raise InvalidInput("reason_required", "say why the key's state changes")
+    key = find_key(identity)
+    if key.state == "compromised":
+        raise Conflict("key_compromised", f"vending key {identity} is already compromised")
+    if key.state == state:
+        raise Conflict("same_state", f"vending key {identity} is already {state}")
+    previous = key.state
+    key.state, key.state_reason, key.state_changed_at = state, reason.strip(), clock.now()
+    audit.record(
+        actor,
+        f"key.{'deactivate' if state == 'deactivated' else 'compromise'}",
+        "vending_key",
+        str(identity),
+        {"from": previous, "to": state, "reason": key.state_reason},
+    )
+    return key
+
+
+def deactivate_key(actor: str, identity: KeyIdentity, reason: str) -> VendingKey:
+    """Stop issuing a key (it stays on record, with its authorisations)."""
+    return _set_key_state(actor, identity, "deactivated", reason)
+
+
+def compromise_key(actor: str, identity: KeyIdentity, reason: str) -> VendingKey:
+    """Mark a key compromised: it is never issued again, whatever its other state."""
+    return _set_key_state(actor, identity, "compromised", reason)
+
+
+# Authorisations
+
+
+def _check_authorisation(spec: AuthorisationSpec) -> tuple[VendingKey, dt.datetime]:
+    key = find_key(spec.identity)
+    if key.state != "active":
+        raise PolicyRefusal("key_not_active", f"vending key {spec.identity} is {key.state}")
+    sm = db.session.get(SecurityModule, spec.smid)
+    if sm is None:
+        raise NotFound("unknown_smid", f"no security module {spec.smid}")
+    if sm.state != "active":
+        raise PolicyRefusal("sm_not_active", f"SM {spec.smid} is {sm.state}, not active")
+    if _live() and sm.kind != "certified":
+        raise PolicyRefusal("sm_virtual", f"a live KMC authorises certified SMs only ({spec.smid})")
+    iut = spec.iut or key.exp
+    if not key.act <= iut <= key.exp:
+        raise InvalidInput("invalid_iut", "the IUT must lie between the key's ACT and EXP")
+    existing = db.session.scalar(
+        select(Authorisation.id).where(
+            Authorisation.key_id == key.id, Authorisation.smid == spec.smid
+        )
+    )
+    if existing is not None:
+        raise Conflict(
+            "duplicate_authorisation", f"SM {spec.smid} is already authorised for {spec.identity}"
+        )
+    return key, iut
+
+
+def _authorise(spec: AuthorisationSpec, proposed_by: str, approved_by: str | None) -> Authorisation:
+    key, iut = _check_authorisation(spec)
+    auth = Authorisation(
+        key_id=key.id,
+        smid=spec.smid,
+        iut=iut,
+        clm=None if spec.clm is None else str(spec.clm),
+        resource_limit=spec.resource_limit,
+        expires_at=spec.expires_at,
+        created_at=clock.now(),
+        proposed_by=proposed_by,
+        approved_by=approved_by,
+    )
+    db.session.add(auth)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        raise Conflict(
+            "duplicate_authorisation", f"SM {spec.smid} is already authorised for {spec.identity}"
+        ) from None
+    audit.record(
+        approved_by or proposed_by,
+        AUTHORISE,
+        "key_authorisation",
+        f"{spec.identity} SMID {spec.smid}",
+        describe_authorisation(auth),
+    )
+    return auth
+
+
+def propose_authorisation(actor: str, spec: AuthorisationSpec) -> Outcome:
+    """Authorise now (test mode) or queue for a second person's approval (live mode)."""
+    if _live():
+        _check_authorisation(spec)
+        subject = f"{spec.identity} SMID {spec.smid}"
+        return Outcome(approval=_queue(actor, AUTHORISE, subject, spec.to_json()))
+    return Outcome(authorisation=_authorise(spec, actor, None))
+
+
+def authorisations_for(smid: str) -> Sequence[Authorisation]:
+    return db.session.scalars(
+        select(Authorisation).where(Authorisation.smid == smid).order_by(Authorisation.id)
+    ).all()
+
+
+# Approvals
+
+
+def list_approvals(state: str | None = "pending") -> Sequence[Approval]:
+    query = select(Approval).order_by(Approval.id)
+    if state is not None:
+        query = query.where(Approval.state == state)
+    return db.session.scalars(query).all()
+
+
+def _pending(approval_id: int) -> Approval:
+    approval = db.session.get(Approval, approval_id, with_for_update=True)
+    if approval is None:
+        raise NotFound("unknown_approval", f"no approval {approval_id}")
+    if approval.state != "pending":
+        raise Conflict("approval_decided", f"approval {approval_id} is already {approval.state}")
+    return approval
+
+
+def approve(actor: str, approval_id: int) -> Outcome:
+    """Carry out a proposal; the approver must not be the proposer (two-person rule)."""
+    approval = _pending(approval_id)
+    if approval.proposed_by == actor:
+        raise Forbidden("same_person", "a proposal must be approved by a different user")
+    approval.state, approval.decided_by, approval.decided_at = "approved", actor, clock.now()
+    audit.record(actor, f"{approval.action}.approve", "approval", str(approval.id), {})
+    if approval.action == GENERATE:
+        return Outcome(
+            key=_generate(KeySpec.from_json(approval.payload), approval.proposed_by, actor),
+            approval=approval,
+        )
+    spec = AuthorisationSpec.from_json(approval.payload)
+    return Outcome(authorisation=_authorise(spec, approval.proposed_by, actor), approval=approval)
+
+
+def reject(actor: str, approval_id: int, reason: str) -> Approval:
+    approval = _pending(approval_id)
+    approval.state, approval.decided_by, approval.decided_at = "rejected", actor, clock.now()
+    approval.outcome = reason.strip()
+    audit.record(
+        actor, f"{approval.action}.reject", "approval", str(approval.id), {"reason": reason}
+    )
+    return approval
+
+
+# Expiry
+
+
+@dataclass(frozen=True)
+class ExpiryWarning:
+    """A key or authorisation reaching a limit within the asked window."""
+
+    what: str  # "exp", "refresh", "iut", "authorisation_expiry"
+    sgc: str
+    krn: int
+    kt: int
+    smid: str | None
+    at: dt.datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "sgc": self.sgc,
+            "krn": self.krn,
+            "kt": self.kt,
+            "smid": self.smid,
+            "at": self.at.isoformat(),
+        }
+
+
+def expiring(within: dt.timedelta) -> list[ExpiryWarning]:
+    """Active keys whose EXP or refresh date, and authorisations whose IUT or expiry, fall
+    before now + `within` (already passed ones included), sorted by date."""
+    horizon = clock.now() + within
+    warnings: list[ExpiryWarning] = []
+    for key in db.session.scalars(select(VendingKey).where(VendingKey.state == "active")):
+        dates: list[tuple[str, str | None, dt.datetime | None]] = [("exp", None, key.exp)]
+        if key.refresh_days is not None:
+            dates.append(("refresh", None, key.act + dt.timedelta(days=key.refresh_days)))
+        for auth in key.authorisations:
+            dates.append(("iut", auth.smid, auth.iut))
+            dates.append(("authorisation_expiry", auth.smid, auth.expires_at))
+        warnings.extend(
+            ExpiryWarning(what, key.sgc, key.krn, key.kt, smid, at)
+            for what, smid, at in dates
+            if at is not None and at <= horizon
+        )
+    return sorted(warnings, key=lambda w: (w.at, w.sgc, w.krn, w.kt, w.smid or ""))
+
+
+def clm_value(auth: Authorisation) -> Decimal | None:
+    return None if auth.clm is None else Decimal(auth.clm)
