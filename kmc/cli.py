@@ -21,6 +21,8 @@ from kmc.instance import initialise
 from kmc.pki import current as current_pki
 from sm_registry.cli import manufacturer as manufacturer_group
 from sm_registry.cli import sm as sm_group
+from sm_registry.cli import manufacturer as manufacturer_group
+from sm_registry.cli import sm as sm_group
 from vending_keys.cli import COMMANDS as VENDING_KEY_COMMANDS
 
 
@@ -209,6 +211,10 @@ def ca_root(out: Path) -> None:
 
 for _group in (*VENDING_KEY_COMMANDS, *KEY_LOAD_COMMANDS):
     main.add_command(_group)
+
+
+main.add_command(manufacturer_group)
+main.add_command(sm_group)
 
 
 main.add_command(manufacturer_group)

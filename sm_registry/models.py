@@ -49,6 +49,7 @@ class SecurityModule(db.Model):
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     registered_by: Mapped[str] = mapped_column(String(120), nullable=False)
 
+    manufacturer: Mapped[Manufacturer] = relationship()
     events: Mapped[list[SmStateEvent]] = relationship(
         back_populates="sm", order_by="SmStateEvent.id"
     )

@@ -1,0 +1,186 @@
+"""The auditor's export of ID_man → SMID allocations (CSV or JSON) and its detached CMS signature.
+
+Format version 1 is documented in docs/registry.md ("Export"). The signature is a DER CMS
+SignedData over the exact file bytes, content detached, by the KMC audit signer (ECDSA P-384,
+SHA-384, signer certificate included), which `openssl cms -verify -binary` checks against the
+KMC root.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from kmc.errors import InvalidInput
+from kmc.pki import Signer
+from sm_registry.models import SecurityModule
+
+FORMATS = ("csv", "json")
+FORMAT_NAME = "kmc-sm-registry-export"
+FORMAT_VERSION = 1
+CSV_COLUMNS = (
+    "smid",
+    "id_man",
+    "manufacturer",
+    "kind",
+    "certification_model",
+    "certification_firmware",
+    "certification_version",
+    "certification_number",
+    "state",
+    "registered_at",
+    "registered_by",
+    "public_key_sha256",
+    "certificate_sha256",
+    "history",
+)
+
+
+def _time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class ExportHeader:
+    """Where and when the export was made, and from which records (filters)."""
+
+    kmc_name: str
+    kmc_mode: str
+    generated_at: dt.datetime
+    generated_by: str
+    filters: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "kmc": self.kmc_name,
+            "kmc_mode": self.kmc_mode,
+            "generated_at": _time(self.generated_at),
+            "generated_by": self.generated_by,
+            "filters": self.filters,
+        }
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """One SM as the export shows it."""
+
+    smid: str
+    id_man: str
+    manufacturer: str
+    kind: str
+    certification: dict[str, str] | None
+    state: str
+    registered_at: str
+    registered_by: str
+    public_key_sha256: str
+    certificate_sha256: str | None
+    history: list[dict[str, str | None]]
+
+
+def record_of(sm: SecurityModule) -> ExportRecord:
+    """The SM as exports, the API and `kmc sm list --json` show it."""
+    certification = None
+    if sm.cert_model is not None:
+        certification = {
+            "model": sm.cert_model,
+            "firmware": sm.cert_firmware or "",
+            "version": sm.cert_firmware_version or "",
+            "number": sm.cert_number or "",
+        }
+    certificate_sha256 = None
+    if sm.certificate_der is not None:
+        certificate_sha256 = hashlib.sha256(sm.certificate_der).hexdigest()
+    return ExportRecord(
+        smid=sm.smid,
+        id_man=sm.id_man,
+        manufacturer=sm.manufacturer.name,
+        kind=sm.kind,
+        certification=certification,
+        state=sm.state,
+        registered_at=_time(sm.registered_at),
+        registered_by=sm.registered_by,
+        public_key_sha256=sm.public_key_sha256,
+        certificate_sha256=certificate_sha256,
+        history=[
+            {
+                "at": _time(e.at),
+                "from": e.from_state,
+                "to": e.to_state,
+                "actor": e.actor,
+                "reason": e.reason,
+            }
+            for e in sm.events
+        ],
+    )
+
+
+def _json(header: ExportHeader, records: list[ExportRecord]) -> bytes:
+    document = {**header.as_dict(), "security_modules": [asdict(r) for r in records]}
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _csv(header: ExportHeader, records: list[ExportRecord]) -> bytes:
+    out = io.StringIO()
+    meta = header.as_dict()
+    out.write(
+        "# "
+        + "; ".join(
+            f"{k}={json.dumps(v, separators=(',', ':')) if isinstance(v, dict) else v}"
+            for k, v in meta.items()
+        )
+        + "\n"
+    )
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in records:
+        c = r.certification or {}
+        writer.writerow(
+            (
+                r.smid,
+                r.id_man,
+                r.manufacturer,
+                r.kind,
+                c.get("model", ""),
+                c.get("firmware", ""),
+                c.get("version", ""),
+                c.get("number", ""),
+                r.state,
+                r.registered_at,
+                r.registered_by,
+                r.public_key_sha256,
+                r.certificate_sha256 or "",
+                json.dumps(r.history, separators=(",", ":"), ensure_ascii=False),
+            )
+        )
+    return out.getvalue().encode()
+
+
+def render(fmt: str, header: ExportHeader, records: list[ExportRecord]) -> bytes:
+    if fmt == "json":
+        return _json(header, records)
+    if fmt == "csv":
+        return _csv(header, records)
+    raise InvalidInput("bad_format", f"export format must be one of {', '.join(FORMATS)}")
+
+
+def sign_detached(signer: Signer, content: bytes) -> bytes:
+    """DER CMS SignedData over `content` (detached, binary: no MIME canonicalisation)."""
+    return (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(content)
+        .add_signer(signer.certificate, signer.key, hashes.SHA384())
+        .sign(
+            serialization.Encoding.DER,
+            [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary],
+        )
+    )

@@ -1,0 +1,492 @@
+"""Registry use cases: manufacturers, SM registration, lifecycle, listing, certificates, exports.
+
+Every function that changes something owns its transaction: it writes the change and its audit
+entry together and commits, or raises a `KMCError` having written nothing (except the audit
+record of a refused key re-use, which STS 600-10-1 §4.5 makes worth keeping). Manufacturer
+callers are confined to their own ID_man here, whichever interface they came through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from flask import current_app
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from kmc import audit, clock, pki
+from kmc.accounts.models import User
+from kmc.database import db
+from kmc.errors import Conflict, Forbidden, InvalidInput, KMCError, NotFound, PolicyRefusal
+from sm_registry import certificates, export
+from sm_registry.csr import RegistrationRequest, parse_request
+from sm_registry.identifiers import CertificationReference, IdMan, Smid, parse_kind
+from sm_registry.models import SM_STATES, Manufacturer, SecurityModule, SmStateEvent
+
+RULE = "STS 600-10-1 §4.5"
+MAX_REASON = 500
+# action → (states it may start from, state it leads to)
+TRANSITIONS = {
+    "approve": (("pending",), "active"),
+    "suspend": (("active",), "suspended"),
+    "resume": (("suspended",), "active"),
+    "revoke": (("pending", "active", "suspended"), "revoked"),
+}
+# A manufacturer may give up its own SM (lost, destroyed, compromised), nothing more.
+MANUFACTURER_ACTIONS = ("revoke",)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is acting: the audit name, the role, and for a manufacturer its ID_man."""
+
+    name: str
+    role: str
+    id_man: str | None = None
+
+    @classmethod
+    def of(cls, user: User) -> Caller:
+        return cls(user.username, user.role, user.id_man)
+
+    @property
+    def is_manufacturer(self) -> bool:
+        return self.role == "manufacturer"
+
+
+def _live() -> bool:
+    return bool(current_app.config["KMC_MODE"] == "live")
+
+
+# --- manufacturers -------------------------------------------------------------------------
+
+
+def create_manufacturer(actor: str, id_man: str, name: str, contact: str = "") -> Manufacturer:
+    ident = IdMan.parse(id_man)
+    name, contact = name.strip(), contact.strip()
+    if not 1 <= len(name) <= 120:
+        raise InvalidInput("bad_name", "the manufacturer name must be 1-120 characters")
+    if len(contact) > 200:
+        raise InvalidInput("bad_contact", "the contact must be at most 200 characters")
+    if db.session.get(Manufacturer, ident.value) is not None:
+        raise Conflict("duplicate_id_man", f"manufacturer {ident} already exists")
+    manufacturer = Manufacturer(
+        id_man=ident.value, name=name, contact=contact, created_at=clock.now()
+    )
+    db.session.add(manufacturer)
+    audit.record(
+        actor,
+        "manufacturer.create",
+        "manufacturer",
+        ident.value,
+        {"name": name, "contact": contact},
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("duplicate_id_man", f"manufacturer {ident} already exists") from None
+    return manufacturer
+
+
+def list_manufacturers(caller: Caller) -> list[Manufacturer]:
+    query = select(Manufacturer).order_by(Manufacturer.id_man)
+    if caller.is_manufacturer:
+        query = query.where(Manufacturer.id_man == caller.id_man)
+    return list(db.session.scalars(query))
+
+
+# --- registration --------------------------------------------------------------------------
+
+
+def _check_kind_policy(kind: str, certification: CertificationReference | None) -> None:
+    """The §4.5 rule: in a live KMC, only certified SMs get a public key bound to them."""
+    if kind == "virtual":
+        if certification is not None:
+            raise InvalidInput(
+                "certification_not_allowed", "a virtual SM has no certification reference"
+            )
+        if _live():
+            raise PolicyRefusal(
+                "virtual_sm_refused",
+                f"{RULE}: a live KMC never associates a public key with a virtual or software SM",
+            )
+    elif certification is None:
+        if _live():
+            raise PolicyRefusal(
+                "uncertified_sm",
+                f"{RULE}: a live KMC registers only certified SMs; give the certification reference",
+            )
+        raise InvalidInput(
+            "certification_required",
+            "a certified SM needs its certification reference (model, firmware, version, number)",
+        )
+
+
+def _uploader_id_man(caller: Caller, as_manufacturer: str | None) -> IdMan:
+    """The ID_man a registration is for: the manufacturer's own, or the one an admin names."""
+    if caller.is_manufacturer:
+        own = IdMan(caller.id_man or "")
+        if as_manufacturer and IdMan.parse(as_manufacturer) != own:
+            raise Forbidden(
+                "id_man_mismatch", f"a manufacturer account may register SMs only for {own}"
+            )
+        return own
+    if caller.role != "admin":
+        raise Forbidden("forbidden", "only manufacturers and admins register SMs")
+    if not as_manufacturer:
+        raise InvalidInput(
+            "manufacturer_required", "name the manufacturer the SM belongs to (--as-manufacturer)"
+        )
+    ident = IdMan.parse(as_manufacturer)
+    if db.session.get(Manufacturer, ident.value) is None:
+        raise NotFound("unknown_manufacturer", f"no manufacturer with ID_man {ident}")
+    return ident
+
+
+def _refuse_key_reuse(caller: Caller, request: RegistrationRequest, bound_to: str) -> Conflict:
+    """Audit an attempt to bind a key that already belongs to an SM; write nothing else."""
+    db.session.rollback()
+    audit.record(
+        caller.name,
+        "sm.register.refused",
+        "sm",
+        request.smid.value,
+        {
+            "reason": "duplicate_public_key",
+            "public_key_sha256": request.public_key_sha256,
+            "bound_to": bound_to,
+        },
+    )
+    db.session.commit()
+    return Conflict(
+        "duplicate_public_key",
+        f"{RULE}: this public key already belongs to another SM; one key, one SM",
+    )
+
+
+def _bound_smid(public_key_sha256: str) -> str | None:
+    return db.session.scalar(
+        select(SecurityModule.smid).where(SecurityModule.public_key_sha256 == public_key_sha256)
+    )
+
+
+def register(
+    caller: Caller,
+    csr: bytes,
+    kind: str,
+    certification: CertificationReference | None = None,
+    as_manufacturer: str | None = None,
+) -> SecurityModule:
+    """Register one SM (state pending) from its signed CSR; refusals write nothing."""
+    try:
+        return _register(caller, csr, kind, certification, as_manufacturer)
+    except KMCError:
+        db.session.rollback()
+        raise
+
+
+def _register(
+    caller: Caller,
+    csr: bytes,
+    kind: str,
+    certification: CertificationReference | None,
+    as_manufacturer: str | None,
+) -> SecurityModule:
+    kind = parse_kind(kind)
+    _check_kind_policy(kind, certification)
+    id_man = _uploader_id_man(caller, as_manufacturer)
+    request = parse_request(csr)
+    if request.id_man is not None and request.id_man != id_man:
+        raise Forbidden(
+            "id_man_mismatch",
+            f"the CSR subject OU names ID_man {request.id_man}, but the upload is for {id_man}",
+        )
+    smid = request.smid.value
+    if db.session.get(SecurityModule, smid) is not None:
+        raise Conflict("duplicate_smid", f"SMID {smid} is already registered")
+    bound = _bound_smid(request.public_key_sha256)
+    if bound is not None:
+        raise _refuse_key_reuse(caller, request, bound)
+    now = clock.now()
+    sm = SecurityModule(
+        smid=smid,
+        id_man=id_man.value,
+        kind=kind,
+        state="pending",
+        public_key_der=request.public_key_der,
+        public_key_sha256=request.public_key_sha256,
+        cert_model=certification.model if certification else None,
+        cert_firmware=certification.firmware if certification else None,
+        cert_firmware_version=certification.version if certification else None,
+        cert_number=certification.number if certification else None,
+        csr_der=request.csr_der,
+        registered_at=now,
+        registered_by=caller.name,
+    )
+    db.session.add(sm)
+    db.session.add(
+        SmStateEvent(
+            smid=smid, from_state=None, to_state="pending", actor=caller.name, reason="", at=now
+        )
+    )
+    details: dict[str, object] = {
+        "id_man": id_man.value,
+        "kind": kind,
+        "public_key_sha256": request.public_key_sha256,
+    }
+    if certification is not None:
+        details["certification"] = str(certification)
+    audit.record(caller.name, "sm.register", "sm", smid, details)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Lost a race with a concurrent registration: the constraints decided, now say which.
+        db.session.rollback()
+        bound = _bound_smid(request.public_key_sha256)
+        if bound is not None and bound != smid:
+            raise _refuse_key_reuse(caller, request, bound) from None
+        raise Conflict("duplicate_smid", f"SMID {smid} is already registered") from None
+    return sm
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One bulk item's verdict."""
+
+    name: str
+    accepted: bool
+    smid: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "result": "accepted" if self.accepted else "refused",
+            "smid": self.smid,
+            "reason": self.reason,
+            "message": self.message,
+        }
+
+
+def register_many(
+    caller: Caller,
+    items: Iterable[tuple[str, bytes]],
+    kind: str,
+    certification: CertificationReference | None = None,
+    as_manufacturer: str | None = None,
+) -> Iterator[ItemResult]:
+    """Register each (name, CSR) on its own: an accepted item is committed, a refused one is not."""
+    for name, data in items:
+        try:
+            sm = register(caller, data, kind, certification, as_manufacturer)
+        except KMCError as refused:
+            yield ItemResult(name, False, reason=refused.reason, message=refused.message)
+        else:
+            yield ItemResult(name, True, smid=sm.smid)
+
+
+# --- lifecycle -----------------------------------------------------------------------------
+
+
+def _scoped(query: Select[tuple[SecurityModule]], caller: Caller) -> Select[tuple[SecurityModule]]:
+    if caller.is_manufacturer:
+        return query.where(SecurityModule.id_man == caller.id_man)
+    return query
+
+
+def get_sm(caller: Caller, smid: str, *, for_update: bool = False) -> SecurityModule:
+    """The SM, if it exists and the caller may see it (another manufacturer's SM looks absent)."""
+    query = _scoped(select(SecurityModule).where(SecurityModule.smid == smid), caller)
+    if for_update:
+        query = query.with_for_update()
+    sm: SecurityModule | None = db.session.scalars(query).first()
+    if sm is None:
+        raise NotFound("unknown_sm", f"no SM with SMID {smid}")
+    return sm
+
+
+def change_state(caller: Caller, smid: str, action: str, reason: str) -> SecurityModule:
+    """Move an SM along its lifecycle, with the actor and reason in the audit log and history."""
+    try:
+        return _change_state(caller, smid, action, reason)
+    except KMCError:
+        db.session.rollback()
+        raise
+
+
+def _change_state(caller: Caller, smid: str, action: str, reason: str) -> SecurityModule:
+    if action not in TRANSITIONS:
+        raise InvalidInput("bad_action", f"action must be one of {', '.join(TRANSITIONS)}")
+    if caller.role not in ("admin", "operator", "manufacturer") or (
+        caller.is_manufacturer and action not in MANUFACTURER_ACTIONS
+    ):
+        raise Forbidden("forbidden", f"your role may not {action} SMs")
+    reason = reason.strip()
+    if not 1 <= len(reason) <= MAX_REASON:
+        raise InvalidInput("reason_required", f"give a reason of 1-{MAX_REASON} characters")
+    sm = get_sm(caller, smid, for_update=True)
+    sources, target = TRANSITIONS[action]
+    if sm.state not in sources:
+        raise Conflict("bad_transition", f"SM {smid} is {sm.state}; it cannot be {action}d")
+    now = clock.now()
+    details: dict[str, object] = {"from": sm.state, "to": target, "reason": reason}
+    if action == "approve":
+        certificate = _certify(sm, now)
+        sm.certificate_der = certificate.public_bytes(serialization.Encoding.DER)
+        details["certificate_serial"] = format(certificate.serial_number, "x")
+        details["certificate_sha256"] = certificate.fingerprint(hashes.SHA256()).hex()
+    db.session.add(
+        SmStateEvent(
+            smid=smid,
+            from_state=sm.state,
+            to_state=target,
+            actor=caller.name,
+            reason=reason,
+            at=now,
+        )
+    )
+    sm.state = target
+    audit.record(caller.name, f"sm.{action}", "sm", smid, details)
+    db.session.commit()
+    return sm
+
+
+def certification_of(sm: SecurityModule) -> CertificationReference | None:
+    if sm.cert_model is None:
+        return None
+    return CertificationReference(
+        model=sm.cert_model,
+        firmware=sm.cert_firmware or "",
+        version=sm.cert_firmware_version or "",
+        number=sm.cert_number or "",
+    )
+
+
+def _certify(sm: SecurityModule, now: dt.datetime) -> x509.Certificate:
+    certification = certification_of(sm)
+    # Re-checked at approval: a database carried over from a test KMC may hold virtual SMs.
+    _check_kind_policy(sm.kind, certification)
+    return certificates.issue(
+        pki.current().issuing,
+        Smid(sm.smid),
+        IdMan(sm.id_man),
+        sm.public_key_der,
+        certificates.SmProfile(sm.kind, certification),
+        now,
+    )
+
+
+def certificate_chain(smid: str, caller: Caller | None = None) -> certificates.CertificateChain:
+    """An SM's certificate and its chain to the KMC root, for key loading and downloads.
+
+    The certificate exists once the SM was approved; callers that load keys must also check
+    `SecurityModule.state == "active"` (a suspended or revoked SM keeps its certificate).
+    """
+    sm = get_sm(caller, smid) if caller else db.session.get(SecurityModule, smid)
+    if sm is None:
+        raise NotFound("unknown_sm", f"no SM with SMID {smid}")
+    if sm.certificate_der is None:
+        raise NotFound("no_certificate", f"SM {smid} has no certificate yet (state {sm.state})")
+    kmc_pki = pki.current()
+    return certificates.CertificateChain(
+        x509.load_der_x509_certificate(sm.certificate_der),
+        (kmc_pki.issuing.certificate,),
+        kmc_pki.root.certificate,
+    )
+
+
+# --- inspection ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmFilter:
+    """What an auditor narrows the allocation list by (all optional; dates are registration days, UTC)."""
+
+    id_man: str | None = None
+    smid: str | None = None
+    state: str | None = None
+    registered_from: dt.date | None = None
+    registered_until: dt.date | None = None
+
+    def __post_init__(self) -> None:
+        if self.id_man:
+            IdMan.parse(self.id_man)
+        if self.state and self.state not in SM_STATES:
+            raise InvalidInput("bad_state", f"state must be one of {', '.join(SM_STATES)}")
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.__dict__.items() if v}
+
+
+def list_sms(caller: Caller, where: SmFilter | None = None) -> list[SecurityModule]:
+    where = where or SmFilter()
+    query = _scoped(select(SecurityModule), caller).options(
+        selectinload(SecurityModule.events), selectinload(SecurityModule.manufacturer)
+    )
+    if where.id_man:
+        query = query.where(SecurityModule.id_man == IdMan.parse(where.id_man).value)
+    if where.smid:
+        query = query.where(SecurityModule.smid == where.smid.strip())
+    if where.state:
+        query = query.where(SecurityModule.state == where.state)
+    if where.registered_from:
+        query = query.where(
+            SecurityModule.registered_at
+            >= dt.datetime.combine(where.registered_from, dt.time(), dt.UTC)
+        )
+    if where.registered_until:
+        query = query.where(
+            SecurityModule.registered_at
+            < dt.datetime.combine(where.registered_until, dt.time(), dt.UTC) + dt.timedelta(days=1)
+        )
+    return list(db.session.scalars(query.order_by(SecurityModule.id_man, SecurityModule.smid)))
+
+
+@dataclass(frozen=True)
+class SignedExport:
+    """An export file and its detached CMS signature by the KMC audit signer."""
+
+    filename: str
+    content: bytes
+    signature: bytes = field(repr=False)
+    mode: str
+
+
+def export_registry(caller: Caller, fmt: str, where: SmFilter | None = None) -> SignedExport:
+    """The allocation records the caller may see, as CSV or JSON, signed; the export is audited."""
+    if caller.role not in ("admin", "operator", "auditor", "manufacturer"):
+        raise Forbidden("forbidden", "your role may not export the registry")
+    where = where or SmFilter()
+    sms = list_sms(caller, where)
+    header = export.ExportHeader(
+        kmc_name=current_app.config["KMC_NAME"],
+        kmc_mode=current_app.config["KMC_MODE"],
+        generated_at=clock.now(),
+        generated_by=caller.name,
+        filters=where.as_dict(),
+    )
+    records = [export.record_of(sm) for sm in sms]
+    content = export.render(fmt, header, records)
+    signature = export.sign_detached(pki.current().audit_signer, content)
+    filename = f"sm-registry-{header.kmc_mode}-{header.generated_at:%Y%m%dT%H%M%SZ}.{fmt}"
+    audit.record(
+        caller.name,
+        "sm.export",
+        "registry",
+        filename,
+        {
+            "format": fmt,
+            "records": len(records),
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "filters": where.as_dict(),
+        },
+    )
+    db.session.commit()
+    return SignedExport(filename, content, signature, header.kmc_mode)
