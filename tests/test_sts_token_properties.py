@@ -4,7 +4,8 @@ What a 16-bit CRC honestly guarantees for a mistyped digit: the corrupted token 
 back into the original instruction (the digit-to-block mapping and the ciphers are bijections, so
 the decoded block differs), and it is refused unless its random-looking decrypted block happens to
 carry a matching CRC, which happens about once in 65,536 corruptions. The tests check exactly that:
-the deterministic part always, the probabilistic part on every vector token and on a seeded sample.
+the deterministic part with hypothesis, the probabilistic part as a rate on a seeded sample (and,
+as known answers, on every vector token in test_sts_token_vectors.py).
 """
 
 from __future__ import annotations
@@ -213,8 +214,9 @@ def test_changed_digit_never_decodes_to_the_original_credit(
     assert _decodes_to(corrupted, key) != decode_token(token, key)
 
 
-def test_every_single_digit_change_of_sample_tokens_is_refused() -> None:
-    """180 variants of each of 40 seeded tokens per algorithm: a CRC collision is a 2^-16 event."""
+def test_single_digit_changes_pass_the_crc_only_at_the_chance_rate() -> None:
+    """171 variants of each of 80 seeded tokens (13,680 corruptions): about 0.2 CRC collisions are
+    expected at 2^-16 each; a decoder that skipped or weakened the CRC would accept thousands."""
     rng = random.Random(20240601)
     accepted = 0
     for ea in EncryptionAlgorithm:
@@ -223,11 +225,10 @@ def test_every_single_digit_change_of_sample_tokens_is_refused() -> None:
                 DecoderKey(rng.randbytes(ea.key_bytes), ea), BaseDate(2014), ea07_tables=TABLES
             )
             when = datetime(2014, 1, 1) + timedelta(minutes=rng.randrange(1 << 24))
-            token = credit_token(
-                key, CreditSubclass.WATER, TransferAmount(rng.randrange(MAX_ENCODABLE)), when
-            )
+            amount = TransferAmount(rng.randrange(MAX_ENCODABLE))
+            token = credit_token(key, CreditSubclass.WATER, amount, when, rnd=rng.randrange(16))
             accepted += sum(_decodes_to(v, key) is not None for v in _single_digit_variants(token))
-    assert accepted == 0
+    assert accepted <= 3
 
 
 def test_every_single_digit_change_of_a_meter_test_token_is_refused() -> None:

@@ -37,6 +37,7 @@ from sts_token import (
     SupplyGroupCode,
     TariffIndex,
     Tid,
+    TokenError,
     TokenKey,
     TransferAmount,
     VendingKey,
@@ -241,6 +242,28 @@ def test_cli_decodes_vector_token_to_its_fields(v: dict[str, Any]) -> None:
     assert {k: fields[k] for k in expected} == expected
     if v["token_class"] == 2:
         assert fields["value"] == v.get("management_value", v.get("register"))
+
+
+def _all_vector_tokens() -> list[Any]:
+    return [
+        pytest.param(v, token, id=f"{v['id']}-{n}")
+        for v in VECTORS
+        if v["kind"] in ("token", "key_change")
+        for n, token in enumerate(v["expected_tokens"])
+    ]
+
+
+@pytest.mark.parametrize(("v", "token"), _all_vector_tokens())
+def test_no_single_digit_change_of_a_vector_token_passes(
+    v: dict[str, Any], token: str, tables: Ea07Tables
+) -> None:
+    params = v.get("old", v)
+    key = None if v.get("token_class") == 1 else _token_key(params, v["pan"], tables)
+    for i in range(20):
+        for digit in "0123456789":
+            if digit != token[i]:
+                with pytest.raises(TokenError):
+                    decode_token(token[:i] + digit + token[i + 1 :], key)
 
 
 # --- key change sets ------------------------------------------------------------------------
