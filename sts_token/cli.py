@@ -132,7 +132,10 @@ class _KeyChoice:
         """The EA named or implied: --ea, else EA07 for DKGA02."""
         if self.ea is not None:
             return EncryptionAlgorithm.parse(self.ea)
-        if self.dkga is not None and DecoderKeyAlgorithm.parse(self.dkga).value == "02":
+        if (
+            self.dkga is not None
+            and DecoderKeyAlgorithm.parse(self.dkga) is DecoderKeyAlgorithm.DKGA02
+        ):
             return EncryptionAlgorithm.EA07
         return None
 
@@ -185,9 +188,9 @@ class _KeyChoice:
         vending_key = VendingKey.from_hex(str(self.vending_key))
         return derive_decoder_key(vending_key, self.pan_value(), self.params())
 
-    def token_key(self, decoder: DecoderKey | None = None) -> TokenKey:
+    def token_key(self) -> TokenKey:
         """The ready-to-use key; EA07 tables come from --ea07-tables or $STS_EA07_TABLES."""
-        decoder = decoder if decoder is not None else self.decoder()
+        decoder = self.decoder()
         tables = None
         if decoder.ea is EncryptionAlgorithm.EA07:
             tables = load_ea07_tables(self.ea07_tables)
