@@ -21,8 +21,6 @@ from kmc.instance import initialise
 from kmc.pki import current as current_pki
 from sm_registry.cli import manufacturer as manufacturer_group
 from sm_registry.cli import sm as sm_group
-from sm_registry.cli import manufacturer as manufacturer_group
-from sm_registry.cli import sm as sm_group
 from vending_keys.cli import COMMANDS as VENDING_KEY_COMMANDS
 
 
@@ -192,7 +190,7 @@ def audit_checkpoint(actor: str, as_json: bool) -> None:
 def audit_export(out: Path) -> None:
     """Write the whole log and its checkpoints as JSON Lines (see docs/audit.md to verify offline)."""
     with out.open("w", encoding="utf-8") as handle:
-        handle.writelines(audit_service.export_lines())
+        handle.writelines(audit_service.export_lines(current_app.config["KMC_MODE"]))
     click.echo(f"wrote {out}")
 
 
@@ -211,10 +209,6 @@ def ca_root(out: Path) -> None:
 
 for _group in (*VENDING_KEY_COMMANDS, *KEY_LOAD_COMMANDS):
     main.add_command(_group)
-
-
-main.add_command(manufacturer_group)
-main.add_command(sm_group)
 
 
 main.add_command(manufacturer_group)

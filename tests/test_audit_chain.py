@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text
 
@@ -187,5 +188,62 @@ def test_export_is_json_lines_with_entries_then_checkpoints(app, client):
     login(client, "auditor1")
     lines = client.get("/audit/export.jsonl").get_data(as_text=True).splitlines()
     records = [json.loads(line) for line in lines]
-    assert "entry" in records[0] and "checkpoint" in records[-1]
-    assert [r["entry"]["seq"] for r in records if "entry" in r] == list(range(1, len(records)))
+    assert records[0]["kmc_audit_export"]["mode"] == "test"
+    assert "entry" in records[1] and "checkpoint" in records[-1]
+    assert [r["entry"]["seq"] for r in records if "entry" in r] == list(range(1, len(records) - 1))
+
+
+OFFLINE = [sys.executable, "-m", "kmc.audit.offline"]
+
+
+def test_an_export_verifies_offline_against_the_kmc_root(app, kmc, tmp_path):
+    _append(app, 3)
+    kmc("audit", "checkpoint")
+    export, root = tmp_path / "audit.jsonl", tmp_path / "root.pem"
+    assert kmc("audit", "export", "--out", str(export)).exit_code == 0
+    assert kmc("ca", "root", "--out", str(root)).exit_code == 0
+    result = subprocess.run(
+        [*OFFLINE, str(export), "--root", str(root)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 signed checkpoints (test KMC)" in result.stdout
+
+    lines = export.read_text().splitlines()
+    record = json.loads(lines[2])
+    record["entry"]["actor"] = "mallory"
+    lines[2] = json.dumps(record)
+    export.write_text("\n".join(lines) + "\n")
+    tampered = subprocess.run(
+        [*OFFLINE, str(export), "--root", str(root)], capture_output=True, text=True
+    )
+    assert tampered.returncode == 1
+    assert f"seq {record['entry']['seq']}" in tampered.stderr
+
+
+def test_an_export_does_not_verify_against_another_root(app, kmc, tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    export, other = tmp_path / "audit.jsonl", tmp_path / "other.pem"
+    kmc("audit", "export", "--out", str(export))
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Not the KMC")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA384())
+    )
+    other.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    result = subprocess.run(
+        [*OFFLINE, str(export), "--root", str(other)], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "not issued by this KMC root" in result.stderr

@@ -21,12 +21,17 @@ from typing import Any
 GENESIS = "0" * 64
 
 
+# One encoder for every call: building a configured JSONEncoder per call costs more than encoding.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def format_time(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """`YYYY-MM-DDTHH:MM:SS.ffffffZ` of a UTC time (aware, or naive meaning UTC)."""
+    return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def entry_hash(
@@ -41,7 +46,7 @@ def entry_hash(
 ) -> str:
     """`details` is already canonical JSON text (as stored), so it is embedded verbatim."""
     head = canonical_json([seq, at, actor, action, object_type, object_id])
-    encoded = f"{head[:-1]},{details},{json.dumps(prev_hash)}]"
+    encoded = f'{head[:-1]},{details},"{prev_hash}"]'
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import DateTime, select, text, type_coerce
 
 from kmc import clock, pki
 from kmc.audit.chain import (
@@ -20,6 +21,7 @@ from kmc.audit.chain import (
     verify_rows,
 )
 from kmc.audit.models import AuditCheckpoint, AuditEntry
+from kmc.audit.offline import CHECKPOINT_PREFIX
 from kmc.database import db
 
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises appends ("KMCA").
@@ -84,7 +86,7 @@ def _rows(batch: int = 20_000) -> Iterator[Row]:
     """Stream the chain in sequence order, straight from the driver (no ORM objects)."""
     columns = (
         AuditEntry.seq,
-        AuditEntry.at,
+        type_coerce(AuditEntry.at, DateTime),  # naive UTC straight from the driver: faster
         AuditEntry.actor,
         AuditEntry.action,
         AuditEntry.object_type,
@@ -155,7 +157,7 @@ def verify() -> Verification:
 
 def checkpoint_message(seq: int, head_hash: str, at: datetime) -> bytes:
     """What a checkpoint signature covers (documented in docs/audit.md)."""
-    return f"kmc-audit-checkpoint:{seq}:{head_hash}:{format_time(at)}".encode()
+    return f"{CHECKPOINT_PREFIX}:{seq}:{head_hash}:{format_time(at)}".encode()
 
 
 def checkpoint() -> AuditCheckpoint | None:
@@ -181,8 +183,23 @@ def checkpoint() -> AuditCheckpoint | None:
     return cp
 
 
-def export_lines() -> Iterator[str]:
-    """The log as JSON Lines: every entry, then every checkpoint (see docs/audit.md)."""
+def export_lines(mode: str) -> Iterator[str]:
+    """The log as JSON Lines: a header, every entry, then every checkpoint (see docs/audit.md)."""
+    signer = pki.current().audit_signer.certificate
+    yield (
+        canonical_json(
+            {
+                "kmc_audit_export": {
+                    "version": 1,
+                    "mode": mode,
+                    "audit_signer_certificate": signer.public_bytes(
+                        serialization.Encoding.PEM
+                    ).decode(),
+                }
+            }
+        )
+        + "\n"
+    )
     keys = (
         "seq",
         "at",

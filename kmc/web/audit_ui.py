@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from flask import Blueprint, Response, render_template, request, stream_with_context
+from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
 from sqlalchemy import Select, func, select
 
 from kmc.access import allow
@@ -53,7 +53,7 @@ def log() -> str:
 @allow("admin", "auditor")
 def export() -> Response:
     return Response(
-        stream_with_context(export_lines()),
+        stream_with_context(export_lines(current_app.config["KMC_MODE"])),
         mimetype="application/x-ndjson",
         headers={"Content-Disposition": "attachment; filename=kmc-audit.jsonl"},
     )
