@@ -229,12 +229,6 @@ def _register(
         registered_at=now,
         registered_by=caller.name,
     )
-    db.session.add(sm)
-    db.session.add(
-        SmStateEvent(
-            smid=smid, from_state=None, to_state="pending", actor=caller.name, reason="", at=now
-        )
-    )
     details: dict[str, object] = {
         "id_man": id_man.value,
         "kind": kind,
@@ -242,8 +236,15 @@ def _register(
     }
     if certification is not None:
         details["certification"] = str(certification)
-    audit.record(caller.name, "sm.register", "sm", smid, details)
     try:
+        db.session.add(sm)
+        db.session.add(
+            SmStateEvent(
+                smid=smid, from_state=None, to_state="pending", actor=caller.name, reason="", at=now
+            )
+        )
+        db.session.flush()
+        audit.record(caller.name, "sm.register", "sm", smid, details)
         db.session.commit()
     except IntegrityError:
         # Lost a race with a concurrent registration: the constraints decided, now say which.
@@ -306,7 +307,7 @@ def get_sm(caller: Caller, smid: str, *, for_update: bool = False) -> SecurityMo
     query = _scoped(select(SecurityModule).where(SecurityModule.smid == smid), caller)
     if for_update:
         query = query.with_for_update()
-    sm: SecurityModule | None = db.session.scalars(query).first()
+    sm = db.session.scalars(query).first()
     if sm is None:
         raise NotFound("unknown_sm", f"no SM with SMID {smid}")
     return sm
