@@ -11,7 +11,6 @@ from key_load import service as key_load
 from kmc import clock
 from kmc.command_line import KmcGroup, acting, emit, json_option
 from kmc.database import db
-from kmc.errors import InvalidInput
 from vending_keys import service
 from vending_keys.domain import (
     DEFAULT_LIFETIME,
@@ -21,18 +20,8 @@ from vending_keys.domain import (
     KeySpec,
     key_identity,
     parse_clm,
+    parse_time,
 )
-
-
-def parse_time(text: str | None, name: str) -> dt.datetime | None:
-    """An ISO 8601 date or date-time from the command line or a form; UTC when no zone is given."""
-    if text is None or text == "":
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput("invalid_time", f"{name}: not an ISO 8601 date or date-time") from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def outcome_text(outcome: service.Outcome) -> str:

@@ -59,6 +59,17 @@ def check_sgc(sgc: str) -> str:
     return sgc
 
 
+def parse_time(text: str | None, name: str) -> dt.datetime | None:
+    """An ISO 8601 date or date-time from the command line or a form; UTC when no zone is given."""
+    if text is None or text == "":
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput("invalid_time", f"{name}: not an ISO 8601 date or date-time") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 def _aware(name: str, value: dt.datetime) -> dt.datetime:
     if value.utcoffset() is None:
         raise InvalidInput("invalid_time", f"{name} must carry a time zone")

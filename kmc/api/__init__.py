@@ -6,12 +6,14 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
+from key_load import api as key_load_api
 from kmc import csrf
 from kmc.api import accounts
 from kmc.api.openapi import build_document
+from vending_keys import api as vending_keys_api
 
 # Each API module contributes its routes to `bp` and its paths to the OpenAPI document.
-API_MODULES: tuple[Any, ...] = (accounts,)
+API_MODULES: tuple[Any, ...] = (accounts, vending_keys_api, key_load_api)
 
 
 def register_api(app: Flask) -> None:

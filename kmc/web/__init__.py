@@ -8,10 +8,12 @@ from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from key_load import views as key_load_views
 from kmc import access, login_manager
 from kmc.accounts.models import User
 from kmc.database import db
 from kmc.errors import KMCError
+from vending_keys import views as vending_keys_views
 
 NAVIGATION = (
     # (endpoint, label, roles that see it)
@@ -19,6 +21,8 @@ NAVIGATION = (
     ("admin.users", "Users", ("admin",)),
     ("admin.tokens", "API tokens", ("admin",)),
     ("audit_ui.log", "Audit log", ("admin", "auditor")),
+    ("keys.index", "Keys", ("admin", "operator", "auditor")),
+    ("keyload.index", "Key loading", ("admin", "operator", "auditor")),
 )
 
 
@@ -42,6 +46,8 @@ def register_web(app: Flask) -> None:
 
     for module in (auth, main, admin, audit_ui):
         app.register_blueprint(module.bp)
+    app.register_blueprint(vending_keys_views.bp)
+    app.register_blueprint(key_load_views.bp)
     app.before_request(access.enforce)
 
     @app.context_processor

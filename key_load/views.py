@@ -1,0 +1,59 @@
+"""Key-load pages: upload a VKLOADREQ, see what was issued, download an issued EKLF."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from werkzeug.wrappers import Response
+
+from key_load import service
+from key_load.forms import UploadRequestForm
+from key_load.http import eklf_response
+from kmc.access import actor_name, allow
+from kmc.errors import KMCError
+
+bp = Blueprint("keyload", __name__, url_prefix="/keyload")
+MANAGERS = ("admin", "operator")
+READERS = ("admin", "operator", "auditor")
+
+
+@bp.route("/")
+@allow(*READERS)
+def index() -> str:
+    return render_template(
+        "keyload/index.html", form=UploadRequestForm(), issues=service.list_issues()
+    )
+
+
+@bp.route("/process", methods=["POST"])
+@allow(*MANAGERS)
+def process() -> Response:
+    form = UploadRequestForm()
+    if not form.validate_on_submit():
+        flash("Choose a VKLOADREQ file to upload.", "danger")
+        return redirect(url_for("keyload.index"))
+    der = form.request_file.data.stream.read(service.MAX_REQUEST_SIZE + 1)
+    try:
+        issued = service.process_request(actor_name(), der)
+    except KMCError as refused:
+        # The service has rolled back and audited the refusal already.
+        flash(f"Request refused ({refused.reason}): {refused.message}", "danger")
+        return redirect(url_for("keyload.index"))
+    flash(
+        f"EKLF #{issued.sequence} issued to SM {issued.smid} with {len(issued.keys)} key(s).",
+        "success",
+    )
+    return redirect(url_for("keyload.issue", issue_id=issued.issue_id))
+
+
+@bp.route("/issues/<int:issue_id>")
+@allow(*READERS)
+def issue(issue_id: int) -> str:
+    record = service.find_issue(issue_id)
+    return render_template("keyload/issue.html", issue=service.describe_issue(record))
+
+
+@bp.route("/issues/<int:issue_id>/eklf")
+@allow(*MANAGERS)
+def download(issue_id: int) -> Response:
+    record = service.find_issue(issue_id)
+    return eklf_response(record.file_der, record.smid, record.sequence)

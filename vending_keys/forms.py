@@ -1,0 +1,62 @@
+"""WTForms of the key-store pages (each carries Flask-WTF's CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    IntegerField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+from vending_keys.domain import DKGAS, EAS, KEY_TYPES
+
+
+class SupplyGroupForm(FlaskForm):
+    sgc = StringField("SGC (6 digits)", validators=[DataRequired(), Length(min=6, max=6)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    utility = StringField("Owning utility", validators=[Optional(), Length(max=120)])
+    cluster = StringField("Cluster", validators=[Optional(), Length(max=120)])
+    submit = SubmitField("Add supply group")
+
+
+class GenerateKeyForm(FlaskForm):
+    sgc = SelectField("Supply group", validators=[DataRequired()])
+    krn = IntegerField("KRN", validators=[DataRequired(), NumberRange(1, 9)])
+    kt = SelectField("Key type", choices=[(str(k), f"{k} {n}") for k, n in KEY_TYPES.items()])
+    dkga = SelectField("DKGA", choices=[(d, d) for d in DKGAS], default="04")
+    eas = SelectMultipleField("EAs", choices=[(e, e) for e in EAS], default=["07"])
+    base_date = SelectField(
+        "Base date", choices=[("1993", "1993"), ("2014", "2014"), ("2035", "2035")], default="2014"
+    )
+    ken = IntegerField("KEN", validators=[DataRequired(), NumberRange(0, 255)], default=255)
+    act = StringField("ACT (ISO date/time, UTC; empty: now)", validators=[Optional()])
+    exp = StringField("EXP (ISO date/time; empty: ACT + 10 years)", validators=[Optional()])
+    refresh_days = IntegerField(
+        "Refresh period (days)", validators=[Optional(), NumberRange(1, 3650)]
+    )
+    submit = SubmitField("Generate key")
+
+
+class AuthoriseForm(FlaskForm):
+    smid = StringField("SMID", validators=[DataRequired(), Length(max=16)])
+    iut = StringField("IUT (empty: the key's EXP)", validators=[Optional()])
+    clm = StringField("Credit limit (CLM)", validators=[Optional(), Length(max=40)])
+    resource_limit = IntegerField(
+        "Resource limit (units)", validators=[Optional(), NumberRange(min=0)]
+    )
+    expires = StringField("Authorisation expires (optional)", validators=[Optional()])
+    submit = SubmitField("Authorise SM")
+
+
+class KeyStateForm(FlaskForm):
+    reason = StringField("Reason", validators=[DataRequired(), Length(max=500)])
+    submit = SubmitField("Apply")
+
+
+class DecisionForm(FlaskForm):
+    reason = StringField("Reason (for a rejection)", validators=[Optional(), Length(max=500)])
+    submit = SubmitField("Submit")

@@ -1,0 +1,227 @@
+"""Key-store pages: supply groups and keys, one key with its authorisations, approvals, expiry."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from key_load.service import recipients_of
+from kmc import clock
+from kmc.access import actor_name, allow
+from kmc.database import db
+from kmc.errors import KMCError
+from vending_keys import service
+from vending_keys.domain import (
+    DEFAULT_LIFETIME,
+    KEY_TYPES,
+    AuthorisationSpec,
+    KeySpec,
+    key_identity,
+    parse_clm,
+    parse_time,
+)
+from vending_keys.forms import (
+    AuthoriseForm,
+    DecisionForm,
+    GenerateKeyForm,
+    KeyStateForm,
+    SupplyGroupForm,
+)
+
+bp = Blueprint("keys", __name__, url_prefix="/keys")
+MANAGERS = ("admin", "operator")
+READERS = ("admin", "operator", "auditor")
+
+
+def _flash_outcome(outcome: service.Outcome) -> None:
+    if outcome.approval is not None and outcome.approval.state == "pending":
+        flash(
+            f"Proposal {outcome.approval.id} ({outcome.approval.subject}) recorded; "
+            "another user must approve it.",
+            "info",
+        )
+    elif outcome.key is not None:
+        flash(f"Generated {service.identity_of(outcome.key)}; KCV {outcome.key.kcv}.", "success")
+    elif outcome.authorisation is not None:
+        flash(f"SM {outcome.authorisation.smid} authorised.", "success")
+
+
+def _generate_form() -> GenerateKeyForm:
+    form = GenerateKeyForm()
+    form.sgc.choices = [(g.sgc, f"{g.sgc} {g.name}") for g in service.list_supply_groups()]
+    return form
+
+
+@bp.route("/")
+@allow(*READERS)
+def index() -> str:
+    return render_template(
+        "keys/index.html",
+        groups=service.list_supply_groups(),
+        keys=service.list_keys(),
+        key_types=KEY_TYPES,
+        group_form=SupplyGroupForm(),
+        generate_form=_generate_form(),
+    )
+
+
+@bp.route("/supply-groups", methods=["POST"])
+@allow(*MANAGERS)
+def add_supply_group() -> Response:
+    form = SupplyGroupForm()
+    if form.validate_on_submit():
+        try:
+            group = service.add_supply_group(
+                actor_name(),
+                form.sgc.data or "",
+                form.name.data or "",
+                form.utility.data or "",
+                form.cluster.data or "",
+            )
+        except KMCError as refused:
+            db.session.rollback()
+            flash(refused.message, "danger")
+        else:
+            db.session.commit()
+            flash(f"Supply group {group.sgc} added.", "success")
+    else:
+        flash("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()), "danger")
+    return redirect(url_for("keys.index"))
+
+
+@bp.route("/generate", methods=["POST"])
+@allow(*MANAGERS)
+def generate() -> Response:
+    form = _generate_form()
+    if form.validate_on_submit():
+        try:
+            act = parse_time(form.act.data, "ACT") or clock.now()
+            spec = KeySpec(
+                key_identity(form.sgc.data or "", form.krn.data or 0, int(form.kt.data or 0)),
+                form.dkga.data or "",
+                frozenset(form.eas.data or ()),
+                int(form.base_date.data or 0),
+                form.ken.data if form.ken.data is not None else -1,
+                act,
+                parse_time(form.exp.data, "EXP") or act + DEFAULT_LIFETIME,
+                form.refresh_days.data,
+            )
+            outcome = service.propose_key(actor_name(), spec)
+        except KMCError as refused:
+            db.session.rollback()
+            flash(refused.message, "danger")
+        else:
+            db.session.commit()
+            _flash_outcome(outcome)
+    else:
+        flash("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()), "danger")
+    return redirect(url_for("keys.index"))
+
+
+@bp.route("/<sgc>/<int:krn>/<int:kt>")
+@allow(*READERS)
+def detail(sgc: str, krn: int, kt: int) -> str:
+    key = service.find_key(key_identity(sgc, krn, kt))
+    return render_template(
+        "keys/detail.html",
+        key=key,
+        info=service.describe_key(key),
+        authorisations=[service.describe_authorisation(a) for a in key.authorisations],
+        recipients=recipients_of(key),
+        authorise_form=AuthoriseForm(),
+        state_form=KeyStateForm(),
+    )
+
+
+@bp.route("/<sgc>/<int:krn>/<int:kt>/authorise", methods=["POST"])
+@allow(*MANAGERS)
+def authorise(sgc: str, krn: int, kt: int) -> Response:
+    form = AuthoriseForm()
+    if form.validate_on_submit():
+        try:
+            spec = AuthorisationSpec(
+                key_identity(sgc, krn, kt),
+                (form.smid.data or "").strip(),
+                parse_time(form.iut.data, "IUT"),
+                parse_clm(form.clm.data),
+                form.resource_limit.data,
+                parse_time(form.expires.data, "expiry"),
+            )
+            outcome = service.propose_authorisation(actor_name(), spec)
+        except KMCError as refused:
+            db.session.rollback()
+            flash(refused.message, "danger")
+        else:
+            db.session.commit()
+            _flash_outcome(outcome)
+    return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
+
+
+@bp.route("/<sgc>/<int:krn>/<int:kt>/<any(deactivate, compromise):change>", methods=["POST"])
+@allow(*MANAGERS)
+def change_state(sgc: str, krn: int, kt: int, change: str) -> Response:
+    form = KeyStateForm()
+    if form.validate_on_submit():
+        try:
+            identity = key_identity(sgc, krn, kt)
+            reason = form.reason.data or ""
+            if change == "deactivate":
+                key = service.deactivate_key(actor_name(), identity, reason)
+            else:
+                key = service.compromise_key(actor_name(), identity, reason)
+        except KMCError as refused:
+            db.session.rollback()
+            flash(refused.message, "danger")
+        else:
+            db.session.commit()
+            flash(f"{identity} is now {key.state}.", "warning")
+    else:
+        flash("Give a reason.", "danger")
+    return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
+
+
+@bp.route("/approvals")
+@allow(*READERS)
+def approvals() -> str:
+    return render_template(
+        "keys/approvals.html",
+        pending=service.list_approvals("pending"),
+        decided=service.list_approvals(None),
+        form=DecisionForm(),
+    )
+
+
+@bp.route("/approvals/<int:approval_id>/<any(approve, reject):decision>", methods=["POST"])
+@allow(*MANAGERS)
+def decide(approval_id: int, decision: str) -> Response:
+    form = DecisionForm()
+    if form.validate_on_submit():
+        try:
+            if decision == "approve":
+                outcome = service.approve(actor_name(), approval_id)
+            else:
+                service.reject(actor_name(), approval_id, form.reason.data or "")
+        except KMCError as refused:
+            db.session.rollback()
+            flash(refused.message, "danger")
+        else:
+            db.session.commit()
+            if decision == "approve":
+                _flash_outcome(outcome)
+            else:
+                flash(f"Proposal {approval_id} rejected.", "info")
+    return redirect(url_for("keys.approvals"))
+
+
+@bp.route("/expiring")
+@allow(*READERS)
+def expiring() -> str:
+    within = request.args.get("within", default=90, type=int)
+    within = max(0, min(within, 36500))
+    return render_template(
+        "keys/expiring.html",
+        within=within,
+        warnings=service.expiring(dt.timedelta(days=within)),
+    )
