@@ -25,6 +25,8 @@ ROLE_USER = {
     "auditor": "auditor1",
 }
 EVERYONE = frozenset(ROLES)
+KEY_MANAGERS = frozenset({"admin", "operator"})
+KEY_READERS = frozenset({"admin", "operator", "auditor"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,35 @@ ROUTES: dict[str, Route] = {
     ),
     "audit_ui.log": Route("/audit/", frozenset({"admin", "auditor"})),
     "audit_ui.export": Route("/audit/export.jsonl", frozenset({"admin", "auditor"})),
+    "keys.index": Route("/keys/", KEY_READERS),
+    "keys.add_supply_group": Route("/keys/supply-groups", KEY_MANAGERS, ok=302, method="POST"),
+    "keys.generate": Route("/keys/generate", KEY_MANAGERS, ok=302, method="POST"),
+    "keys.detail": Route("/keys/123456/1/1", KEY_READERS, ok=404),
+    "keys.authorise": Route("/keys/123456/1/1/authorise", KEY_MANAGERS, ok=302, method="POST"),
+    "keys.change_state": Route("/keys/123456/1/1/deactivate", KEY_MANAGERS, ok=302, method="POST"),
+    "keys.approvals": Route("/keys/approvals", KEY_READERS),
+    "keys.decide": Route("/keys/approvals/999/approve", KEY_MANAGERS, ok=302, method="POST"),
+    "keys.expiring": Route("/keys/expiring", KEY_READERS),
+    "keyload.index": Route("/keyload/", KEY_READERS),
+    "keyload.process": Route("/keyload/process", KEY_MANAGERS, ok=302, method="POST"),
+    "keyload.issue": Route("/keyload/issues/999", KEY_READERS, ok=404),
+    "keyload.download": Route("/keyload/issues/999/eklf", KEY_MANAGERS, ok=404),
+    "api.supply_groups": Route("/api/v1/supply-groups", KEY_READERS),
+    "api.add_supply_group": Route("/api/v1/supply-groups", KEY_MANAGERS, ok=400, method="POST"),
+    "api.keys": Route("/api/v1/keys", KEY_READERS),
+    "api.generate_key": Route("/api/v1/keys", KEY_MANAGERS, ok=400, method="POST"),
+    "api.keys_expiring": Route("/api/v1/keys/expiring", KEY_READERS),
+    "api.authorise": Route(
+        "/api/v1/keys/123456/1/1/authorisations", KEY_MANAGERS, ok=400, method="POST"
+    ),
+    "api.change_key_state": Route(
+        "/api/v1/keys/123456/1/1/compromise", KEY_MANAGERS, ok=400, method="POST"
+    ),
+    "api.approvals": Route("/api/v1/approvals", KEY_READERS),
+    "api.approve": Route("/api/v1/approvals/999/approve", KEY_MANAGERS, ok=404, method="POST"),
+    "api.keyload": Route("/api/v1/keyload", KEY_MANAGERS, ok=400, method="POST"),
+    "api.keyload_issues": Route("/api/v1/keyload/issues", KEY_READERS),
+    "api.keyload_eklf": Route("/api/v1/keyload/issues/999/eklf", KEY_MANAGERS, ok=404),
     "api.openapi": Route("/api/v1/openapi.json", EVERYONE, public=True),
     "api.whoami": Route("/api/v1/whoami", EVERYONE),
     "api.users": Route("/api/v1/users", frozenset({"admin", "auditor"})),

@@ -10,6 +10,7 @@ from wtforms import (
     StringField,
     SubmitField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from vending_keys.domain import DKGAS, EAS, KEY_TYPES
@@ -26,12 +27,12 @@ class SupplyGroupForm(FlaskForm):
 class GenerateKeyForm(FlaskForm):
     sgc = SelectField("Supply group", validators=[DataRequired()])
     krn = IntegerField("KRN", validators=[DataRequired(), NumberRange(1, 9)])
-    kt = SelectField("Key type", choices=[(str(k), f"{k} {n}") for k, n in KEY_TYPES.items()])
-    dkga = SelectField("DKGA", choices=[(d, d) for d in DKGAS], default="04")
-    eas = SelectMultipleField("EAs", choices=[(e, e) for e in EAS], default=["07"])
-    base_date = SelectField(
-        "Base date", choices=[("1993", "1993"), ("2014", "2014"), ("2035", "2035")], default="2014"
+    kt = SelectField(
+        "Key type", choices=[SelectChoice(str(k), f"{k} {n}") for k, n in KEY_TYPES.items()]
     )
+    dkga = SelectField("DKGA", choices=list(DKGAS), default="04")
+    eas = SelectMultipleField("EAs", choices=list(EAS), default=["07"])
+    base_date = SelectField("Base date", choices=["1993", "2014", "2035"], default="2014")
     ken = IntegerField("KEN", validators=[DataRequired(), NumberRange(0, 255)], default=255)
     act = StringField("ACT (ISO date/time, UTC; empty: now)", validators=[Optional()])
     exp = StringField("EXP (ISO date/time; empty: ACT + 10 years)", validators=[Optional()])

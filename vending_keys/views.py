@@ -6,6 +6,7 @@ import datetime as dt
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
+from wtforms.fields.choices import SelectChoice
 
 from key_load.service import recipients_of
 from kmc import clock
@@ -50,7 +51,9 @@ def _flash_outcome(outcome: service.Outcome) -> None:
 
 def _generate_form() -> GenerateKeyForm:
     form = GenerateKeyForm()
-    form.sgc.choices = [(g.sgc, f"{g.sgc} {g.name}") for g in service.list_supply_groups()]
+    form.sgc.choices = [
+        SelectChoice(g.sgc, f"{g.sgc} {g.name}") for g in service.list_supply_groups()
+    ]
     return form
 
 
