@@ -37,6 +37,7 @@ POSTGRES_URL = os.environ.get(
 )
 PASSWORD = "correct horse battery staple"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_STS = SHARED / "sts"
 # One account per role, plus a second manufacturer to prove manufacturers are kept apart.
 MANUFACTURERS = {"1A2B": "Acme Meters", "3C4D": "Other Modules"}
 ACCOUNTS = {
@@ -56,6 +57,13 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required under CI: {reason}")
     pytest.skip(reason)
+
+
+def require_shared_sts() -> Path:
+    """The shared STS folder (SPEC, vectors, EA07 tables); skips the calling module when absent."""
+    if not SHARED_STS.is_dir():
+        pytest.skip(f"shared STS folder {SHARED_STS} is absent", allow_module_level=True)
+    return SHARED_STS
 
 
 def _postgres_reachable() -> str | None:

@@ -11,10 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from sts_token.cli import main
+from tests.conftest import require_shared_sts
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "sts"
-if not SHARED.is_dir():
-    pytest.skip(f"shared STS folder {SHARED} is absent", allow_module_level=True)
+SHARED = require_shared_sts()
 TABLES = str(SHARED / "ea07_tables.json")
 
 EA07_KEY = [

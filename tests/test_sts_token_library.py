@@ -40,10 +40,9 @@ from sts_token import (
     load_ea07_tables,
 )
 from sts_token.dkga import dkga04_message
+from tests.conftest import require_shared_sts
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "sts"
-if not SHARED.is_dir():
-    pytest.skip(f"shared STS folder {SHARED} is absent", allow_module_level=True)
+SHARED = require_shared_sts()
 TABLES_FILE = SHARED / "ea07_tables.json"
 
 PAN = Pan("600727000000000009")

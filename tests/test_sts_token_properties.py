@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,10 +53,9 @@ from sts_token import (
     management_token,
     meter_test_token,
 )
+from tests.conftest import require_shared_sts
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "sts"
-if not SHARED.is_dir():
-    pytest.skip(f"shared STS folder {SHARED} is absent", allow_module_level=True)
+SHARED = require_shared_sts()
 
 TABLES = load_ea07_tables(SHARED / "ea07_tables.json")
 RAW_TABLES = json.loads((SHARED / "ea07_tables.json").read_text())

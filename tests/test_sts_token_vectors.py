@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,10 +51,9 @@ from sts_token import (
     token_crc,
 )
 from sts_token.cli import main
+from tests.conftest import require_shared_sts
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "sts"
-if not SHARED.is_dir():
-    pytest.skip(f"shared STS vectors folder {SHARED} is absent", allow_module_level=True)
+SHARED = require_shared_sts()
 
 TABLES_FILE = SHARED / "ea07_tables.json"
 VECTORS: list[dict[str, Any]] = json.loads((SHARED / "vectors.json").read_text())["vectors"]
