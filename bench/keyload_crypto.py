@@ -8,7 +8,6 @@ The full-path figures use the test PKI from ``tests/data/protocol``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -19,23 +18,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
-from key_load_protocol import KeyIdentity, KeyLoadFile, build_eklf, open_eklf
+from key_load_protocol import KeyLoadFile, build_eklf, open_eklf
 from key_load_protocol.codec import encode_key_load_file
-from tests.data.protocol.example import example_key_load_file, example_keys
+from tests.data.protocol.example import key_load_file_with
 from tests.data.protocol.pki import make_pki
 
 _SECONDS = 0.5
 _ECDSA = ec.ECDSA(hashes.SHA384(), deterministic_signing=True)
-
-
-def key_load_file(keys: int) -> KeyLoadFile:
-    """A KeyLoadFile with `keys` DKGA04 keys (distinct identities), like a real answer."""
-    template = example_keys()[1]
-    loaded = tuple(
-        dataclasses.replace(template, identity=KeyIdentity(f"{n:06d}", 1 + n % 9, n % 4))
-        for n in range(keys)
-    )
-    return dataclasses.replace(example_key_load_file(), keys=loaded)
 
 
 def floor_operations(keys: int = 5) -> dict[str, Callable[[], object]]:
@@ -48,7 +37,7 @@ def floor_operations(keys: int = 5) -> dict[str, Callable[[], object]]:
     ephemeral = ec.generate_private_key(ec.SECP384R1())
     shared_secret = ephemeral.exchange(ec.ECDH(), sm_public)
     kek, cek, iv = os.urandom(24), os.urandom(32), os.urandom(16)
-    plaintext = encode_key_load_file(key_load_file(keys))
+    plaintext = encode_key_load_file(key_load_file_with(keys))
     padded = plaintext + bytes(16 - len(plaintext) % 16)
     envelope = os.urandom(len(plaintext) + 300)
 
@@ -99,7 +88,7 @@ def main() -> None:
     _report("floor: all of the above, per EKLF", 1 / total)
     pki = make_pki()
     for keys in (5, 25):
-        klf = key_load_file(keys)
+        klf = key_load_file_with(keys)
 
         def build(klf: KeyLoadFile = klf) -> bytes:
             return build_eklf(

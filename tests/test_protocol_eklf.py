@@ -7,12 +7,12 @@ import datetime as dt
 
 import pytest
 from asn1crypto import cms
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from key_load_protocol import (
     ID_CT_ENHANCED_KEY_LOAD_FILE,
     DecryptionFailed,
-    KeyIdentity,
     KeyLoadFile,
     MalformedMessage,
     ProtocolError,
@@ -30,10 +30,11 @@ from tests.data.protocol.example import (
     DES_KEY,
     HMAC_KEY,
     example_key_load_file,
-    example_keys,
     example_request,
+    key_load_file_with,
 )
 from tests.data.protocol.pki import (
+    Party,
     ProtocolPki,
     agreement_usage,
     certify,
@@ -50,12 +51,22 @@ def pki() -> ProtocolPki:
     return make_pki()
 
 
-def _eklf(pki: ProtocolPki, klf: KeyLoadFile | None = None) -> bytes:
+def _eklf(
+    pki: ProtocolPki,
+    klf: KeyLoadFile | None = None,
+    *,
+    sm: Party | None = None,
+    signer: Party | None = None,
+    extra_certificates: tuple[x509.Certificate, ...] = (),
+) -> bytes:
+    """An EKLF of the example (or `klf`) to the test SM (or `sm`), by the signer (or `signer`)."""
+    signer = signer or pki.signer
     return build_eklf(
         klf or example_key_load_file(),
-        sm_certificate=pki.sm.certificate,
-        signer_key=pki.signer.key,
-        signer_certificate=pki.signer.certificate,
+        sm_certificate=(sm or pki.sm).certificate,
+        signer_key=signer.key,
+        signer_certificate=signer.certificate,
+        extra_certificates=extra_certificates,
     )
 
 
@@ -97,12 +108,8 @@ def test_each_eklf_uses_fresh_ephemeral_key_and_content_key(pki: ProtocolPki) ->
 
 
 def test_eklf_with_many_keys_round_trips(pki: ProtocolPki) -> None:
-    template = example_keys()[1]
-    keys = tuple(
-        dataclasses.replace(template, identity=KeyIdentity(f"{sgc:06d}", 1 + sgc % 9, sgc % 4))
-        for sgc in range(25)
-    )
-    klf = dataclasses.replace(example_key_load_file(), keys=keys)
+    klf = key_load_file_with(25)
+    assert len(klf.keys) == 25
     assert _open(pki, _eklf(pki, klf)) == klf
 
 
@@ -114,23 +121,14 @@ def test_eklf_with_no_keys_round_trips(pki: ProtocolPki) -> None:
 def test_eklf_signed_under_an_intermediate_chains_through_carried_certificates(
     pki: ProtocolPki,
 ) -> None:
-    der = build_eklf(
-        example_key_load_file(),
-        sm_certificate=pki.sm.certificate,
-        signer_key=pki.signer_via_intermediate.key,
-        signer_certificate=pki.signer_via_intermediate.certificate,
-        extra_certificates=[pki.intermediate.certificate],
+    der = _eklf(
+        pki, signer=pki.signer_via_intermediate, extra_certificates=(pki.intermediate.certificate,)
     )
     assert _open(pki, der) == example_key_load_file()
 
 
 def test_eklf_without_the_intermediate_is_untrusted(pki: ProtocolPki) -> None:
-    der = build_eklf(
-        example_key_load_file(),
-        sm_certificate=pki.sm.certificate,
-        signer_key=pki.signer_via_intermediate.key,
-        signer_certificate=pki.signer_via_intermediate.certificate,
-    )
+    der = _eklf(pki, signer=pki.signer_via_intermediate)
     refused = _refusal(pki, der)
     assert isinstance(refused, UntrustedSigner)
     assert refused.reason is Reason.UNTRUSTED_CHAIN
@@ -138,12 +136,7 @@ def test_eklf_without_the_intermediate_is_untrusted(pki: ProtocolPki) -> None:
 
 def test_eklf_from_another_kmc_is_untrusted(pki: ProtocolPki) -> None:
     other = make_pki()
-    der = build_eklf(
-        example_key_load_file(),
-        sm_certificate=pki.sm.certificate,
-        signer_key=other.signer.key,
-        signer_certificate=other.signer.certificate,
-    )
+    der = _eklf(pki, signer=other.signer)
     assert _refusal(pki, der).reason is Reason.UNTRUSTED_CHAIN
 
 
@@ -157,52 +150,34 @@ def test_eklf_signed_after_the_signer_certificate_expired_is_untrusted(pki: Prot
 def test_eklf_signed_by_a_certificate_without_digital_signature_is_untrusted(
     pki: ProtocolPki,
 ) -> None:
-    key = ec.generate_private_key(ec.SECP384R1())
     agreement_only = certify(
-        kmc_name("Key Load Signer"), key, pki.root, serial=9, usage=agreement_usage()
+        kmc_name("Key Load Signer"),
+        ec.generate_private_key(ec.SECP384R1()),
+        pki.root,
+        serial=9,
+        usage=agreement_usage(),
     )
-    der = build_eklf(
-        example_key_load_file(),
-        sm_certificate=pki.sm.certificate,
-        signer_key=key,
-        signer_certificate=agreement_only.certificate,
-    )
-    assert _refusal(pki, der).reason is Reason.SIGNER_KEY_USAGE
+    assert _refusal(pki, _eklf(pki, signer=agreement_only)).reason is Reason.SIGNER_KEY_USAGE
 
 
 def test_eklf_is_refused_to_an_sm_certificate_without_key_agreement(pki: ProtocolPki) -> None:
     signing_only = make_sm(pki.root, usage=signing_usage())
     with pytest.raises(UnsuitableRecipient, match="lacks keyUsage keyAgreement") as refused:
-        build_eklf(
-            example_key_load_file(),
-            sm_certificate=signing_only.certificate,
-            signer_key=pki.signer.key,
-            signer_certificate=pki.signer.certificate,
-        )
+        _eklf(pki, sm=signing_only)
     assert refused.value.reason is Reason.RECIPIENT_KEY_USAGE
 
 
 def test_eklf_is_refused_to_an_sm_certificate_without_key_identifier(pki: ProtocolPki) -> None:
     anonymous = make_sm(pki.root, with_ski=False)
     with pytest.raises(UnsuitableRecipient) as refused:
-        build_eklf(
-            example_key_load_file(),
-            sm_certificate=anonymous.certificate,
-            signer_key=pki.signer.key,
-            signer_certificate=pki.signer.certificate,
-        )
+        _eklf(pki, sm=anonymous)
     assert refused.value.reason is Reason.RECIPIENT_NO_KEY_ID
 
 
 def test_eklf_is_refused_to_another_sms_certificate(pki: ProtocolPki) -> None:
     other = make_sm(pki.root, smid="60042000000002")
     with pytest.raises(UnsuitableRecipient) as refused:
-        build_eklf(
-            example_key_load_file(),
-            sm_certificate=other.certificate,
-            signer_key=pki.signer.key,
-            signer_certificate=pki.signer.certificate,
-        )
+        _eklf(pki, sm=other)
     assert refused.value.reason is Reason.RECIPIENT_SMID_MISMATCH
 
 
@@ -215,12 +190,7 @@ def test_eklf_is_refused_to_a_p256_sm_certificate(pki: ProtocolPki) -> None:
         usage=agreement_usage(),
     )
     with pytest.raises(UnsupportedAlgorithm) as refused:
-        build_eklf(
-            example_key_load_file(),
-            sm_certificate=p256.certificate,
-            signer_key=pki.signer.key,
-            signer_certificate=pki.signer.certificate,
-        )
+        _eklf(pki, sm=p256)
     assert refused.value.reason is Reason.UNSUPPORTED_CURVE
 
 

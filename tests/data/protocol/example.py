@@ -6,6 +6,7 @@ the nonce, CEK and IV are SHA-384 prefixes of labels.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from decimal import Decimal
@@ -82,3 +83,13 @@ def example_key_load_file() -> KeyLoadFile:
         kmc_id=KMC_ID,
         keys=example_keys(),
     )
+
+
+def key_load_file_with(count: int) -> KeyLoadFile:
+    """The example file with `count` DKGA04 keys of distinct identities (tests, benchmark)."""
+    template = example_keys()[1]
+    keys = tuple(
+        dataclasses.replace(template, identity=KeyIdentity(f"{n:06d}", 1 + n % 9, n % 4))
+        for n in range(count)
+    )
+    return dataclasses.replace(example_key_load_file(), keys=keys)
