@@ -27,6 +27,8 @@ ROLE_USER = {
 EVERYONE = frozenset(ROLES)
 KEY_MANAGERS = frozenset({"admin", "operator"})
 KEY_READERS = frozenset({"admin", "operator", "auditor"})
+SM_UPLOADERS = frozenset({"admin", "manufacturer"})
+SM_LIFECYCLE = frozenset({"admin", "operator", "manufacturer"})
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,26 @@ ROUTES: dict[str, Route] = {
     "api.keyload": Route("/api/v1/keyload", KEY_MANAGERS, ok=400, method="POST"),
     "api.keyload_issues": Route("/api/v1/keyload/issues", KEY_READERS),
     "api.keyload_eklf": Route("/api/v1/keyload/issues/999/eklf", KEY_MANAGERS, ok=404),
+    "registry.sms": Route("/registry/", EVERYONE),
+    "registry.export": Route("/registry/export.csv.zip", EVERYONE),
+    "registry.sm": Route("/registry/sms/999", EVERYONE, ok=404),
+    "registry.change_state": Route("/registry/sms/999/change", SM_LIFECYCLE, ok=302, method="POST"),
+    "registry.certificate": Route("/registry/sms/999/certificate.pem", EVERYONE, ok=404),
+    "registry.register": Route("/registry/register", SM_UPLOADERS),
+    "registry.manufacturers": Route("/registry/manufacturers", KEY_READERS),
+    "api.registry_manufacturers": Route("/api/v1/manufacturers", EVERYONE),
+    "api.registry_add_manufacturer": Route(
+        "/api/v1/manufacturers", frozenset({"admin"}), ok=400, method="POST"
+    ),
+    "api.registry_sms": Route("/api/v1/sms", EVERYONE),
+    "api.registry_register": Route("/api/v1/sms", SM_UPLOADERS, ok=400, method="POST"),
+    "api.registry_register_bulk": Route("/api/v1/sms/bulk", SM_UPLOADERS, ok=400, method="POST"),
+    "api.registry_export": Route("/api/v1/sms/export?format=json", EVERYONE),
+    "api.registry_sm": Route("/api/v1/sms/999", EVERYONE, ok=404),
+    "api.registry_certificate": Route("/api/v1/sms/999/certificate", EVERYONE, ok=404),
+    "api.registry_change_state": Route(
+        "/api/v1/sms/999/approve", SM_LIFECYCLE, ok=400, method="POST"
+    ),
     "api.openapi": Route("/api/v1/openapi.json", EVERYONE, public=True),
     "api.whoami": Route("/api/v1/whoami", EVERYONE),
     "api.users": Route("/api/v1/users", frozenset({"admin", "auditor"})),

@@ -10,10 +10,11 @@ from key_load import api as key_load_api
 from kmc import csrf
 from kmc.api import accounts
 from kmc.api.openapi import build_document
+from sm_registry import api as sm_registry_api
 from vending_keys import api as vending_keys_api
 
 # Each API module contributes its routes to `bp` and its paths to the OpenAPI document.
-API_MODULES: tuple[Any, ...] = (accounts, vending_keys_api, key_load_api)
+API_MODULES: tuple[Any, ...] = (accounts, vending_keys_api, key_load_api, sm_registry_api)
 
 
 def register_api(app: Flask) -> None:

@@ -13,6 +13,7 @@ from kmc import access, login_manager
 from kmc.accounts.models import User
 from kmc.database import db
 from kmc.errors import KMCError
+from sm_registry import views as sm_registry_views
 from vending_keys import views as vending_keys_views
 
 NAVIGATION = (
@@ -21,6 +22,9 @@ NAVIGATION = (
     ("admin.users", "Users", ("admin",)),
     ("admin.tokens", "API tokens", ("admin",)),
     ("audit_ui.log", "Audit log", ("admin", "auditor")),
+    ("registry.sms", "Security modules", ("admin", "operator", "manufacturer", "auditor")),
+    ("registry.register", "Register SMs", ("admin", "manufacturer")),
+    ("registry.manufacturers", "Manufacturers", ("admin", "operator", "auditor")),
     ("keys.index", "Keys", ("admin", "operator", "auditor")),
     ("keyload.index", "Key loading", ("admin", "operator", "auditor")),
 )
@@ -46,6 +50,7 @@ def register_web(app: Flask) -> None:
 
     for module in (auth, main, admin, audit_ui):
         app.register_blueprint(module.bp)
+    app.register_blueprint(sm_registry_views.bp)
     app.register_blueprint(vending_keys_views.bp)
     app.register_blueprint(key_load_views.bp)
     app.before_request(access.enforce)

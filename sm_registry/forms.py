@@ -1,0 +1,50 @@
+"""WTForms of the registry pages (each POST form carries Flask-WTF's CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, MultipleFileField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional
+
+from sm_registry.identifiers import KINDS
+from sm_registry.models import SM_STATES
+from sm_registry.service import MAX_REASON, TRANSITIONS
+
+
+class SmFilterForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET search form: it changes nothing
+
+    id_man = StringField("ID_man", validators=[Optional(), Length(max=4)])
+    smid = StringField("SMID", validators=[Optional(), Length(max=16)])
+    state = SelectField(
+        "State", choices=[SelectChoice("", "any"), *(SelectChoice(s, s) for s in SM_STATES)]
+    )
+    since = DateField("Registered from", validators=[Optional()])
+    until = DateField("Registered until", validators=[Optional()])
+    submit = SubmitField("Filter")
+
+
+class RegisterForm(FlaskForm):
+    csrs = MultipleFileField("CSR files (PEM or DER; one per SM)")
+    kind = SelectField("Kind", choices=list(KINDS))
+    model = StringField("Certified model", validators=[Optional(), Length(max=120)])
+    firmware = StringField("Firmware identifier", validators=[Optional(), Length(max=120)])
+    version = StringField("Firmware version", validators=[Optional(), Length(max=60)])
+    number = StringField("Certificate number", validators=[Optional(), Length(max=120)])
+    id_man = StringField("Manufacturer ID_man (admins)", validators=[Optional(), Length(max=4)])
+    submit = SubmitField("Register")
+
+
+class StateChangeForm(FlaskForm):
+    action = SelectField("Action", choices=list(TRANSITIONS))
+    reason = StringField("Reason", validators=[DataRequired(), Length(max=MAX_REASON)])
+    submit = SubmitField("Apply")
+
+
+class ManufacturerForm(FlaskForm):
+    id_man = StringField("ID_man (4 hex digits)", validators=[DataRequired(), Length(max=4)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    contact = StringField("Contact", validators=[Optional(), Length(max=200)])
+    submit = SubmitField("Create manufacturer")

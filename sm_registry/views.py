@@ -1,0 +1,183 @@
+"""Registry pages: the SM list (auditor inspection and signed exports), SM detail and lifecycle,
+registration uploads for manufacturers, and manufacturers for admins."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from cryptography.hazmat.primitives import serialization
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from werkzeug.datastructures import FileStorage
+
+from kmc.access import actor_name, allow, current_actor
+from kmc.errors import InvalidInput, KMCError
+from sm_registry import service
+from sm_registry.csr import MAX_CSR_BYTES
+from sm_registry.forms import ManufacturerForm, RegisterForm, SmFilterForm, StateChangeForm
+from sm_registry.identifiers import CertificationReference
+
+bp = Blueprint("registry", __name__, url_prefix="/registry")
+EVERYONE = ("admin", "operator", "manufacturer", "auditor")
+
+
+def _caller() -> service.Caller:
+    user = current_actor()
+    assert user is not None  # access.enforce logged the user in
+    return service.Caller.of(user)
+
+
+def _filter(form: SmFilterForm) -> service.SmFilter:
+    if not form.validate():
+        return service.SmFilter()
+    return service.SmFilter(
+        form.id_man.data or None,
+        form.smid.data or None,
+        form.state.data or None,
+        form.since.data,
+        form.until.data,
+    )
+
+
+@bp.route("/")
+@allow(*EVERYONE)
+def sms() -> str:
+    form = SmFilterForm(request.args)
+    try:
+        where = _filter(form)
+        listed = service.list_sms(_caller(), where)
+    except KMCError as refused:
+        flash(refused.message, "danger")
+        where, listed = service.SmFilter(), []
+    return render_template(
+        "registry/sms.html", form=form, sms=listed, args=where.as_dict(), caller=_caller()
+    )
+
+
+@bp.route("/export.<any(csv, json):fmt>.zip")
+@allow(*EVERYONE)
+def export(fmt: str) -> Response:
+    """The export and its `.sig` in one zip: a browser download carries one file."""
+    signed = service.export_registry(_caller(), fmt, _filter(SmFilterForm(request.args)))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(signed.filename, signed.content)
+        archive.writestr(signed.filename + ".sig", signed.signature)
+    return Response(
+        buffer.getvalue(),
+        mimetype="application/zip",
+        headers={"Content-Disposition": f"attachment; filename={signed.filename}.zip"},
+    )
+
+
+@bp.route("/sms/<smid>")
+@allow(*EVERYONE)
+def sm(smid: str) -> str:
+    caller = _caller()
+    found = service.get_sm(caller, smid)
+    form = StateChangeForm()
+    if caller.is_manufacturer:
+        form.action.choices = list(service.MANUFACTURER_ACTIONS)
+    return render_template(
+        "registry/sm.html",
+        sm=found,
+        certification=service.certification_of(found),
+        form=form if caller.role in ("admin", "operator", "manufacturer") else None,
+    )
+
+
+@bp.route("/sms/<smid>/change", methods=["POST"])
+@allow("admin", "operator", "manufacturer")
+def change_state(smid: str) -> Response:
+    form = StateChangeForm()
+    if form.validate_on_submit():
+        try:
+            changed = service.change_state(
+                _caller(), smid, form.action.data or "", form.reason.data or ""
+            )
+        except KMCError as refused:
+            flash(refused.message, "danger")
+        else:
+            flash(f"SM {changed.smid} is now {changed.state}.", "success")
+    else:
+        flash("choose an action and give a reason", "danger")
+    return redirect(url_for("registry.sm", smid=smid))
+
+
+@bp.route("/sms/<smid>/certificate.pem")
+@allow(*EVERYONE)
+def certificate(smid: str) -> Response:
+    chain = service.certificate_chain(smid, _caller())
+    return Response(
+        chain.certificate.public_bytes(serialization.Encoding.PEM),
+        mimetype="application/x-pem-file",
+        headers={"Content-Disposition": f"attachment; filename=sm-{smid}.pem"},
+    )
+
+
+def _uploads(files: list[FileStorage]) -> list[tuple[str, bytes]]:
+    return [
+        (f.filename or f"file {i + 1}", f.stream.read(MAX_CSR_BYTES + 1))
+        for i, f in enumerate(files)
+        if f.filename
+    ]
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@allow("admin", "manufacturer")
+def register() -> str:
+    form = RegisterForm()
+    results: list[service.ItemResult] = []
+    if form.validate_on_submit():
+        items = _uploads(request.files.getlist(form.csrs.name))
+        try:
+            if not items:
+                raise InvalidInput("no_files", "choose at least one CSR file")
+            certification = None
+            if any((form.model.data, form.firmware.data, form.version.data, form.number.data)):
+                certification = CertificationReference(
+                    model=(form.model.data or "").strip(),
+                    firmware=(form.firmware.data or "").strip(),
+                    version=(form.version.data or "").strip(),
+                    number=(form.number.data or "").strip(),
+                )
+            results = list(
+                service.register_many(
+                    _caller(),
+                    items,
+                    form.kind.data or "",
+                    certification,
+                    form.id_man.data or None,
+                )
+            )
+        except KMCError as refused:
+            flash(refused.message, "danger")
+        else:
+            accepted = sum(r.accepted for r in results)
+            flash(
+                f"{accepted} accepted, {len(results) - accepted} refused.",
+                "success" if accepted == len(results) else "warning",
+            )
+    return render_template("registry/register.html", form=form, results=results, caller=_caller())
+
+
+@bp.route("/manufacturers", methods=["GET", "POST"])
+@allow("admin", "operator", "auditor")
+def manufacturers() -> str | Response:
+    caller = _caller()
+    form = ManufacturerForm() if caller.role == "admin" else None
+    if form is not None and form.validate_on_submit():
+        try:
+            made = service.create_manufacturer(
+                actor_name(), form.id_man.data or "", form.name.data or "", form.contact.data or ""
+            )
+        except KMCError as refused:
+            flash(refused.message, "danger")
+        else:
+            flash(f"Manufacturer {made.id_man} created.", "success")
+            return redirect(url_for("registry.manufacturers"))
+    return render_template(
+        "registry/manufacturers.html",
+        form=form,
+        manufacturers=service.list_manufacturers(caller),
+    )
