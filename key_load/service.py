@@ -119,15 +119,16 @@ def _security_module(smid: str) -> tuple[SecurityModule, x509.Certificate]:
 
 
 def _verify(signed: SignedRequest, certificate: x509.Certificate, now: dt.datetime) -> None:
-    try:
-        signed.verify(certificate)
-    except ProtocolError as error:
-        raise _protocol_refusal(error) from None
+    """The request time is within the window, and the registered SM key signed the request."""
     skew = signed.request.request_time - now
     if skew > REQUEST_TIME_WINDOW:
         raise PolicyRefusal("future_request", "the request time is ahead of the KMC clock")
     if -skew > REQUEST_TIME_WINDOW:
         raise PolicyRefusal("stale_request", "the request time is too far in the past")
+    try:
+        signed.verify(certificate)
+    except ProtocolError as error:
+        raise _protocol_refusal(error) from None
 
 
 def _nonce_sha256(signed: SignedRequest) -> str:
