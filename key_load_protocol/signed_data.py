@@ -139,6 +139,14 @@ def read(der: bytes, *, content_type: str, max_size: int, what: str) -> SignedCo
             )
         if encapsulated["content"].native is None:
             raise MalformedMessage(Reason.BAD_STRUCTURE, f"the {what} has detached content")
+        digests = [
+            (a["algorithm"].native, a["parameters"].native)
+            for a in signed_data["digest_algorithms"]
+        ]
+        if signed_data["version"].native != "v3" or digests != [("sha384", None)]:
+            raise MalformedMessage(
+                Reason.BAD_STRUCTURE, f"the {what} is not a version 3 SignedData over SHA-384"
+            )
         signers = signed_data["signer_infos"]
         if len(signers) != 1:
             raise MalformedMessage(Reason.BAD_STRUCTURE, f"the {what} must have exactly one signer")
@@ -155,7 +163,7 @@ def read(der: bytes, *, content_type: str, max_size: int, what: str) -> SignedCo
 
 
 def _signer_key_id(signer: cms.SignerInfo, what: str) -> bytes:
-    if signer["sid"].name != "subject_key_identifier":
+    if signer["version"].native != "v3" or signer["sid"].name != "subject_key_identifier":
         raise MalformedMessage(
             Reason.BAD_STRUCTURE, f"the {what} signer must be named by subjectKeyIdentifier"
         )
@@ -205,5 +213,22 @@ def _certificates(signed_data: cms.SignedData, what: str) -> tuple[x509.Certific
             raise MalformedMessage(
                 Reason.BAD_STRUCTURE, f"the {what} carries a certificate that is not X.509"
             )
-        certificates.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+        certificates.append(_load_certificate(choice.chosen.dump(), what))
     return tuple(certificates)
+
+
+def _load_certificate(der: bytes, what: str) -> x509.Certificate:
+    """A carried certificate, fully parsed now so that a malformed one is refused here.
+
+    cryptography parses extensions and keys lazily and reports malformed certificates with
+    several unrelated exception types (ValueError, DuplicateExtension, InvalidVersion,
+    UnsupportedAlgorithm, and deprecation warnings when those are errors), hence the broad catch.
+    """
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+        _ = certificate.extensions, certificate.public_key()
+    except Exception:
+        raise MalformedMessage(
+            Reason.BAD_STRUCTURE, f"the {what} carries a malformed certificate"
+        ) from None
+    return certificate
