@@ -1,0 +1,160 @@
+"""The SM's identity: its P-384 key pair, its registration request, the pinned KMC root, its certificate.
+
+The KMC registry (docs/registry.md) reads the SMID from the CSR subject serialNumber and the
+manufacturer from the subject OU; the SM certificate it issues must carry the same SMID, certify
+this SM's key, allow keyAgreement (EKLFs are ECDH-enveloped to it) and chain to the pinned root,
+possibly through the KMC's SM issuing CA.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from key_load_protocol import ProtocolError
+from key_load_protocol.certificates import key_usage, smid_of, verify_chain
+from sm_emulator.errors import CertificateRefused, InvalidRequest, StateError
+
+_SMID = re.compile(r"[1-9][0-9]{0,15}")
+_ID_MAN = re.compile(r"[0-9A-F]{4}")
+KINDS = ("virtual", "certified")
+
+
+def check_smid(smid: str) -> str:
+    """An SMID as the KMC registry spells it: 1-16 digits, no leading zero."""
+    if not _SMID.fullmatch(smid):
+        raise InvalidRequest(
+            "invalid_smid", "the SMID must be 1-16 decimal digits without a leading zero"
+        )
+    return smid
+
+
+def check_id_man(id_man: str) -> str:
+    """An ID_man: 4 hexadecimal digits, held upper case."""
+    value = id_man.strip().upper()
+    if not _ID_MAN.fullmatch(value):
+        raise InvalidRequest("invalid_id_man", "ID_man must be 4 hexadecimal digits")
+    return value
+
+
+def generate_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """A fresh P-384 key written to `path` (PKCS#8 PEM, created 0600, never overwritten)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return key
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise StateError("no_private_key", f"the SM private key {path} is missing") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP384R1):
+        raise StateError("bad_private_key", f"{path} is not an EC P-384 private key")
+    return key
+
+
+def registration_request(key: ec.EllipticCurvePrivateKey, smid: str, id_man: str) -> bytes:
+    """The PKCS#10 request (PEM) the KMC registers the SM from, signed by the SM key."""
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, f"SM {smid}"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, id_man),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, smid),
+        ]
+    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA384())
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def _certificates(pem: bytes, what: str) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise CertificateRefused(
+            "not_a_certificate", f"{what} is not a PEM certificate (bundle)"
+        ) from None
+
+
+def parse_root(pem: bytes) -> x509.Certificate:
+    """The KMC root to pin: a single self-signed CA certificate whose signature verifies."""
+    certificates = _certificates(pem, "the KMC root file")
+    if len(certificates) != 1:
+        raise CertificateRefused(
+            "not_one_root", "the KMC root file must hold exactly one certificate"
+        )
+    root = certificates[0]
+    try:
+        constraints = root.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise CertificateRefused("not_a_ca", "the KMC root certificate is not a CA certificate")
+    try:
+        root.verify_directly_issued_by(root)
+    except (InvalidSignature, ValueError, TypeError):
+        raise CertificateRefused(
+            "not_self_signed", "the KMC root certificate is not self-signed"
+        ) from None
+    return root
+
+
+@dataclass(frozen=True)
+class InstalledCertificate:
+    """The SM certificate and the CA certificates between it and the pinned root."""
+
+    certificate: x509.Certificate
+    intermediates: tuple[x509.Certificate, ...]
+
+    def chain_pem(self) -> bytes:
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.intermediates)
+
+
+def check_sm_certificate(
+    bundle: bytes,
+    *,
+    root: x509.Certificate,
+    private_key: ec.EllipticCurvePrivateKey,
+    smid: str,
+    now: dt.datetime,
+) -> InstalledCertificate:
+    """Find this SM's certificate in a PEM bundle and check it fully before it is installed."""
+    certificates = _certificates(bundle, "the certificate file")
+    mine = [c for c in certificates if c.public_key() == private_key.public_key()]
+    if not mine:
+        raise CertificateRefused("not_my_key", "no certificate in the file certifies this SM's key")
+    leaf = mine[0]
+    if smid_of(leaf) != smid:
+        raise CertificateRefused(
+            "smid_mismatch", f"the certificate names SMID {smid_of(leaf)}, not this SM's {smid}"
+        )
+    usage = key_usage(leaf)
+    if usage is None or not usage.key_agreement or not usage.digital_signature:
+        raise CertificateRefused(
+            "key_usage", "the SM certificate must allow digitalSignature and keyAgreement"
+        )
+    intermediates = tuple(c for c in certificates if c is not leaf and c != root)
+    try:
+        verify_chain(leaf, intermediates, root, now)
+    except ProtocolError:
+        raise CertificateRefused(
+            "untrusted_chain",
+            f"the SM certificate does not chain to the pinned KMC root at {now:%Y-%m-%dT%H:%M:%SZ}",
+        ) from None
+    return InstalledCertificate(leaf, intermediates)

@@ -1,0 +1,302 @@
+"""Issuing tokens from the key registers, under the SM's rules (see `sm_emulator.registers`).
+
+Each vend is one `BEGIN IMMEDIATE` transaction: the register's rules are checked, a TID is taken
+from the meter's TID store, the counters move and the token is built; the transaction commits
+(durably, `synchronous=FULL`) before the token is returned, so a crash can lose a token but
+never let a limit be exceeded or a TID be reused. A refusal rolls everything back.
+
+TIDs follow the STS point-of-sale practice: the issue minute since the key's base date; if that
+TID was already issued to this meter (PAN), the next free one. No two tokens with a TID ever go
+to the same meter, whichever key or process issued them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sqlite3
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from key_load_protocol import KeyIdentity
+from sm_emulator.errors import InvalidRequest, VendRefused
+from sm_emulator.module import SecurityModule
+from sm_emulator.registers import KeyRegister
+from sts_token import (
+    BaseDate,
+    CreditSubclass,
+    DecoderKeyAlgorithm,
+    EncryptionAlgorithm,
+    KeyExpiryNumber,
+    KeyParameters,
+    KeyRevisionNumber,
+    KeyType,
+    ManagementKind,
+    Pan,
+    SupplyGroupCode,
+    TariffIndex,
+    Tid,
+    TidOutOfRange,
+    Token,
+    TokenKey,
+    TransferAmount,
+    VendingKey,
+    credit_token,
+    derive_decoder_key,
+    key_change_tokens,
+    load_ea07_tables,
+    management_token,
+)
+from sts_token.amounts import representable
+from sts_token.tid import TID_LIMIT
+
+MAX_CURRENCY_DECIMALS = 6
+
+
+def parse_currency(text: str) -> Decimal:
+    """The currency value of a credit vend: a non-negative decimal, at most 6 places."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise InvalidRequest(
+            "invalid_currency", f"--currency {text!r} is not a decimal amount"
+        ) from None
+    exponent = value.as_tuple().exponent
+    if (
+        not value.is_finite()
+        or value < 0
+        or (isinstance(exponent, int) and -exponent > MAX_CURRENCY_DECIMALS)
+    ):
+        raise InvalidRequest(
+            "invalid_currency",
+            f"--currency must be a non-negative amount with at most {MAX_CURRENCY_DECIMALS} decimals",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class MeterKey:
+    """Which register and which meter: the key identity plus the meter's PAN, TI and (if the key
+    allows both) the encryption algorithm."""
+
+    identity: KeyIdentity
+    pan: Pan
+    ti: TariffIndex
+    ea: EncryptionAlgorithm | None = None
+
+
+@dataclass(frozen=True)
+class Vended:
+    """Tokens issued by one vend, with what they were issued under."""
+
+    kind: str
+    tokens: tuple[Token, ...]
+    pan: str
+    register: KeyRegister
+    tid: int | None
+    details: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "tokens": [t.digits for t in self.tokens],
+            "pan": self.pan,
+            "sgc": self.register.identity.sgc,
+            "krn": self.register.identity.krn,
+            "kt": self.register.identity.kt,
+            "tid": self.tid,
+            **self.details,
+            "currency_used": str(self.register.currency_used),
+            "units_used": str(Decimal(self.register.units_used_tenths) / 10),
+        }
+
+
+def _naive_utc(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _free_tid(db: sqlite3.Connection, pan: str, minute: int) -> int:
+    """`minute` if this meter has no token with that TID, else the first free TID after it."""
+    if (
+        db.execute("SELECT 1 FROM issued_tid WHERE pan = ? AND tid = ?", (pan, minute)).fetchone()
+        is None
+    ):
+        return minute
+    row = db.execute(
+        "SELECT t.tid + 1 FROM issued_tid t WHERE t.pan = ? AND t.tid >= ? AND NOT EXISTS "
+        "(SELECT 1 FROM issued_tid u WHERE u.pan = t.pan AND u.tid = t.tid + 1) "
+        "ORDER BY t.tid LIMIT 1",
+        (pan, minute),
+    ).fetchone()
+    tid: int = row[0]
+    return tid
+
+
+class Vending:
+    """Token issuing for one opened security module."""
+
+    def __init__(self, sm: SecurityModule, *, ea07_tables: str | None = None) -> None:
+        self.sm = sm
+        self.ea07_tables = ea07_tables
+
+    def _algorithm(
+        self, register: KeyRegister, requested: EncryptionAlgorithm | None
+    ) -> EncryptionAlgorithm:
+        if requested is None:
+            if len(register.eas) != 1:
+                raise InvalidRequest(
+                    "ea_ambiguous",
+                    f"{register.identity} allows EA {' and '.join(sorted(register.eas))}: give --ea",
+                )
+            return EncryptionAlgorithm(next(iter(register.eas)))
+        if requested.value not in register.eas:
+            raise VendRefused(
+                "ea_not_allowed", f"{register.identity} is not authorised for EA{requested.value}"
+            )
+        return requested
+
+    def _token_key(
+        self,
+        register: KeyRegister,
+        key_value: bytes,
+        pan: Pan,
+        ti: TariffIndex,
+        ea: EncryptionAlgorithm,
+    ) -> tuple[TokenKey, KeyParameters]:
+        identity = register.identity
+        params = KeyParameters(
+            dkga=DecoderKeyAlgorithm(register.dkga),
+            ea=ea,
+            sgc=SupplyGroupCode(identity.sgc),
+            tariff_index=ti,
+            krn=KeyRevisionNumber(identity.krn),
+            key_type=KeyType(identity.kt),
+            base_date=BaseDate(register.base_date),
+            ken=KeyExpiryNumber(register.ken),
+        )
+        decoder = derive_decoder_key(VendingKey(key_value), pan, params)
+        tables = load_ea07_tables(self.ea07_tables) if ea is EncryptionAlgorithm.EA07 else None
+        return TokenKey(decoder, params.base_date, ea07_tables=tables), params
+
+    def _usable(
+        self, db: sqlite3.Connection, meter: MeterKey, now: dt.datetime
+    ) -> tuple[KeyRegister, TokenKey]:
+        register, key_value = self.sm.open_key(db, meter.identity)
+        register.check_usable(now)
+        ea = self._algorithm(register, meter.ea)
+        key, _ = self._token_key(register, key_value, meter.pan, meter.ti, ea)
+        return register, key
+
+    def _claim_tid(
+        self,
+        db: sqlite3.Connection,
+        register: KeyRegister,
+        key: TokenKey,
+        pan: Pan,
+        now: dt.datetime,
+        kind: str,
+    ) -> Tid:
+        try:
+            minute = Tid.at(_naive_utc(now), key.base_date).value
+        except TidOutOfRange as error:
+            raise VendRefused("tid_out_of_range", error.message) from None
+        tid = _free_tid(db, pan.digits, minute)
+        if tid >= TID_LIMIT:
+            raise VendRefused(
+                "tid_exhausted",
+                f"meter {pan.digits} has no free TID left under base date {key.base_date.year}",
+            )
+        register.check_ken(tid)
+        db.execute(
+            "INSERT INTO issued_tid (pan, tid, slot, kind, issued_at) VALUES (?, ?, ?, ?, ?)",
+            (pan.digits, tid, register.slot, kind, now.isoformat()),
+        )
+        return Tid(tid)
+
+    def credit(
+        self, meter: MeterKey, subclass: CreditSubclass, amount: TransferAmount, currency: Decimal
+    ) -> Vended:
+        """A credit token, counted against the key's CLM (currency) and resource limit (units)."""
+        now = self.sm.clock()
+        carried = representable(amount.tenths)
+        with self.sm.store.transaction() as db:
+            register, key = self._usable(db, meter, now)
+            register.check_credit(currency, carried)
+            tid = self._claim_tid(db, register, key, meter.pan, now, "credit")
+            token = credit_token(key, subclass, amount, tid)
+            after = dataclasses.replace(
+                register,
+                currency_used=register.currency_used + currency,
+                units_used_tenths=register.units_used_tenths + carried,
+                tokens_issued=register.tokens_issued + 1,
+            )
+            db.execute(
+                "UPDATE key_register SET currency_used = ?, units_used = ?, tokens_issued = ?"
+                " WHERE slot = ?",
+                (
+                    str(after.currency_used),
+                    after.units_used_tenths,
+                    after.tokens_issued,
+                    after.slot,
+                ),
+            )
+        details = {
+            "subclass": subclass.cli_name,
+            "amount": str(Decimal(carried) / 10),
+            "currency": str(currency),
+        }
+        return Vended("credit", (token,), meter.pan.digits, after, tid.value, details)
+
+    def management(self, meter: MeterKey, kind: ManagementKind, value: int) -> Vended:
+        """A management token (class 2 with a TID)."""
+        now = self.sm.clock()
+        with self.sm.store.transaction() as db:
+            register, key = self._usable(db, meter, now)
+            tid = self._claim_tid(db, register, key, meter.pan, now, kind.cli_name)
+            token = management_token(key, kind, value, tid)
+            after = self._count(db, register)
+        details = {"management": kind.cli_name, "value": value}
+        return Vended("management", (token,), meter.pan.digits, after, tid.value, details)
+
+    def key_change(
+        self,
+        meter: MeterKey,
+        new: KeyIdentity,
+        new_ti: TariffIndex | None = None,
+        rollover: bool | None = None,
+    ) -> Vended:
+        """The key change set moving the meter from `meter.identity` to `new`.
+
+        The new key must be within its dates of use; the current key only encrypts the set (a
+        meter must be movable off a key whose IUT has passed), so it need only be held.
+        """
+        now = self.sm.clock()
+        with self.sm.store.transaction() as db:
+            current, current_value = self.sm.open_key(db, meter.identity)
+            ea = self._algorithm(current, meter.ea)
+            old_key, _ = self._token_key(current, current_value, meter.pan, meter.ti, ea)
+            target, target_value = self.sm.open_key(db, new)
+            target.check_usable(now)
+            self._algorithm(target, ea)
+            new_key, new_params = self._token_key(
+                target, target_value, meter.pan, new_ti or meter.ti, ea
+            )
+            tokens = key_change_tokens(old_key, new_key.decoder_key, new_params, rollover=rollover)
+            after = self._count(db, target)
+        details = {
+            "new_sgc": new.sgc,
+            "new_krn": new.krn,
+            "new_kt": new.kt,
+            "new_ti": new_params.tariff_index.digits,
+            "rollover": (target.base_date != current.base_date) if rollover is None else rollover,
+        }
+        return Vended("key-change", tokens, meter.pan.digits, after, None, details)
+
+    @staticmethod
+    def _count(db: sqlite3.Connection, register: KeyRegister) -> KeyRegister:
+        db.execute(
+            "UPDATE key_register SET tokens_issued = tokens_issued + 1 WHERE slot = ?",
+            (register.slot,),
+        )
+        return dataclasses.replace(register, tokens_issued=register.tokens_issued + 1)
