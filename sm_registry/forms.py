@@ -19,7 +19,9 @@ class SmFilterForm(FlaskForm):
     id_man = StringField("ID_man", validators=[Optional(), Length(max=4)])
     smid = StringField("SMID", validators=[Optional(), Length(max=16)])
     state = SelectField(
-        "State", choices=[SelectChoice("", "any"), *(SelectChoice(s, s) for s in SM_STATES)]
+        "State",
+        choices=[SelectChoice("", "any"), *(SelectChoice(s, s) for s in SM_STATES)],
+        validate_choice=False,  # SmFilter checks the state and names the allowed ones
     )
     since = DateField("Registered from", validators=[Optional()])
     until = DateField("Registered until", validators=[Optional()])

@@ -29,7 +29,9 @@ def _caller() -> service.Caller:
 
 def _filter(form: SmFilterForm) -> service.SmFilter:
     if not form.validate():
-        return service.SmFilter()
+        raise InvalidInput(
+            "bad_filter", "the filter is not valid; check ID_man, SMID, state and dates"
+        )
     return service.SmFilter(
         form.id_man.data or None,
         form.smid.data or None,
