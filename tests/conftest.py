@@ -102,12 +102,20 @@ class Template:
 
 
 def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    """Database names unique to this pytest process, so concurrent runs never share one."""
+    return f"{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Template]:
-    return {}
+def templates() -> Iterator[dict[str, Template]]:
+    built: dict[str, Template] = {}
+    yield built
+    if "postgres" in built:
+        engine = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            for name in (f"kmc_test_{_worker()}", built["postgres"].database):
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
 
 
 def _build_template(backend: str, folder: Path) -> Template:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from kmc.accounts.models import ApiToken
@@ -90,10 +92,5 @@ def test_every_api_route_is_in_the_openapi_document(app, client):
     routes = set()
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/"):
-            routes.add(
-                rule.rule.replace("<", "{")
-                .replace(">", "}")
-                .replace("{int:", "{")
-                .replace("{path:", "{")
-            )
+            routes.add(re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule))
     assert routes == set(document["paths"])
