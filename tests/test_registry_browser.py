@@ -1,0 +1,67 @@
+"""The registry in real headless Chromium: a manufacturer registers, an operator approves, an auditor exports."""
+
+from __future__ import annotations
+
+import subprocess
+import zipfile
+
+import pytest
+
+from tests.conftest import browser_login
+from tests.test_registry_csr import make_csr
+
+pytestmark = pytest.mark.browser
+
+
+def test_register_approve_and_export(page, instance, tmp_path):
+    csr = tmp_path / "600727000123.pem"
+    csr.write_bytes(make_csr("600727000123"))
+
+    browser_login(page, "maker1")
+    page.click("#main-nav >> text=Register SMs")
+    page.set_input_files("#csrs", str(csr))
+    page.select_option("#kind", "certified")
+    page.fill("#model", "SM-9000")
+    page.fill("#firmware", "smfw")
+    page.fill("#version", "2.1.0")
+    page.fill("#number", "STS-CERT-0042")
+    page.click("#submit")
+    assert "1 accepted, 0 refused." in page.content()
+    assert page.locator("#results tbody tr").inner_text().split("\t")[:3] == [
+        "600727000123.pem",
+        "accepted",
+        "600727000123",
+    ]
+    page.click("#logout")
+
+    browser_login(page, "operator1")
+    page.click("#main-nav >> text=Security modules")
+    page.click("text=600727000123")
+    assert page.locator("#sm-state").inner_text() == "pending"
+    page.select_option("#action", "approve")
+    page.fill("#reason", "certification checked")
+    page.click("#submit")
+    assert "SM 600727000123 is now active." in page.content()
+    assert page.locator("#sm-state").inner_text() == "active"
+    page.click("#logout")
+
+    browser_login(page, "auditor1")
+    page.click("#main-nav >> text=Security modules")
+    row = page.locator('tr[data-smid="600727000123"]')
+    assert "certification checked" in row.inner_text() and "maker1" in row.inner_text()
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    archive_path = tmp_path / "export.zip"
+    download.value.save_as(archive_path)
+    with zipfile.ZipFile(archive_path) as archive:
+        archive.extractall(tmp_path / "export")
+        content, signature = sorted(archive.namelist())
+    verified = subprocess.run(
+        ["/usr/bin/openssl", "cms", "-verify", "-binary", "-inform", "DER",
+         "-content", str(tmp_path / "export" / content), "-CAfile", str(instance.folder / "pki" / "root.pem"),
+         "-in", str(tmp_path / "export" / signature), "-out", "/dev/null"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    text = (tmp_path / "export" / content).read_text()
+    assert "kmc_mode=test" in text and "600727000123,1A2B,Acme Meters,certified" in text
