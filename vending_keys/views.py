@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
@@ -49,8 +50,14 @@ def _flash_outcome(outcome: service.Outcome) -> None:
         flash(f"SM {outcome.authorisation.smid} authorised.", "success")
 
 
+def _flash_form_errors(form: FlaskForm) -> None:
+    flash(
+        "; ".join(f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()), "danger"
+    )
+
+
 def _generate_form() -> GenerateKeyForm:
-    form = GenerateKeyForm()
+    form = GenerateKeyForm(prefix="key")
     form.sgc.choices = [
         SelectChoice(g.sgc, f"{g.sgc} {g.name}") for g in service.list_supply_groups()
     ]
@@ -65,7 +72,7 @@ def index() -> str:
         groups=service.list_supply_groups(),
         keys=service.list_keys(),
         key_types=KEY_TYPES,
-        group_form=SupplyGroupForm(),
+        group_form=SupplyGroupForm(prefix="group"),
         generate_form=_generate_form(),
     )
 
@@ -73,7 +80,7 @@ def index() -> str:
 @bp.route("/supply-groups", methods=["POST"])
 @allow(*MANAGERS)
 def add_supply_group() -> Response:
-    form = SupplyGroupForm()
+    form = SupplyGroupForm(prefix="group")
     if form.validate_on_submit():
         try:
             group = service.add_supply_group(
@@ -90,7 +97,7 @@ def add_supply_group() -> Response:
             db.session.commit()
             flash(f"Supply group {group.sgc} added.", "success")
     else:
-        flash("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()), "danger")
+        _flash_form_errors(form)
     return redirect(url_for("keys.index"))
 
 
@@ -119,7 +126,7 @@ def generate() -> Response:
             db.session.commit()
             _flash_outcome(outcome)
     else:
-        flash("; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()), "danger")
+        _flash_form_errors(form)
     return redirect(url_for("keys.index"))
 
 
