@@ -275,9 +275,17 @@ _METER_OPTIONS = (
 )
 
 
-def _vending_command(func: Callable[..., Vended]) -> Callable[..., None]:
-    """Give a vend command the register and meter options; it receives `vending` and `meter`
-    and returns what it vended, which is printed (token digits, one per line, or JSON)."""
+Output = tuple[dict[str, Any], str]
+
+
+def _tokens(vended: Vended) -> Output:
+    """A vend's output: JSON details, or the token digits one per line."""
+    return vended.to_dict(), "\n".join(t.digits for t in vended.tokens)
+
+
+def _meter_command(func: Callable[..., Output]) -> Callable[..., None]:
+    """Give a command the register and meter options; it receives `vending` and `meter` and
+    returns its output as (JSON data, text)."""
 
     @functools.wraps(func)
     def command(
@@ -294,8 +302,8 @@ def _vending_command(func: Callable[..., Vended]) -> Callable[..., None]:
     ) -> None:
         meter = _meter(sgc, krn, kt, pan, ti, ea)
         with _opened(state) as sm:
-            vended = func(Vending(sm, ea07_tables=ea07_tables), meter, **options)
-        _emit(vended.to_dict(), as_json, lambda: "\n".join(t.digits for t in vended.tokens))
+            data, text = func(Vending(sm, ea07_tables=ea07_tables), meter, **options)
+        _emit(data, as_json, text)
 
     for option in reversed(_METER_OPTIONS):
         command = option(command)
@@ -311,13 +319,13 @@ def _vending_command(func: Callable[..., Vended]) -> Callable[..., None]:
 )
 @click.option("--amount", required=True, help="Units in the natural unit, 0.1 resolution.")
 @click.option("--currency", required=True, help="What the customer paid: counted against the CLM.")
-@_vending_command
+@_meter_command
 def vend_credit(
     vending: Vending, meter: MeterKey, subclass: str, amount: str, currency: str
-) -> Vended:
+) -> Output:
     """A credit token (class 0)."""
     units, paid = TransferAmount.from_decimal(amount), parse_currency(currency)
-    return vending.credit(meter, CreditSubclass[subclass.upper()], units, paid)
+    return _tokens(vending.credit(meter, CreditSubclass[subclass.upper()], units, paid))
 
 
 def _management_field(kind: ManagementKind, value: int | None, register: int | None) -> int:
@@ -343,13 +351,14 @@ def _management_field(kind: ManagementKind, value: int | None, register: int | N
 @click.option("--kind", required=True, type=click.Choice([k.cli_name for k in ManagementKind]))
 @click.option("--value", type=int, help="Watts for power limits; raw 16-bit value otherwise.")
 @click.option("--register", type=int, help="Register to clear (clear-credit; default all).")
-@_vending_command
+@_meter_command
 def vend_management(
     vending: Vending, meter: MeterKey, kind: str, value: int | None, register: int | None
-) -> Vended:
+) -> Output:
     """A management token (class 2 with a TID)."""
     management = ManagementKind[kind.upper().replace("-", "_")]
-    return vending.management(meter, management, _management_field(management, value, register))
+    field = _management_field(management, value, register)
+    return _tokens(vending.management(meter, management, field))
 
 
 @vend.command("key-change")
@@ -360,7 +369,7 @@ def vend_management(
 @click.option(
     "--rollover/--no-rollover", default=None, help="RO flag (default: base date changes)."
 )
-@_vending_command
+@_meter_command
 def vend_key_change(
     vending: Vending,
     meter: MeterKey,
@@ -369,10 +378,18 @@ def vend_key_change(
     new_kt: int,
     new_ti: str | None,
     rollover: bool | None,
-) -> Vended:
+) -> Output:
     """A key change set moving the meter from --sgc/--krn/--kt to --new-sgc/--new-krn/--new-kt."""
     new = _meter(new_sgc, new_krn, new_kt, meter.pan.digits, new_ti or meter.ti.digits, None)
-    return vending.key_change(meter, new.identity, new.ti, rollover)
+    return _tokens(vending.key_change(meter, new.identity, new.ti, rollover))
+
+
+@main.command("decoder-key")
+@_meter_command
+def decoder_key(vending: Vending, meter: MeterKey) -> Output:
+    """(meter manufacture) Print a meter's decoder key; default keys (KT 0/1) only."""
+    key = vending.manufacturing_key(meter)
+    return {"pan": meter.pan.digits, "ea": key.ea.value, "decoder_key": key.hex()}, key.hex()
 
 
 @vend.command("test")

@@ -22,10 +22,11 @@ from typing import Any
 from key_load_protocol import KeyIdentity
 from sm_emulator.errors import InvalidRequest, VendRefused
 from sm_emulator.module import SecurityModule
-from sm_emulator.registers import KeyRegister
+from sm_emulator.registers import DEFAULT_KEY_TYPES, KeyRegister
 from sts_token import (
     BaseDate,
     CreditSubclass,
+    DecoderKey,
     DecoderKeyAlgorithm,
     EncryptionAlgorithm,
     KeyExpiryNumber,
@@ -292,6 +293,26 @@ class Vending:
             "rollover": (target.base_date != current.base_date) if rollover is None else rollover,
         }
         return Vended("key-change", tokens, meter.pan.digits, after, None, details)
+
+    def manufacturing_key(self, meter: MeterKey) -> DecoderKey:
+        """The decoder key a meter is manufactured with, derived from a default key register.
+
+        Only key types 0 and 1 (initialisation and default keys) may leave the SM this way: a
+        meter made with one accepts no credit until moved to a unique or common key by a key
+        change set, which only the SM can issue.
+        """
+        if meter.identity.kt not in DEFAULT_KEY_TYPES:
+            raise VendRefused(
+                "export_refused",
+                f"key type {meter.identity.kt} decoder keys never leave the SM; only default "
+                "keys (KT 0 or 1) are exported, for meter manufacture",
+            )
+        with self.sm.store.snapshot() as db:
+            register, key_value = self.sm.open_key(db, meter.identity)
+        register.check_usable(self.sm.clock())
+        ea = self._algorithm(register, meter.ea)
+        key, _ = self._token_key(register, key_value, meter.pan, meter.ti, ea)
+        return key.decoder_key
 
     @staticmethod
     def _count(db: sqlite3.Connection, register: KeyRegister) -> KeyRegister:

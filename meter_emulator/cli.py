@@ -1,0 +1,213 @@
+"""`meter-emulator`: an STS prepayment meter that accepts or refuses tokens, for tests and demos.
+
+Every command takes `--state DIR` (or `$METER_EMULATOR_STATE`). `enter` gives each token its own
+verdict and exits 1 if any was refused; other failures print one line
+`meter-emulator: <reason>: <message>` and exit 1 (usage errors 2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from meter_emulator import meter, storage
+from meter_emulator.errors import MeterError, TokenRefused
+from sts_token import (
+    BaseDate,
+    DecoderKey,
+    DecoderKeyAlgorithm,
+    EncryptionAlgorithm,
+    KeyExpiryNumber,
+    KeyParameters,
+    KeyRevisionNumber,
+    KeyType,
+    Pan,
+    SupplyGroupCode,
+    TariffIndex,
+    Tid,
+    TokenError,
+    VendingKey,
+    derive_decoder_key,
+)
+
+PROGRAM = "meter-emulator"
+
+
+class _OneLineErrors(click.Group):
+    """Every failure is one line on stderr and a non-zero exit; never a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except (MeterError, TokenError) as exc:
+            click.echo(f"{PROGRAM}: {exc.reason}: {exc.message}", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            click.echo(f"{PROGRAM}: usage: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+
+
+_state_option = click.option(
+    "--state",
+    required=True,
+    envvar="METER_EMULATOR_STATE",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The meter's state folder ($METER_EMULATOR_STATE).",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_tables_option = click.option(
+    "--ea07-tables", type=click.Path(dir_okay=False), help="EA07 tables JSON ($STS_EA07_TABLES)."
+)
+
+
+@click.group(cls=_OneLineErrors)
+def main() -> None:
+    """STS meter emulator: holds a decoder key, accepts tokens, shows balances."""
+
+
+@main.command()
+@_state_option
+@click.option("--pan", required=True, help="Meter PAN, 18 digits.")
+@click.option("--sgc", required=True)
+@click.option("--ti", required=True)
+@click.option("--krn", required=True, type=int)
+@click.option("--kt", required=True, type=int)
+@click.option("--ken", required=True, type=int)
+@click.option("--base-date", required=True, type=click.Choice(["1993", "2014", "2035"]))
+@click.option("--dkga", required=True, type=click.Choice(["02", "04"]))
+@click.option("--ea", required=True, type=click.Choice(["07", "11"]))
+@click.option("--decoder-key", help="The meter's decoder key, hex.")
+@click.option("--vending-key", help="(tests) derive the decoder key from this vending key.")
+@click.option(
+    "--manufactured-at",
+    help="Manufacture time (ISO, UTC) that fills the TID memory; default now.",
+)
+@_json_option
+def init(
+    state: Path,
+    pan: str,
+    sgc: str,
+    ti: str,
+    krn: int,
+    kt: int,
+    ken: int,
+    base_date: str,
+    dkga: str,
+    ea: str,
+    decoder_key: str | None,
+    vending_key: str | None,
+    manufactured_at: str | None,
+    as_json: bool,
+) -> None:
+    """Make a meter with a decoder key (given, or derived from a vending key for tests)."""
+    if (decoder_key is None) == (vending_key is None):
+        raise click.UsageError("give exactly one of --decoder-key or --vending-key")
+    params = KeyParameters(
+        dkga=DecoderKeyAlgorithm(dkga),
+        ea=EncryptionAlgorithm(ea),
+        sgc=SupplyGroupCode(sgc),
+        tariff_index=TariffIndex.parse(ti),
+        krn=KeyRevisionNumber(krn),
+        key_type=KeyType(kt),
+        base_date=BaseDate(int(base_date)),
+        ken=KeyExpiryNumber(ken),
+    )
+    meter_pan = Pan(pan)
+    key = (
+        DecoderKey.from_hex(decoder_key, params.ea)
+        if decoder_key is not None
+        else derive_decoder_key(VendingKey.from_hex(str(vending_key)), meter_pan, params)
+    )
+    made = (
+        dt.datetime.fromisoformat(manufactured_at) if manufactured_at else dt.datetime.now(dt.UTC)
+    )
+    naive = made.astimezone(dt.UTC).replace(tzinfo=None) if made.tzinfo else made
+    tid = Tid.at(max(naive, params.base_date.start), params.base_date).value
+    state_value = meter.manufactured(
+        pan=meter_pan.digits,
+        sgc=params.sgc.digits,
+        ti=params.tariff_index.value,
+        krn=krn,
+        kt=kt,
+        ken=ken,
+        base_date=params.base_date,
+        dkga=dkga,
+        decoder_key=key,
+        manufacture_tid=tid,
+    )
+    storage.create(state, state_value)
+    _emit(state_value.describe(), as_json, f"meter {meter_pan.digits} ready in {state}")
+
+
+def _emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else text)
+
+
+@main.command()
+@_state_option
+@click.argument("tokens", nargs=-1, required=True)
+@_tables_option
+@_json_option
+def enter(state: Path, tokens: tuple[str, ...], ea07_tables: str | None, as_json: bool) -> None:
+    """Enter tokens in order; each is accepted or refused on its own (exit 1 if any refused)."""
+    verdicts = []
+    with storage.locked(state):
+        current = storage.read(state)
+        for text in tokens:
+            try:
+                accepted = meter.enter(current, text, ea07_tables=ea07_tables)
+            except TokenRefused as refusal:
+                verdicts.append(
+                    {
+                        "token": text,
+                        "accepted": False,
+                        "reason": refusal.reason,
+                        "message": refusal.message,
+                    }
+                )
+                continue
+            current = accepted.state
+            storage.write(state, current)
+            verdicts.append(
+                {
+                    "token": text,
+                    "accepted": True,
+                    "kind": accepted.kind,
+                    "message": accepted.message,
+                    **accepted.details,
+                }
+            )
+    if as_json:
+        click.echo(json.dumps({"verdicts": verdicts, "meter": current.describe()}, indent=2))
+    else:
+        for verdict in verdicts:
+            if verdict["accepted"]:
+                click.echo(f"{verdict['token']}: accepted: {verdict['message']}")
+            else:
+                click.echo(
+                    f"{verdict['token']}: refused: {verdict['reason']}: {verdict['message']}"
+                )
+    if not all(v["accepted"] for v in verdicts):
+        sys.exit(1)
+
+
+@main.command()
+@_state_option
+@_json_option
+def show(state: Path, as_json: bool) -> None:
+    """The meter: key parameters (not the key), balances, settings, TID memory."""
+    described = storage.read(state).describe()
+    credit = ", ".join(f"{name} {value}" for name, value in described["credit"].items())
+    _emit(
+        described,
+        as_json,
+        f"meter {described['pan']} SGC {described['sgc']} KRN {described['krn']} KT {described['kt']} "
+        f"TI {described['ti']} KEN {described['ken']} EA{described['ea']} base date {described['base_date']}\n"
+        f"credit: {credit}",
+    )
