@@ -1,0 +1,159 @@
+"""KMC key loading: EKLF issuance for 5-key requests, in process and over HTTP, beside the floor.
+
+Run: ``python -m bench keyload``. In process, each request goes the whole way: parse, verify,
+policy checks, unseal 5 keys, build + sign the EKLF, persist the issuance record and the audit
+entry (SQLite and PostgreSQL). The floor is `bench.keyload_crypto.crypto_floor_per_second()`,
+the cryptographic primitives of one 5-key EKLF alone, measured in the same run; the target is at
+least 40% of it. Over HTTP: `kmc serve` (waitress) on PostgreSQL, 16 concurrent clients, each
+for its own SM; requests/s and p95 latency (target p95 < 100 ms).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench._instances import bench_instance, postgres_available
+from bench.keyload_crypto import crypto_floor_per_second
+from key_load import service as key_load
+from key_load_protocol import KeyIdentity
+from kmc.accounts.service import create_token, create_user
+from kmc.database import db
+from sm_registry.models import Manufacturer
+from tests.test_keyload_flow import SGC, Device, add_key, authorise, new_device
+
+KEYS = tuple(KeyIdentity(SGC, krn, 1) for krn in range(1, 6))
+IN_PROCESS_REQUESTS = int(os.environ.get("BENCH_KEYLOAD_N", "300"))
+HTTP_CLIENTS = 16
+HTTP_REQUESTS_PER_CLIENT = int(os.environ.get("BENCH_KEYLOAD_HTTP_N", "40"))
+
+
+def _prepare(app, smids: list[str]) -> list[Device]:
+    """Manufacturer, an operator, 5 keys, and the SMs authorised for all of them."""
+    with app.app_context():
+        db.session.add(Manufacturer(id_man="1A2B", name="Bench", contact="", created_at=_now()))
+        db.session.flush()
+        create_user("bench", "operator1", "operator", "bench password 123", None)
+        create_user("bench", "admin1", "admin", "bench password 123", None)
+        db.session.commit()
+    for identity in KEYS:
+        add_key(app, identity.krn)
+    devices = [new_device(app, smid) for smid in smids]
+    for device in devices:
+        for identity in KEYS:
+            authorise(app, device.smid, identity.krn)
+    return devices
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+def in_process_rate(backend: str) -> float:
+    with bench_instance(backend, "kmc_bench_keyload") as (app, _folder, _url):
+        (device,) = _prepare(app, ["1001"])
+        requests = [device.request(KEYS) for _ in range(IN_PROCESS_REQUESTS)]
+        with app.app_context():
+            key_load.process_request("bench", requests[0])  # warm caches (PKI load, templates)
+            start = time.perf_counter()
+            for der in requests[1:]:
+                key_load.process_request("bench", der)
+            elapsed = time.perf_counter() - start
+    return (len(requests) - 1) / elapsed
+
+
+def _serve(folder: Path, url: str, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, KMC_INSTANCE=str(folder), KMC_DATABASE_URL=url, KMC_MODE="test")
+    exe = Path(sys.executable).parent / "kmc"
+    process = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--threads", str(HTTP_CLIENTS)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/login")
+            connection.getresponse().read()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("kmc serve did not start")
+
+
+def http_figures(port: int = 5099) -> tuple[float, float, int]:
+    """(requests/s, p95 latency in ms, failures) at HTTP_CLIENTS concurrent clients."""
+    with bench_instance("postgres", "kmc_bench_keyload_http") as (app, folder, url):
+        devices = _prepare(app, [str(2000 + n) for n in range(HTTP_CLIENTS)])
+        with app.app_context():
+            token = create_token("bench", "operator1", "bench").secret
+            db.session.commit()
+        work = [[d.request(KEYS) for _ in range(HTTP_REQUESTS_PER_CLIENT)] for d in devices]
+        server = _serve(folder, url, port)
+        latencies: list[float] = []
+        failures = [0]
+        lock = threading.Lock()
+
+        def client(requests: list[bytes]) -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/cms"}
+            for der in requests:
+                start = time.perf_counter()
+                connection.request("POST", "/api/v1/keyload", body=der, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                took = time.perf_counter() - start
+                with lock:
+                    latencies.append(took)
+                    failures[0] += response.status != 200
+
+        try:
+            threads = [threading.Thread(target=client, args=(w,)) for w in work]
+            start = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - start
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    p95 = statistics.quantiles(latencies, n=20)[18] * 1000
+    return len(latencies) / elapsed, p95, failures[0]
+
+
+def main() -> None:
+    floor = crypto_floor_per_second(5)
+    print(f"  crypto floor, one 5-key EKLF (one core)            {floor:>10,.0f} EKLF/s")
+    backends = ["sqlite"] + (["postgres"] if postgres_available() else [])
+    for backend in backends:
+        rate = in_process_rate(backend)
+        print(
+            f"  in process, {backend:<8} parse+verify+build+sign+persist+audit "
+            f"{rate:>8,.0f} EKLF/s  ({rate / floor:.0%} of floor; target >= 40%)",
+            flush=True,
+        )
+    if not postgres_available():
+        print("  HTTP figures skipped: PostgreSQL not reachable")
+        return
+    rate, p95, failures = http_figures()
+    print(
+        f"  HTTP, waitress + PostgreSQL, {HTTP_CLIENTS} clients: {rate:,.0f} req/s, "
+        f"p95 {p95:.0f} ms (target < 100 ms), {failures} non-200 responses",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
