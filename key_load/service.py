@@ -166,7 +166,7 @@ def _selected_keys(
     smid: str, wanted: Sequence[KeyIdentity] | None, now: dt.datetime
 ) -> list[tuple[VendingKey, Authorisation]]:
     """The keys to issue; a named key that cannot be issued refuses the whole request."""
-    authorised = {a.key_id: a for a in keys.authorisations_for(smid)}
+    authorised = {keys.identity_of(a.key): a for a in keys.authorisations_for(smid)}
     if wanted is None:
         chosen = [(a.key, a) for a in authorised.values() if _refusal_for(a, a.key, now) is None]
         if not chosen:
@@ -174,11 +174,9 @@ def _selected_keys(
         return chosen
     chosen = []
     for identity in wanted:
-        try:
-            key = keys.find_key(identity)
-        except NotFound:
-            raise NotFound("unknown_key", f"no vending key {identity}") from None
-        auth = authorised.get(key.id)
+        auth = authorised.get(identity)
+        # Not authorised: look the key up only to say precisely why (unknown or not authorised).
+        key = auth.key if auth is not None else keys.find_key(identity)
         problem = _refusal_for(auth, key, now)
         if problem is not None:
             raise PolicyRefusal(problem, f"{identity} cannot be issued to SM {smid}: {problem}")

@@ -18,6 +18,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from key_load_protocol import KeyIdentity, key_check_value
 from kmc import audit, clock
@@ -353,8 +354,12 @@ def propose_authorisation(actor: str, spec: AuthorisationSpec) -> Outcome:
 
 
 def authorisations_for(smid: str) -> Sequence[Authorisation]:
+    """An SM's authorisations with their keys (one query: key loading reads both)."""
     return db.session.scalars(
-        select(Authorisation).where(Authorisation.smid == smid).order_by(Authorisation.id)
+        select(Authorisation)
+        .options(joinedload(Authorisation.key))
+        .where(Authorisation.smid == smid)
+        .order_by(Authorisation.id)
     ).all()
 
 
