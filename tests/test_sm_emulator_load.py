@@ -1,0 +1,186 @@
+"""EKLF loading: keys installed all-or-nothing; every refusal leaves the state untouched."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from key_load_protocol import LoadedKey
+from sm_emulator.cli import main
+from sm_emulator.errors import LoadRefused
+from sm_emulator.module import SecurityModule
+from tests.data.protocol.pki import make_pki, make_sm
+from tests.sm_emulator_kmc import MiniKmc, loaded_key, ready_sm
+
+
+def _state(sm: SecurityModule) -> str:
+    """Everything observable about the SM's state (registers, counters, requests, sequence)."""
+    with sm.store.snapshot() as db:
+        dump = "\n".join(db.iterdump())
+    return hashlib.sha256(dump.encode()).hexdigest()
+
+
+@pytest.fixture
+def kmc() -> MiniKmc:
+    return MiniKmc()
+
+
+@pytest.fixture
+def sm(tmp_path: Path, kmc: MiniKmc) -> SecurityModule:
+    return ready_sm(tmp_path / "sm", kmc)
+
+
+def _refused(sm: SecurityModule, der: bytes) -> str:
+    before = _state(sm)
+    with pytest.raises(LoadRefused) as refused:
+        sm.load(der)
+    assert _state(sm) == before
+    return refused.value.reason
+
+
+def test_load_installs_the_keys_with_check_values(sm: SecurityModule, kmc: MiniKmc) -> None:
+    keys = (loaded_key(krn=1), loaded_key(krn=2, dkga="02", eas=frozenset({"07"})))
+    loaded = sm.load(kmc.answer(sm.request(None), keys))
+    assert loaded.sequence == 1
+    registers = sm.registers()
+    assert [(r.slot, r.identity) for r in registers] == [
+        (1, keys[0].identity),
+        (2, keys[1].identity),
+    ]
+    assert [r.kcv for r in registers] == [k.kcv.hex().upper() for k in keys]
+    assert sm.status()["outstanding_requests"] == 0
+
+
+def test_keys_json_shows_metadata_and_never_the_key(
+    tmp_path: Path, sm: SecurityModule, kmc: MiniKmc
+) -> None:
+    key = loaded_key(clm=None, resource_limit=1000)
+    sm.load(kmc.answer(sm.request(None), (key,)))
+    result = CliRunner().invoke(main, ["keys", "--state", str(sm.folder), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    [row] = data["keys"]
+    assert row["kcv"] == key.kcv.hex().upper() and row["resource_limit"] == 1000
+    assert key.key_value.hex() not in result.output.lower()
+
+
+def test_replay_of_a_loaded_file_is_refused(sm: SecurityModule, kmc: MiniKmc) -> None:
+    der = kmc.answer(sm.request(None), (loaded_key(),))
+    sm.load(der)
+    assert _refused(sm, der) == "already_loaded"
+
+
+def test_a_file_answering_no_outstanding_request_is_refused(
+    sm: SecurityModule, kmc: MiniKmc, tmp_path: Path
+) -> None:
+    other = ready_sm(tmp_path / "other", kmc, smid="1001")  # same SMID, its own request
+    assert other.smid == sm.smid
+    der = kmc.answer(
+        other.request(None),
+        (loaded_key(),),
+        recipient=make_sm(kmc.pki.root, smid=sm.smid, key=sm.private_key),
+    )
+    assert _refused(sm, der) == "unknown_nonce"
+
+
+def test_a_file_for_another_sm_is_refused(sm: SecurityModule, kmc: MiniKmc, tmp_path: Path) -> None:
+    other = ready_sm(tmp_path / "other", kmc, smid="2002")
+    sm.request(None)
+    der = kmc.answer(other.request(None), (loaded_key(),))
+    assert _refused(sm, der) == "not_for_this_key"
+
+
+def test_a_file_enveloped_to_this_sm_but_naming_another_smid_is_refused(
+    sm: SecurityModule, kmc: MiniKmc, tmp_path: Path
+) -> None:
+    other = ready_sm(tmp_path / "other", kmc, smid="2002")
+    kmc.sm_certificates["2002"] = make_sm(kmc.pki.root, smid="2002", key=sm.private_key)
+    sm.request(None)
+    der = kmc.answer(other.request(None), (loaded_key(),))
+    assert _refused(sm, der) == "smid_mismatch"
+
+
+def test_a_tampered_file_is_refused(sm: SecurityModule, kmc: MiniKmc) -> None:
+    der = bytearray(kmc.answer(sm.request(None), (loaded_key(),)))
+    der[len(der) // 2] ^= 0x01
+    assert _refused(sm, bytes(der)) in {
+        "bad_signature",
+        "digest_mismatch",
+        "not_der",
+        "bad_structure",
+    }
+
+
+def test_a_file_signed_under_another_ca_is_refused(sm: SecurityModule, kmc: MiniKmc) -> None:
+    stranger = make_pki()
+    der = kmc.answer(sm.request(None), (loaded_key(),), signer=stranger.signer)
+    assert _refused(sm, der) == "untrusted_chain"
+
+
+def test_a_sequence_number_that_does_not_increase_is_refused(
+    sm: SecurityModule, kmc: MiniKmc
+) -> None:
+    sm.load(kmc.answer(sm.request(None), (loaded_key(krn=1),), sequence=5))
+    der = kmc.answer(sm.request(None), (loaded_key(krn=2),), sequence=5)
+    assert _refused(sm, der) == "sequence_not_increasing"
+    sm.load(kmc.answer(sm.request(None), (loaded_key(krn=3),), sequence=6))
+
+
+def test_twenty_five_registers_fill_and_the_next_key_is_refused_whole(
+    sm: SecurityModule, kmc: MiniKmc
+) -> None:
+    keys = tuple(loaded_key(f"{100000 + n}") for n in range(25))
+    sm.load(kmc.answer(sm.request(None), keys))
+    assert len(sm.registers()) == 25
+    # A file with one held key (reloaded) and one new key: the new one has no room, so neither is taken.
+    more: tuple[LoadedKey, ...] = (keys[0], loaded_key("200000"))
+    assert _refused(sm, kmc.answer(sm.request(None), more)) == "registers_full"
+
+
+def test_reloading_a_held_key_updates_its_attributes_and_keeps_its_counters(
+    sm: SecurityModule, kmc: MiniKmc
+) -> None:
+    key = loaded_key(resource_limit=100)
+    sm.load(kmc.answer(sm.request(None), (key,)))
+    with sm.store.transaction() as db:
+        db.execute("UPDATE key_register SET units_used = 70")
+    renewed = dataclasses.replace(key, resource_limit=200)
+    sm.load(kmc.answer(sm.request(None), (renewed,)))
+    [register] = sm.registers()
+    assert (
+        register.resource_limit == 200
+        and register.units_used_tenths == 70
+        and register.sequence == 2
+    )
+
+
+def test_the_same_identity_with_another_key_value_is_refused(
+    sm: SecurityModule, kmc: MiniKmc
+) -> None:
+    sm.load(kmc.answer(sm.request(None), (loaded_key(),)))
+    assert _refused(sm, kmc.answer(sm.request(None), (loaded_key(),))) == "key_conflict"
+
+
+def test_load_cli_prints_one_line_reasons(sm: SecurityModule, kmc: MiniKmc, tmp_path: Path) -> None:
+    eklf = tmp_path / "f.eklf"
+    eklf.write_bytes(kmc.answer(sm.request(None), (loaded_key(),)))
+    sm.close()
+    runner = CliRunner()
+    first = runner.invoke(
+        main,
+        ["load", "--state", str(sm.folder), str(eklf)],
+        env={"SM_EMULATOR_FAKE_NOW": "2030-03-01T12:00:00Z"},
+    )
+    assert first.exit_code == 0, first.output
+    assert "SGC 123457 KRN 1 KT 2" in first.output
+    again = runner.invoke(main, ["load", "--state", str(sm.folder), str(eklf)])
+    assert again.exit_code == 1
+    assert again.output.count("\n") == 1 and again.output.startswith("sm-emulator: already_loaded:")
+    (tmp_path / "junk").write_bytes(b"not an eklf")
+    junk = runner.invoke(main, ["load", "--state", str(sm.folder), str(tmp_path / "junk")])
+    assert junk.exit_code == 1 and junk.output.startswith("sm-emulator: not_der:")
