@@ -182,13 +182,13 @@ def _check_tid(state: MeterState, tid: Tid) -> tuple[int, ...]:
         raise TokenRefused(
             "key_expired", f"TID {tid.value} is past the key expiry number KEN {state.ken}"
         )
-    if tid.value in state.tid_memory:
-        raise TokenRefused("tid_used", f"a token with TID {tid.value} was already accepted")
     if tid.value <= state.tid_memory[0]:
         raise TokenRefused(
             "tid_old",
             f"TID {tid.value} is not above the oldest remembered TID {state.tid_memory[0]}",
         )
+    if tid.value in state.tid_memory:
+        raise TokenRefused("tid_used", f"a token with TID {tid.value} was already accepted")
     return tuple(sorted((*state.tid_memory[1:], tid.value)))
 
 
