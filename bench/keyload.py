@@ -10,6 +10,7 @@ for its own SM; requests/s and p95 latency (target p95 < 100 ms).
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import os
 import statistics
@@ -37,7 +38,11 @@ HTTP_REQUESTS_PER_CLIENT = int(os.environ.get("BENCH_KEYLOAD_HTTP_N", "40"))
 def _prepare(app, smids: list[str]) -> list[Device]:
     """Manufacturer, an operator, 5 keys, and the SMs authorised for all of them."""
     with app.app_context():
-        db.session.add(Manufacturer(id_man="1A2B", name="Bench", contact="", created_at=_now()))
+        db.session.add(
+            Manufacturer(
+                id_man="1A2B", name="Bench", contact="", created_at=dt.datetime.now(dt.UTC)
+            )
+        )
         db.session.flush()
         create_user("bench", "operator1", "operator", "bench password 123", None)
         create_user("bench", "admin1", "admin", "bench password 123", None)
@@ -49,12 +54,6 @@ def _prepare(app, smids: list[str]) -> list[Device]:
         for identity in KEYS:
             authorise(app, device.smid, identity.krn)
     return devices
-
-
-def _now():
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC)
 
 
 def in_process_rate(backend: str) -> float:
