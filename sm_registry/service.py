@@ -31,6 +31,8 @@ from sm_registry.models import SM_STATES, Manufacturer, SecurityModule, SmStateE
 
 RULE = "STS 600-10-1 §4.5"
 MAX_REASON = 500
+# Bulk registration commits this many items per transaction (see register_many).
+COMMIT_EVERY = 100
 # action → (states it may start from, state it leads to)
 TRANSITIONS = {
     "approve": (("pending",), "active"),
@@ -150,8 +152,7 @@ def _uploader_id_man(caller: Caller, as_manufacturer: str | None) -> IdMan:
 
 
 def _refuse_key_reuse(caller: Caller, request: RegistrationRequest, bound_to: str) -> Conflict:
-    """Audit an attempt to bind a key that already belongs to an SM; write nothing else."""
-    db.session.rollback()
+    """Audit (and commit) an attempt to bind a key that already belongs to an SM."""
     audit.record(
         caller.name,
         "sm.register.refused",
@@ -170,10 +171,15 @@ def _refuse_key_reuse(caller: Caller, request: RegistrationRequest, bound_to: st
     )
 
 
-def _bound_smid(public_key_sha256: str) -> str | None:
-    return db.session.scalar(
-        select(SecurityModule.smid).where(SecurityModule.public_key_sha256 == public_key_sha256)
-    )
+def _upload_scope(
+    caller: Caller,
+    kind: str,
+    certification: CertificationReference | None,
+    as_manufacturer: str | None,
+) -> IdMan:
+    """What holds for a whole upload (kind, §4.5 policy, uploader); the ID_man it registers under."""
+    _check_kind_policy(parse_kind(kind), certification)
+    return _uploader_id_man(caller, as_manufacturer)
 
 
 def register(
@@ -185,34 +191,33 @@ def register(
 ) -> SecurityModule:
     """Register one SM (state pending) from its signed CSR; refusals write nothing."""
     try:
-        return _register(caller, csr, kind, certification, as_manufacturer)
+        id_man = _upload_scope(caller, kind, certification, as_manufacturer)
+        sm = _register(caller, id_man, kind, certification, parse_request(csr))
+        db.session.commit()
     except KMCError:
         db.session.rollback()
         raise
+    return sm
 
 
 def _register(
     caller: Caller,
-    csr: bytes,
+    id_man: IdMan,
     kind: str,
     certification: CertificationReference | None,
-    as_manufacturer: str | None,
+    request: RegistrationRequest,
 ) -> SecurityModule:
-    kind = parse_kind(kind)
-    _check_kind_policy(kind, certification)
-    id_man = _uploader_id_man(caller, as_manufacturer)
-    request = parse_request(csr)
+    """Add one SM, its history row and its audit entry in a savepoint; the caller commits.
+
+    A refusal rolls the savepoint back, so nothing of this item stays in the transaction.
+    Uniqueness races end at the database constraints, turned into the same Conflicts.
+    """
     if request.id_man is not None and request.id_man != id_man:
         raise Forbidden(
             "id_man_mismatch",
             f"the CSR subject OU names ID_man {request.id_man}, but the upload is for {id_man}",
         )
     smid = request.smid.value
-    if db.session.get(SecurityModule, smid) is not None:
-        raise Conflict("duplicate_smid", f"SMID {smid} is already registered")
-    bound = _bound_smid(request.public_key_sha256)
-    if bound is not None:
-        raise _refuse_key_reuse(caller, request, bound)
     now = clock.now()
     sm = SecurityModule(
         smid=smid,
@@ -236,6 +241,7 @@ def _register(
     }
     if certification is not None:
         details["certification"] = str(certification)
+    savepoint = db.session.begin_nested()
     try:
         db.session.add(sm)
         db.session.add(
@@ -243,17 +249,22 @@ def _register(
                 smid=smid, from_state=None, to_state="pending", actor=caller.name, reason="", at=now
             )
         )
-        db.session.flush()
         audit.record(caller.name, "sm.register", "sm", smid, details)
-        db.session.commit()
+        savepoint.commit()
     except IntegrityError:
-        # Lost a race with a concurrent registration: the constraints decided, now say which.
-        db.session.rollback()
+        # The primary key (SMID) or the unique key hash refused it, even under racing uploads.
+        savepoint.rollback()
         bound = _bound_smid(request.public_key_sha256)
         if bound is not None and bound != smid:
             raise _refuse_key_reuse(caller, request, bound) from None
         raise Conflict("duplicate_smid", f"SMID {smid} is already registered") from None
     return sm
+
+
+def _bound_smid(public_key_sha256: str) -> str | None:
+    return db.session.scalar(
+        select(SecurityModule.smid).where(SecurityModule.public_key_sha256 == public_key_sha256)
+    )
 
 
 @dataclass(frozen=True)
@@ -283,14 +294,28 @@ def register_many(
     certification: CertificationReference | None = None,
     as_manufacturer: str | None = None,
 ) -> Iterator[ItemResult]:
-    """Register each (name, CSR) on its own: an accepted item is committed, a refused one is not."""
+    """Register each (name, CSR) on its own: an accepted item is committed, a refused one is not.
+
+    A refusal of the upload as a whole (kind, policy, uploader) is raised before any item.
+    Accepted items are committed in groups of `COMMIT_EVERY` (each SM with its audit entry,
+    refused items rolled back to their savepoint), and verdicts are yielded only once their
+    group is committed, so an "accepted" is never reported for something not yet durable.
+    """
+    id_man = _upload_scope(caller, kind, certification, as_manufacturer)
+    verdicts: list[ItemResult] = []
     for name, data in items:
         try:
-            sm = register(caller, data, kind, certification, as_manufacturer)
+            sm = _register(caller, id_man, kind, certification, parse_request(data))
         except KMCError as refused:
-            yield ItemResult(name, False, reason=refused.reason, message=refused.message)
+            verdicts.append(ItemResult(name, False, reason=refused.reason, message=refused.message))
         else:
-            yield ItemResult(name, True, smid=sm.smid)
+            verdicts.append(ItemResult(name, True, smid=sm.smid))
+        if len(verdicts) >= COMMIT_EVERY:
+            db.session.commit()
+            yield from verdicts
+            verdicts = []
+    db.session.commit()
+    yield from verdicts
 
 
 # --- lifecycle -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kmc.errors import InvalidInput, PolicyRefusal
-from sm_registry.csr import MAX_CSR_BYTES, parse_request
+from sm_registry.csr import MAX_CSR_BYTES, build_request, parse_request
 from sm_registry.identifiers import CertificationReference, IdMan, Smid
 
 DATA = Path(__file__).parent / "data" / "registry"
@@ -29,16 +29,7 @@ def make_csr(
     der: bool = False,
 ) -> bytes:
     """A CSR for an SM, signed by `key` (a fresh P-384 key unless given)."""
-    key = key or ec.generate_private_key(ec.SECP384R1())
-    names = [x509.NameAttribute(NameOID.SERIAL_NUMBER, smid)]
-    if ou is not None:
-        names.insert(0, x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name(names))
-        .sign(key, hashes.SHA384())
-    )
-    return csr.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM)
+    return build_request(key or ec.generate_private_key(ec.SECP384R1()), smid, ou, der=der)
 
 
 def test_openssl_pem_csr_is_read():

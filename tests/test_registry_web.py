@@ -72,7 +72,8 @@ def test_virtual_sms_are_visibly_marked(client):
 def test_live_upload_page_refuses_virtual_sms(client):
     login(client, "maker1")
     page = upload(client, [csr_file("1001")], kind="virtual").get_data(as_text=True)
-    assert "STS 600-10-1 §4.5" in page and "0 accepted, 1 refused." in page
+    assert "STS 600-10-1 §4.5: a live KMC never associates a public key with a virtual" in page
+    assert 'id="results"' not in page
 
 
 def test_admin_uploads_for_a_named_manufacturer(app, client):
