@@ -86,7 +86,7 @@ def main() -> None:
 @click.option("--vending-key", help="(tests) derive the decoder key from this vending key.")
 @click.option(
     "--manufactured-at",
-    help="Manufacture time (ISO, UTC) that fills the TID memory; default now.",
+    help="Manufacture time (ISO, UTC) filling the TID memory; default the base date (blank).",
 )
 @_json_option
 def init(
@@ -124,11 +124,11 @@ def init(
         if decoder_key is not None
         else derive_decoder_key(VendingKey.from_hex(str(vending_key)), meter_pan, params)
     )
-    made = (
-        dt.datetime.fromisoformat(manufactured_at) if manufactured_at else dt.datetime.now(dt.UTC)
-    )
-    naive = made.astimezone(dt.UTC).replace(tzinfo=None) if made.tzinfo else made
-    tid = Tid.at(max(naive, params.base_date.start), params.base_date).value
+    tid = 0
+    if manufactured_at:
+        made = dt.datetime.fromisoformat(manufactured_at)
+        naive = made.astimezone(dt.UTC).replace(tzinfo=None) if made.tzinfo else made
+        tid = Tid.at(max(naive, params.base_date.start), params.base_date).value
     state_value = meter.manufactured(
         pan=meter_pan.digits,
         sgc=params.sgc.digits,
