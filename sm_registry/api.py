@@ -247,10 +247,10 @@ _SM = {
         "history": {"type": "array", "items": {"type": "object"}},
     },
 }
-_MANUFACTURER = {
-    "type": "object",
-    "properties": {k: {"type": "string"} for k in ("id_man", "name", "contact")},
+_MANUFACTURER_FIELDS: dict[str, Any] = {
+    k: {"type": "string"} for k in ("id_man", "name", "contact")
 }
+_MANUFACTURER = {"type": "object", "properties": _MANUFACTURER_FIELDS}
 _FILTERS = [
     {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
     for n in ("id_man", "smid", "state", "since", "until")
@@ -286,7 +286,7 @@ PATHS = {
         },
         "post": {
             "summary": "Create a manufacturer (admin)",
-            "requestBody": _json_body(_MANUFACTURER["properties"], ["id_man", "name"]),
+            "requestBody": _json_body(_MANUFACTURER_FIELDS, ["id_man", "name"]),
             "responses": {
                 "201": json_response("Created", _MANUFACTURER),
                 **error_responses(400, 401, 403, 409),

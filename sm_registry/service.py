@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -332,7 +333,7 @@ def get_sm(caller: Caller, smid: str, *, for_update: bool = False) -> SecurityMo
     query = _scoped(select(SecurityModule).where(SecurityModule.smid == smid), caller)
     if for_update:
         query = query.with_for_update()
-    sm = db.session.scalars(query).first()
+    sm = cast(SecurityModule | None, db.session.scalars(query).first())
     if sm is None:
         raise NotFound("unknown_sm", f"no SM with SMID {smid}")
     return sm

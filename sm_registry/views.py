@@ -7,8 +7,9 @@ import io
 import zipfile
 
 from cryptography.hazmat.primitives import serialization
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import FileStorage
+from werkzeug.wrappers import Response
 
 from kmc.access import actor_name, allow, current_actor
 from kmc.errors import InvalidInput, KMCError
