@@ -161,14 +161,18 @@ def install_cert(state: Path, certificate: Path, as_json: bool) -> None:
     )
 
 
+def _identity(sgc: str, krn: int, kt: int) -> KeyIdentity:
+    try:
+        return KeyIdentity(sgc, krn, kt)
+    except ProtocolError as error:
+        raise InvalidRequest("invalid_key", str(error)) from None
+
+
 def _key_identity(text: str) -> KeyIdentity:
     parts = text.split(":")
     if len(parts) != 3 or not all(p.isdigit() for p in parts[1:]):
         raise InvalidRequest("invalid_key", f"--key {text!r}: expected SGC:KRN:KT")
-    try:
-        return KeyIdentity(parts[0], int(parts[1]), int(parts[2]))
-    except ProtocolError as error:
-        raise InvalidRequest("invalid_key", f"--key {text!r}: {error}") from None
+    return _identity(parts[0], int(parts[1]), int(parts[2]))
 
 
 @main.command()
@@ -249,12 +253,11 @@ def vend() -> None:
 
 
 def _meter(sgc: str, krn: int, kt: int, pan: str, ti: str, ea: str | None) -> MeterKey:
-    try:
-        identity = KeyIdentity(sgc, krn, kt)
-    except ProtocolError as error:
-        raise InvalidRequest("invalid_key", str(error)) from None
     return MeterKey(
-        identity, Pan(pan), TariffIndex.parse(ti), None if ea is None else EncryptionAlgorithm(ea)
+        _identity(sgc, krn, kt),
+        Pan(pan),
+        TariffIndex.parse(ti),
+        None if ea is None else EncryptionAlgorithm(ea),
     )
 
 

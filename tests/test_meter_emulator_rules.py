@@ -66,36 +66,27 @@ def _run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def _init_args(folder: Path, pan: str = PAN, kt: int = 2, ken: int = 255) -> list[str]:
+    """`meter-emulator init` arguments for the test meter (decoder key still to be given)."""
+    fields = {
+        "--pan": pan,
+        "--sgc": "123457",
+        "--ti": "1",
+        "--krn": "1",
+        "--kt": str(kt),
+        "--ken": str(ken),
+        "--base-date": "2014",
+        "--dkga": "04",
+        "--ea": "11",
+    }
+    return ["init", "--state", str(folder), *(x for pair in fields.items() for x in pair)]
+
+
 def _init(
     folder: Path, kt: int = 2, ken: int = 255, *, key: str = "--vending-key", value: str = VK
 ) -> None:
-    code, out = _run(
-        "init",
-        "--state",
-        str(folder),
-        "--pan",
-        PAN,
-        "--sgc",
-        "123457",
-        "--ti",
-        "1",
-        "--krn",
-        "1",
-        "--kt",
-        str(kt),
-        "--ken",
-        str(ken),
-        "--base-date",
-        "2014",
-        "--dkga",
-        "04",
-        "--ea",
-        "11",
-        key,
-        value,
-        "--manufactured-at",
-        MADE.isoformat(),
-    )
+    args = _init_args(folder, kt=kt, ken=ken)
+    code, out = _run(*args, key, value, "--manufactured-at", MADE.isoformat())
     assert code == 0, out
 
 
@@ -236,31 +227,7 @@ def test_key_change_with_rollover_moves_the_base_date_and_resets_tid_memory(tmp_
 
 def test_init_refusals_are_one_line(tmp_path: Path) -> None:
     _init(tmp_path / "m")
-    code, out = _run(
-        "init",
-        "--state",
-        str(tmp_path / "m"),
-        "--pan",
-        PAN,
-        "--sgc",
-        "123457",
-        "--ti",
-        "1",
-        "--krn",
-        "1",
-        "--kt",
-        "2",
-        "--ken",
-        "255",
-        "--base-date",
-        "2014",
-        "--dkga",
-        "04",
-        "--ea",
-        "11",
-        "--vending-key",
-        VK,
-    )
+    code, out = _run(*_init_args(tmp_path / "m"), "--vending-key", VK)
     assert code == 1 and out.startswith("meter-emulator: already_initialised:")
     code, out = _run("show", "--state", str(tmp_path / "none"))
     assert code == 1 and out.startswith("meter-emulator: not_initialised:")
@@ -268,29 +235,5 @@ def test_init_refusals_are_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("pan", ["600727000000000001", "12345"])
 def test_init_refuses_a_bad_pan(tmp_path: Path, pan: str) -> None:
-    code, out = _run(
-        "init",
-        "--state",
-        str(tmp_path / "m"),
-        "--pan",
-        pan,
-        "--sgc",
-        "123457",
-        "--ti",
-        "1",
-        "--krn",
-        "1",
-        "--kt",
-        "2",
-        "--ken",
-        "255",
-        "--base-date",
-        "2014",
-        "--dkga",
-        "04",
-        "--ea",
-        "11",
-        "--vending-key",
-        VK,
-    )
+    code, out = _run(*_init_args(tmp_path / "m", pan=pan), "--vending-key", VK)
     assert code == 1 and out.startswith("meter-emulator: invalid_pan:")
