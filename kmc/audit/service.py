@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import DateTime, select, text, type_coerce
+from sqlalchemy import DateTime, event, select, text, type_coerce
+from sqlalchemy.orm import Session
 
 from kmc import clock, pki
 from kmc.audit.chain import (
@@ -47,6 +48,38 @@ def _lock_chain() -> None:
         db.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
 
 
+_HEAD = "kmc.audit.head"
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_head_after_rollback(session: Session, _transaction: Any) -> None:
+    """A rollback (savepoint or whole transaction) may have removed entries appended under it."""
+    session.info.pop(_HEAD, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_head_after_transaction(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the lock ends with the outermost transaction
+        session.info.pop(_HEAD, None)
+
+
+def _chain_head() -> tuple[int, str]:
+    """(seq, entry_hash) of the last entry, locking the chain for this transaction.
+
+    Once this transaction holds the lock, nobody else can append, so the head it appended last
+    is remembered in `session.info` (forgotten on any rollback and at transaction end): a
+    transaction appending many entries pays the lock and the read once.
+    """
+    cached: tuple[int, str] | None = db.session.info.get(_HEAD)
+    if cached is not None:
+        return cached
+    _lock_chain()
+    last = db.session.execute(
+        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    return (last[0], last[1]) if last else (0, GENESIS)
+
+
 def record(
     actor: str,
     action: str,
@@ -57,11 +90,8 @@ def record(
     """Append one entry in the current transaction; the caller commits it with its change."""
     details = details or {}
     _check_no_secrets(details)
-    _lock_chain()
-    last = db.session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    head_seq, prev = _chain_head()
+    seq = head_seq + 1
     at = clock.now()
     details_text = canonical_json(details)
     entry = AuditEntry(
@@ -78,7 +108,7 @@ def record(
         ),
     )
     db.session.add(entry)
-    db.session.flush()
+    db.session.info[_HEAD] = (seq, entry.entry_hash)
     return entry
 
 
