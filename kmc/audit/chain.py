@@ -66,7 +66,18 @@ class ChainReport:
 
 
 Row = tuple[int, str, str, str, str, str, str, str, str]
-"""(seq, time, actor, action, object_type, object_id, details, prev_hash, entry_hash)."""
+ROW_FIELDS = (
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "details",
+    "prev_hash",
+    "entry_hash",
+)
+"""The names of a Row's fields, in order (also the keys of an exported entry)."""
 
 
 def verify_rows(rows: Iterable[Row]) -> ChainReport:

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kmc.audit.chain import Row, verify_rows
+from kmc.audit.chain import ROW_FIELDS, Row, verify_rows
 
 CHECKPOINT_PREFIX = "kmc-audit-checkpoint"
 
@@ -49,18 +49,7 @@ def verify_export(path: Path, root: x509.Certificate) -> str:
         raise ExportProblem(
             "the audit signer certificate was not issued by this KMC root"
         ) from None
-    keys = (
-        "seq",
-        "at",
-        "actor",
-        "action",
-        "object_type",
-        "object_id",
-        "details",
-        "prev_hash",
-        "entry_hash",
-    )
-    entries: list[Row] = [tuple(r["entry"][k] for k in keys) for r in records if "entry" in r]  # type: ignore[misc]
+    entries: list[Row] = [tuple(r["entry"][k] for k in ROW_FIELDS) for r in records if "entry" in r]  # type: ignore[misc]
     report = verify_rows(entries)
     if not report.ok:
         raise ExportProblem(f"audit chain broken at seq {report.first_bad_seq}: {report.problem}")

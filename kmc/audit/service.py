@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from kmc import clock, pki
 from kmc.audit.chain import (
     GENESIS,
+    ROW_FIELDS,
     ChainReport,
     Row,
     canonical_json,
@@ -230,19 +231,8 @@ def export_lines(mode: str) -> Iterator[str]:
         )
         + "\n"
     )
-    keys = (
-        "seq",
-        "at",
-        "actor",
-        "action",
-        "object_type",
-        "object_id",
-        "details",
-        "prev_hash",
-        "entry_hash",
-    )
     for row in _rows():
-        yield canonical_json({"entry": dict(zip(keys, row, strict=True))}) + "\n"
+        yield canonical_json({"entry": dict(zip(ROW_FIELDS, row, strict=True))}) + "\n"
     for cp in db.session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)):
         yield (
             canonical_json(
