@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from asn1crypto import cms, core
+from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from key_load_protocol import schema
+from key_load_protocol import der, schema
 from key_load_protocol.certificates import (
     key_usage,
     p384_private_key,
@@ -69,23 +69,23 @@ def recipient_key_id(certificate: x509.Certificate, smid: str) -> bytes:
     return key_id
 
 
-def _wrap_algorithm() -> cms.KeyEncryptionAlgorithm:
-    return cms.KeyEncryptionAlgorithm({"algorithm": "aes192_wrap"})
+# id-aes192-wrap with absent parameters (RFC 3565 section 2.3.2).
+_WRAP_ALGORITHM = der.algorithm_identifier(schema.ID_AES192_WRAP)
 
 
 def _kek(shared_secret: bytes, wrap_algorithm_der: bytes, ukm: bytes | None) -> bytes:
-    """RFC 5753 section 3.1.2: X9.63 KDF over Z with the DER of ECC-CMS-SharedInfo."""
-    shared_info: dict[str, object] = {
-        "key_info": core.Any.load(wrap_algorithm_der),
-        "supp_pub_info": (_KEK_LENGTH * 8).to_bytes(4, "big"),
-    }
-    if ukm is not None:
-        shared_info["entity_u_info"] = ukm
-    kdf = X963KDF(
-        algorithm=hashes.SHA384(),
-        length=_KEK_LENGTH,
-        sharedinfo=schema.EccCmsSharedInfo(shared_info).dump(),
+    """RFC 5753 section 3.1.2: X9.63 KDF over Z with the DER of ECC-CMS-SharedInfo.
+
+    ECC-CMS-SharedInfo ::= SEQUENCE { keyInfo AlgorithmIdentifier (the wrap, byte for byte as
+    sent), entityUInfo [0] EXPLICIT OCTET STRING OPTIONAL (the ukm), suppPubInfo [2] EXPLICIT
+    OCTET STRING (the KEK length in bits, 32-bit big-endian) }
+    """
+    shared_info = der.sequence(
+        wrap_algorithm_der,
+        b"" if ukm is None else der.explicit(0, der.octet_string(ukm)),
+        der.explicit(2, der.octet_string((_KEK_LENGTH * 8).to_bytes(4, "big"))),
     )
+    kdf = X963KDF(algorithm=hashes.SHA384(), length=_KEK_LENGTH, sharedinfo=shared_info)
     return kdf.derive(shared_secret)
 
 
@@ -112,8 +112,7 @@ def encrypt(
     iv = os.urandom(IV_LENGTH) if iv is None else iv
     if len(cek) != CEK_LENGTH or len(iv) != IV_LENGTH:
         raise InvalidValue("cek", f"the CEK must be {CEK_LENGTH} bytes and the IV {IV_LENGTH}")
-    wrap_algorithm = _wrap_algorithm()
-    kek = _kek(ephemeral.exchange(ec.ECDH(), static_key), wrap_algorithm.dump(), ukm=None)
+    kek = _kek(ephemeral.exchange(ec.ECDH(), static_key), _WRAP_ALGORITHM, ukm=None)
     padder = padding.PKCS7(_BLOCK_BITS).padder()
     encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
     ciphertext = (
@@ -122,39 +121,37 @@ def encrypt(
     point = ephemeral.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
-    agreement = cms.KeyAgreeRecipientInfo(
-        {
-            "version": "v3",
-            # RFC 5753 section 3.1.1: id-ecPublicKey with parameters absent, the curve is the recipient's.
-            "originator": cms.OriginatorIdentifierOrKey(
-                name="originator_key", value={"algorithm": {"algorithm": "ec"}, "public_key": point}
+    agreement = der.sequence(
+        der.integer(3),
+        # originator [0] EXPLICIT, originatorKey [1] IMPLICIT; RFC 5753 section 3.1.1:
+        # id-ecPublicKey with parameters absent, the curve is the recipient's.
+        der.explicit(
+            0,
+            der.implicit(
+                1,
+                der.sequence(
+                    der.algorithm_identifier(schema.ID_EC_PUBLIC_KEY), der.bit_string(point)
+                ),
             ),
-            "key_encryption_algorithm": {
-                "algorithm": schema.ID_DH_SINGLE_PASS_STD_DH_SHA384_KDF,
-                "parameters": wrap_algorithm,
-            },
-            "recipient_encrypted_keys": [
-                {
-                    "rid": cms.KeyAgreementRecipientIdentifier(
-                        name="r_key_id", value={"subject_key_identifier": key_id}
-                    ),
-                    "encrypted_key": aes_key_wrap(kek, cek),
-                }
-            ],
-        }
+        ),
+        der.algorithm_identifier(schema.ID_DH_SINGLE_PASS_STD_DH_SHA384_KDF, _WRAP_ALGORITHM),
+        der.sequence(  # recipientEncryptedKeys: rKeyId [0] IMPLICIT, then encryptedKey
+            der.sequence(
+                der.implicit(0, der.sequence(der.octet_string(key_id))),
+                der.octet_string(aes_key_wrap(kek, cek)),
+            )
+        ),
     )
-    enveloped = cms.EnvelopedData(
-        {
-            "version": "v2",
-            "recipient_infos": [cms.RecipientInfo(name="kari", value=agreement)],
-            "encrypted_content_info": {
-                "content_type": "data",
-                "content_encryption_algorithm": {"algorithm": "aes256_cbc", "parameters": iv},
-                "encrypted_content": ciphertext,
-            },
-        }
+    enveloped = der.sequence(
+        der.integer(2),
+        der.set_of([der.implicit(1, agreement)]),  # RecipientInfo kari [1]
+        der.sequence(
+            der.object_identifier(schema.ID_DATA),
+            der.algorithm_identifier(schema.ID_AES256_CBC, der.octet_string(iv)),
+            der.implicit(0, der.octet_string(ciphertext)),
+        ),
     )
-    return bytes(cms.ContentInfo({"content_type": "enveloped_data", "content": enveloped}).dump())
+    return der.sequence(der.object_identifier(schema.ID_ENVELOPED_DATA), der.explicit(0, enveloped))
 
 
 def decrypt(der: bytes, private_key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -21,6 +21,16 @@ ID_DH_SINGLE_PASS_STD_DH_SHA384_KDF = "1.3.132.1.11.2"
 ID_AES192_WRAP = "2.16.840.1.101.3.4.1.25"
 ID_AES256_CBC = "2.16.840.1.101.3.4.1.42"
 ID_SECP384R1 = "1.3.132.0.34"
+# The standard identifiers the encoders write (RFC 5652, RFC 5754, RFC 5480).
+ID_DATA = "1.2.840.113549.1.7.1"
+ID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+ID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+ID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+ID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+ID_SIGNING_TIME = "1.2.840.113549.1.9.5"
+ID_SHA384 = "2.16.840.1.101.3.4.2.2"
+ID_ECDSA_WITH_SHA384 = "1.2.840.10045.4.3.3"
+ID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 
 
 class KeyIdentity(core.Sequence):
@@ -94,14 +104,4 @@ class KeyLoadFile(core.Sequence):
         ("sequence", core.Integer),
         ("kmc_id", core.UTF8String),
         ("keys", LoadedKeys),
-    ]
-
-
-class EccCmsSharedInfo(core.Sequence):
-    """RFC 5753 section 7.2: the X9.63 KDF's SharedInfo (asn1crypto has no such type)."""
-
-    _fields = [
-        ("key_info", core.Any),  # the key-wrap AlgorithmIdentifier, byte for byte as sent
-        ("entity_u_info", core.OctetString, {"explicit": 0, "optional": True}),
-        ("supp_pub_info", core.OctetString, {"explicit": 2}),
     ]

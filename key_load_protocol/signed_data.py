@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asn1crypto import cms
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from key_load_protocol import der, schema
 from key_load_protocol.certificates import check_key_pair, p384_public_key, subject_key_id
 from key_load_protocol.errors import (
     InvalidValue,
@@ -32,6 +32,8 @@ from key_load_protocol.errors import (
 )
 
 _SIGNATURE = ec.ECDSA(hashes.SHA384(), deterministic_signing=True)
+# RFC 5754 section 2: SHA-384's AlgorithmIdentifier as asn1crypto (and OpenSSL) write it, NULL parameters.
+_SHA384 = der.algorithm_identifier(schema.ID_SHA384, der.NULL)
 _SET_TAG = 0x31
 # RFC 5652 section 11.3: signing time before 2050 is UTCTime, from 2050 GeneralizedTime.
 _UTC_TIME_END = dt.datetime(2050, 1, 1, tzinfo=dt.UTC)
@@ -51,38 +53,43 @@ def sign(
     key_id = subject_key_id(certificate)
     if key_id is None:
         raise InvalidValue("certificate", "the signer certificate has no subjectKeyIdentifier")
-    time_choice = "utc_time" if signing_time < _UTC_TIME_END else "generalized_time"
-    attributes = cms.CMSAttributes(
+    signing = der.utc_time if signing_time < _UTC_TIME_END else der.generalized_time
+    attributes = der.set_of(
         [
-            {"type": "content_type", "values": [content_type]},
-            {"type": "signing_time", "values": [cms.Time(name=time_choice, value=signing_time)]},
-            {"type": "message_digest", "values": [hashlib.sha384(content).digest()]},
+            _attribute(schema.ID_CONTENT_TYPE, der.object_identifier(content_type)),
+            _attribute(schema.ID_SIGNING_TIME, signing(signing_time)),
+            _attribute(
+                schema.ID_MESSAGE_DIGEST, der.octet_string(hashlib.sha384(content).digest())
+            ),
         ]
     )
-    signature = key.sign(attributes.dump(), _SIGNATURE)
-    signer = cms.SignerInfo(
-        {
-            "version": "v3",
-            "sid": cms.SignerIdentifier(name="subject_key_identifier", value=key_id),
-            "digest_algorithm": {"algorithm": "sha384"},
-            "signed_attrs": attributes,
-            "signature_algorithm": {"algorithm": "sha384_ecdsa"},
-            "signature": signature,
-        }
+    signer = der.sequence(
+        der.integer(3),
+        der.implicit(0, der.octet_string(key_id)),
+        _SHA384,
+        der.implicit(0, attributes),
+        der.algorithm_identifier(schema.ID_ECDSA_WITH_SHA384),
+        der.octet_string(key.sign(attributes, _SIGNATURE)),
     )
-    signed_data = cms.SignedData(
-        {
-            "version": "v3",
-            "digest_algorithms": [{"algorithm": "sha384"}],
-            "encap_content_info": {"content_type": content_type, "content": content},
-            "certificates": [
-                asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
-                for c in certificates
-            ],
-            "signer_infos": [signer],
-        }
+    # The certificates field is always written, as an empty SET when none travel (as before).
+    carried = der.implicit(
+        0, der.set_of(c.public_bytes(serialization.Encoding.DER) for c in certificates)
     )
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
+    signed_data = der.sequence(
+        der.integer(3),
+        der.set_of([_SHA384]),
+        der.sequence(
+            der.object_identifier(content_type), der.explicit(0, der.octet_string(content))
+        ),
+        carried,
+        der.set_of([signer]),
+    )
+    return der.sequence(der.object_identifier(schema.ID_SIGNED_DATA), der.explicit(0, signed_data))
+
+
+def _attribute(attribute_type: str, value: bytes) -> bytes:
+    """A CMS Attribute with its single value."""
+    return der.sequence(der.object_identifier(attribute_type), der.set_of([value]))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,114 @@
+"""DER (X.690) encoding of the few ASN.1 types the protocol writes, straight to bytes.
+
+Messages are parsed with the asn1crypto classes of `schema` and `asn1crypto.cms`, but built here:
+asn1crypto re-serialises every child at every level while a structure is assembled, which cost
+more than all the cryptography of an EKLF together. Each function returns one complete TLV, so
+an encoder nests calls exactly as the ASN.1 definition nests types. The output is byte-for-byte
+what asn1crypto makes of the same value (checked in tests/test_protocol_der.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from functools import lru_cache
+
+NULL = b"\x05\x00"
+
+
+def _length(size: int) -> bytes:
+    if size < 0x80:
+        return bytes((size,))
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(octets),)) + octets
+
+
+def tlv(tag: int, contents: bytes) -> bytes:
+    """One TLV with a single-octet identifier (universal, or context-specific tags 0 to 30)."""
+    return bytes((tag,)) + _length(len(contents)) + contents
+
+
+def sequence(*members: bytes) -> bytes:
+    """SEQUENCE of already-encoded members, in order (absent optional members are just left out)."""
+    return tlv(0x30, b"".join(members))
+
+
+def set_of(members: Iterable[bytes]) -> bytes:
+    """SET OF: X.690 11.6 puts the members' encodings in ascending order."""
+    return tlv(0x31, b"".join(sorted(members)))
+
+
+def explicit(number: int, encoded: bytes) -> bytes:
+    """[number] EXPLICIT around one complete TLV."""
+    return tlv(0xA0 | number, encoded)
+
+
+def implicit(number: int, encoded: bytes) -> bytes:
+    """[number] IMPLICIT: the TLV's identifier replaced by the context tag, constructed bit kept."""
+    return bytes(((encoded[0] & 0x20) | 0x80 | number,)) + encoded[1:]
+
+
+def integer(value: int) -> bytes:
+    return tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+
+
+def octet_string(value: bytes) -> bytes:
+    return tlv(0x04, value)
+
+
+def bit_string(value: bytes) -> bytes:
+    """A BIT STRING of whole octets (no unused bits), as keys and points are."""
+    return tlv(0x03, b"\x00" + value)
+
+
+def numeric_string(value: str) -> bytes:
+    return tlv(0x12, value.encode("ascii"))
+
+
+def utf8_string(value: str) -> bytes:
+    return tlv(0x0C, value.encode("utf-8"))
+
+
+def _in_utc(value: dt.datetime) -> dt.datetime:
+    if value.utcoffset() is None:
+        raise ValueError("DER times must be timezone-aware")
+    return value.astimezone(dt.UTC)
+
+
+def generalized_time(value: dt.datetime) -> bytes:
+    """GeneralizedTime YYYYMMDDHHMMSSZ (fractions only when present, without trailing zeros)."""
+    value = _in_utc(value)
+    text = value.strftime("%Y%m%d%H%M%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return tlv(0x18, (text + "Z").encode("ascii"))
+
+
+def utc_time(value: dt.datetime) -> bytes:
+    """UTCTime YYMMDDHHMMSSZ for 1950 to 2049 (whole seconds; fractions are not representable)."""
+    value = _in_utc(value)
+    if not 1950 <= value.year <= 2049:
+        raise ValueError("UTCTime covers the years 1950 to 2049 only")
+    return tlv(0x17, value.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+
+
+@lru_cache(maxsize=64)
+def object_identifier(dotted: str) -> bytes:
+    """OBJECT IDENTIFIER from its dotted form (the protocol uses a handful, hence the cache)."""
+    arcs = [int(arc) for arc in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39):
+        raise ValueError(f"not an object identifier: {dotted}")
+    contents = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        contents.extend(reversed(chunk))
+    return tlv(0x06, bytes(contents))
+
+
+def algorithm_identifier(dotted: str, parameters: bytes | None = None) -> bytes:
+    """AlgorithmIdentifier: the OID, then the parameters' TLV when there are any."""
+    return sequence(object_identifier(dotted), parameters or b"")
