@@ -15,7 +15,6 @@ from kmc.accounts import service as accounts
 from kmc.accounts.models import ROLES
 from kmc.audit import service as audit_service
 from kmc.command_line import KmcGroup, acting, emit, json_option
-from kmc.database import db
 from kmc.errors import InvalidInput
 from kmc.instance import initialise
 from kmc.pki import current as current_pki
@@ -88,7 +87,6 @@ def user_create(
     else:
         password, must_change = accounts.generate_password(), True
     created = accounts.create_user(actor, username, role, password, id_man, must_change=must_change)
-    db.session.commit()
     data = {"username": created.username, "role": created.role, "id_man": created.id_man}
     if not password_stdin:
         data["one_time_password"] = password
@@ -134,7 +132,6 @@ def user_list(as_json: bool) -> None:
 def user_token(actor: str, username: str, name: str, as_json: bool) -> None:
     """Create an API bearer token; it is printed once and stored only hashed."""
     issued = accounts.create_token(actor, username, name)
-    db.session.commit()
     emit(
         {"id": issued.token.id, "username": username, "token": issued.secret},
         as_json,
@@ -176,7 +173,6 @@ def audit_verify(as_json: bool) -> None:
 def audit_checkpoint(actor: str, as_json: bool) -> None:
     """Sign the current chain head with the KMC audit key (run it periodically, e.g. from cron)."""
     cp = audit_service.checkpoint()
-    db.session.commit()
     if cp is None:
         emit({"checkpoint": None}, as_json, "audit log is empty; nothing to sign")
         return

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -66,3 +68,34 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+_IN_USE_CASE = "kmc.in_use_case"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def use_case(function: Callable[P, R]) -> Callable[P, R]:
+    """Mark a service function as one use case owning one transaction.
+
+    It commits when the function returns and rolls back when it raises, so every change and its
+    audit entry land together or not at all. A use case called from inside another joins the
+    outer one's transaction instead of committing half-way.
+    """
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        if db.session.info.get(_IN_USE_CASE):
+            return function(*args, **kwargs)
+        db.session.info[_IN_USE_CASE] = True
+        try:
+            result = function(*args, **kwargs)
+            db.session.commit()
+            return result
+        except BaseException:
+            db.session.rollback()
+            raise
+        finally:
+            db.session.info.pop(_IN_USE_CASE, None)
+
+    return run

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from kmc import audit
 from kmc.accounts.models import User
 from kmc.accounts.service import create_user, generate_password
-from kmc.database import db
+from kmc.database import db, use_case
 from kmc.keystore import SoftwareKeyStore
 from kmc.pki import KmcPki
 
@@ -28,6 +28,7 @@ class InitReport:
         return f"InitReport(created_pki={self.created_pki}, admin_created={self.admin_password is not None})"
 
 
+@use_case
 def initialise(actor: str) -> InitReport:
     """Idempotent: creates only what is missing, upgrades the schema to the latest migration."""
     instance = current_app.config["KMC_INSTANCE"]
@@ -56,5 +57,4 @@ def initialise(actor: str) -> InitReport:
     if not db.session.scalar(select(func.count()).select_from(User)):
         password = generate_password()
         create_user(actor, BOOTSTRAP_ADMIN, "admin", password, must_change=True)
-    db.session.commit()
     return InitReport(created_pki, password)

@@ -11,7 +11,6 @@ from key_load.service import recipients_of
 from kmc import clock
 from kmc.access import actor_name, allow
 from kmc.api.openapi import error_responses, json_response
-from kmc.database import db
 from kmc.errors import InvalidInput
 from vending_keys import service
 from vending_keys.domain import (
@@ -65,7 +64,6 @@ def add_supply_group() -> tuple[dict[str, Any], int]:
         _field(data, "utility", str, False) or "",
         _field(data, "cluster", str, False) or "",
     )
-    db.session.commit()
     return {"sgc": group.sgc, "name": group.name}, 201
 
 
@@ -90,7 +88,6 @@ def generate_key() -> tuple[dict[str, Any], int]:
         _field(data, "refresh_days", int, False),
     )
     outcome = service.propose_key(actor_name(), spec)
-    db.session.commit()
     return outcome.as_dict(), 202 if outcome.approval else 201
 
 
@@ -106,7 +103,6 @@ def authorise(sgc: str, krn: int, kt: int) -> tuple[dict[str, Any], int]:
         parse_time(_field(data, "expires_at", str, False), "expires_at"),
     )
     outcome = service.propose_authorisation(actor_name(), spec)
-    db.session.commit()
     return outcome.as_dict(), 202 if outcome.approval else 201
 
 
@@ -119,7 +115,6 @@ def change_state(sgc: str, krn: int, kt: int, change: str) -> dict[str, Any]:
     else:
         key = service.compromise_key(actor_name(), identity, reason)
     recipients = recipients_of(key)
-    db.session.commit()
     return {**service.describe_key(key), "issued_to": recipients}
 
 
@@ -131,7 +126,6 @@ def list_approvals() -> dict[str, Any]:
 @allow(*MANAGERS)
 def approve(approval_id: int) -> dict[str, Any]:
     outcome = service.approve(actor_name(), approval_id)
-    db.session.commit()
     return outcome.as_dict()
 
 

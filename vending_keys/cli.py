@@ -10,7 +10,6 @@ import click
 from key_load import service as key_load
 from kmc import clock
 from kmc.command_line import KmcGroup, acting, emit, json_option
-from kmc.database import db
 from vending_keys import service
 from vending_keys.domain import (
     DEFAULT_LIFETIME,
@@ -72,7 +71,6 @@ def sgc() -> None:
 def sgc_add(actor: str, code: str, name: str, utility: str, cluster: str, as_json: bool) -> None:
     """Add a supply group."""
     group = service.add_supply_group(actor, code, name, utility, cluster)
-    db.session.commit()
     emit(
         {"sgc": group.sgc, "name": group.name, "utility": group.utility, "cluster": group.cluster},
         as_json,
@@ -134,7 +132,6 @@ def key_generate(
         refresh_days,
     )
     outcome = service.propose_key(actor, spec)
-    db.session.commit()
     emit(outcome.as_dict(), as_json, outcome_text(outcome))
 
 
@@ -186,7 +183,6 @@ def key_authorize(
         parse_time(expires, "--expires"),
     )
     outcome = service.propose_authorisation(actor, spec)
-    db.session.commit()
     emit(outcome.as_dict(), as_json, outcome_text(outcome))
 
 
@@ -202,7 +198,6 @@ def _change_state(change: str) -> Any:
         else:
             changed = service.compromise_key(actor, identity, reason)
         recipients = key_load.recipients_of(changed)
-        db.session.commit()
         data = {**service.describe_key(changed), "issued_to": recipients}
         listed = ", ".join(recipients) or "no SM"
         emit(data, as_json, f"vending key {identity} is {changed.state}; issued to: {listed}")
@@ -278,7 +273,6 @@ def approvals_list(show_all: bool, as_json: bool) -> None:
 def approvals_approve(actor: str, approval_id: int, as_json: bool) -> None:
     """Approve and carry out another user's proposal."""
     outcome = service.approve(actor, approval_id)
-    db.session.commit()
     emit(outcome.as_dict(), as_json, outcome_text(outcome))
 
 
@@ -290,7 +284,6 @@ def approvals_approve(actor: str, approval_id: int, as_json: bool) -> None:
 def approvals_reject(actor: str, approval_id: int, reason: str, as_json: bool) -> None:
     """Reject a proposal."""
     approval = service.reject(actor, approval_id, reason)
-    db.session.commit()
     emit(service.describe_approval(approval), as_json, f"proposal {approval.id} rejected")
 
 

@@ -1,7 +1,7 @@
 """Key-store use cases: supply groups, key generation, authorisations, approvals, lifecycle, expiry.
 
-Each function works in the caller's transaction and records its audit entry there; the caller
-(view, API route or command) commits. In live mode key generation and authorisation are
+Each state-changing function is a use case (`kmc.database.use_case`): it commits its change with
+its audit entry, or rolls both back when it refuses. In live mode key generation and authorisation are
 two-person operations: `propose_*` queues an `Approval`, and `approve` by a different user carries
 it out. In test mode `propose_*` carries it out at once.
 """
@@ -16,13 +16,13 @@ from decimal import Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from key_load_protocol import KeyIdentity, key_check_value
 from kmc import audit, clock
-from kmc.database import db
+from kmc.database import db, use_case
 from kmc.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyRefusal
 from kmc.keystore import KeyStore
 from sm_registry.models import SecurityModule
@@ -124,6 +124,7 @@ class Outcome:
 # Supply groups
 
 
+@use_case
 def add_supply_group(
     actor: str, sgc: str, name: str, utility: str = "", cluster: str = ""
 ) -> SupplyGroup:
@@ -247,6 +248,7 @@ def _queue(actor: str, action: str, subject: str, payload: str) -> Approval:
     return approval
 
 
+@use_case
 def propose_key(actor: str, spec: KeySpec) -> Outcome:
     """Generate a key now (test mode) or queue it for a second person's approval (live mode)."""
     if _live():
@@ -275,11 +277,13 @@ def _set_key_state(actor: str, identity: KeyIdentity, state: str, reason: str) -
     return key
 
 
+@use_case
 def deactivate_key(actor: str, identity: KeyIdentity, reason: str) -> VendingKey:
     """Stop issuing a key (it stays on record, with its authorisations)."""
     return _set_key_state(actor, identity, "deactivated", reason)
 
 
+@use_case
 def compromise_key(actor: str, identity: KeyIdentity, reason: str) -> VendingKey:
     """Mark a key compromised: it is never issued again, whatever its other state."""
     return _set_key_state(actor, identity, "compromised", reason)
@@ -344,6 +348,7 @@ def _authorise(spec: AuthorisationSpec, proposed_by: str, approved_by: str | Non
     return auth
 
 
+@use_case
 def propose_authorisation(actor: str, spec: AuthorisationSpec) -> Outcome:
     """Authorise now (test mode) or queue for a second person's approval (live mode)."""
     if _live():
@@ -353,14 +358,18 @@ def propose_authorisation(actor: str, spec: AuthorisationSpec) -> Outcome:
     return Outcome(authorisation=_authorise(spec, actor, None))
 
 
+# Built once: key loading runs it for every request, and building it cost as much as running it.
+_AUTHORISATIONS_OF_SM = (
+    select(Authorisation)
+    .options(joinedload(Authorisation.key))
+    .where(Authorisation.smid == bindparam("smid"))
+    .order_by(Authorisation.id)
+)
+
+
 def authorisations_for(smid: str) -> Sequence[Authorisation]:
     """An SM's authorisations with their keys (one query: key loading reads both)."""
-    return db.session.scalars(
-        select(Authorisation)
-        .options(joinedload(Authorisation.key))
-        .where(Authorisation.smid == smid)
-        .order_by(Authorisation.id)
-    ).all()
+    return db.session.scalars(_AUTHORISATIONS_OF_SM, {"smid": smid}).all()
 
 
 # Approvals
@@ -382,6 +391,7 @@ def _pending(approval_id: int) -> Approval:
     return approval
 
 
+@use_case
 def approve(actor: str, approval_id: int) -> Outcome:
     """Carry out a proposal; the approver must not be the proposer (two-person rule)."""
     approval = _pending(approval_id)
@@ -398,6 +408,7 @@ def approve(actor: str, approval_id: int) -> Outcome:
     return Outcome(authorisation=_authorise(spec, approval.proposed_by, actor), approval=approval)
 
 
+@use_case
 def reject(actor: str, approval_id: int, reason: str) -> Approval:
     approval = _pending(approval_id)
     approval.state, approval.decided_by, approval.decided_at = "rejected", actor, clock.now()

@@ -12,7 +12,6 @@ from wtforms.fields.choices import SelectChoice
 from key_load.service import recipients_of
 from kmc import clock
 from kmc.access import actor_name, allow
-from kmc.database import db
 from kmc.errors import KMCError
 from vending_keys import service
 from vending_keys.domain import (
@@ -91,10 +90,8 @@ def add_supply_group() -> Response:
                 form.cluster.data or "",
             )
         except KMCError as refused:
-            db.session.rollback()
             flash(refused.message, "danger")
         else:
-            db.session.commit()
             flash(f"Supply group {group.sgc} added.", "success")
     else:
         _flash_form_errors(form)
@@ -120,10 +117,8 @@ def generate() -> Response:
             )
             outcome = service.propose_key(actor_name(), spec)
         except KMCError as refused:
-            db.session.rollback()
             flash(refused.message, "danger")
         else:
-            db.session.commit()
             _flash_outcome(outcome)
     else:
         _flash_form_errors(form)
@@ -161,10 +156,8 @@ def authorise(sgc: str, krn: int, kt: int) -> Response:
             )
             outcome = service.propose_authorisation(actor_name(), spec)
         except KMCError as refused:
-            db.session.rollback()
             flash(refused.message, "danger")
         else:
-            db.session.commit()
             _flash_outcome(outcome)
     return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
 
@@ -182,10 +175,8 @@ def change_state(sgc: str, krn: int, kt: int, change: str) -> Response:
             else:
                 key = service.compromise_key(actor_name(), identity, reason)
         except KMCError as refused:
-            db.session.rollback()
             flash(refused.message, "danger")
         else:
-            db.session.commit()
             flash(f"{identity} is now {key.state}.", "warning")
     else:
         flash("Give a reason.", "danger")
@@ -214,10 +205,8 @@ def decide(approval_id: int, decision: str) -> Response:
             else:
                 service.reject(actor_name(), approval_id, form.reason.data or "")
         except KMCError as refused:
-            db.session.rollback()
             flash(refused.message, "danger")
         else:
-            db.session.commit()
             if decision == "approve":
                 _flash_outcome(outcome)
             else:

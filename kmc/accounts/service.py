@@ -14,7 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from kmc import audit, clock
 from kmc.accounts.models import ROLES, ApiToken, User
-from kmc.database import db
+from kmc.database import db, use_case
 from kmc.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from sm_registry.models import Manufacturer
 
@@ -25,6 +25,7 @@ _USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 # Checked against when the username is unknown, so both paths cost one scrypt computation.
 _DUMMY_HASH = generate_password_hash("timing-equaliser-not-a-password")
 TOKEN_PREFIX = "kmc_"
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 
 
 def generate_password() -> str:
@@ -40,6 +41,7 @@ def _hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
 
 
+@use_case
 def create_user(
     actor: str,
     username: str,
@@ -95,20 +97,34 @@ def list_users() -> list[User]:
     return list(db.session.scalars(select(User).order_by(User.username)))
 
 
-def authenticate(username: str, password: str) -> User:
-    """Check a login; every outcome is audited. Raises NotAuthenticated with a generic message."""
+@dataclass(frozen=True)
+class LoginOutcome:
+    """The result of a login attempt: the user, or the refusal to show (generic on purpose)."""
+
+    user: User | None
+    refusal: NotAuthenticated | None = None
+
+
+@use_case
+def authenticate(username: str, password: str) -> LoginOutcome:
+    """Check a login. Every outcome is audited and committed (failures too, with the lockout
+    counter), so a refusal is returned rather than raised."""
     now = clock.now()
     user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
+    bad_credentials = NotAuthenticated("bad_credentials", "invalid username or password")
     if user is None:
         check_password_hash(_DUMMY_HASH, password)
         audit.record(
             "anonymous", "login.failure", "user", username[:120], {"reason": "unknown_user"}
         )
-        raise NotAuthenticated("bad_credentials", "invalid username or password")
+        return LoginOutcome(None, bad_credentials)
     if user.locked_until is not None and user.locked_until > now:
         audit.record("anonymous", "login.failure", "user", user.username, {"reason": "locked"})
-        raise NotAuthenticated(
-            "account_locked", "too many failed logins; this account is locked for a while"
+        return LoginOutcome(
+            None,
+            NotAuthenticated(
+                "account_locked", "too many failed logins; this account is locked for a while"
+            ),
         )
     if not user.active or not check_password_hash(user.password_hash, password):
         user.failed_logins += 1
@@ -118,13 +134,14 @@ def authenticate(username: str, password: str) -> User:
             user.failed_logins = 0
             details["locked_until"] = user.locked_until.isoformat()
         audit.record("anonymous", "login.failure", "user", user.username, details)
-        raise NotAuthenticated("bad_credentials", "invalid username or password")
+        return LoginOutcome(None, bad_credentials)
     user.failed_logins = 0
     user.locked_until = None
     audit.record(user.username, "login.success", "user", user.username)
-    return user
+    return LoginOutcome(user)
 
 
+@use_case
 def change_password(user: User, current: str, new: str) -> None:
     if not check_password_hash(user.password_hash, current):
         raise Forbidden("bad_credentials", "the current password is wrong")
@@ -135,6 +152,12 @@ def change_password(user: User, current: str, new: str) -> None:
     audit.record(user.username, "user.password_change", "user", user.username)
 
 
+@use_case
+def record_logout(user: User) -> None:
+    audit.record(user.username, "logout", "user", user.username)
+
+
+@use_case
 def set_active(actor: str, username: str, active: bool) -> User:
     user = find_user(username)
     user.active = active
@@ -157,6 +180,7 @@ def _secret_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+@use_case
 def create_token(actor: str, username: str, name: str) -> IssuedToken:
     user = find_user(username)
     name = name.strip()
@@ -172,6 +196,7 @@ def create_token(actor: str, username: str, name: str) -> IssuedToken:
     return IssuedToken(token, f"{TOKEN_PREFIX}{token.id}_{raw}")
 
 
+@use_case
 def revoke_token(actor: str, token_id: int) -> ApiToken:
     token = db.session.get(ApiToken, token_id)
     if token is None:
@@ -198,5 +223,13 @@ def user_for_token(presented: str) -> User | None:
         return None
     if not hmac.compare_digest(token.secret_hash, _secret_digest(match.group(2))):
         return None
-    token.last_used_at = clock.now()
+    _note_use(token)
     return token.user
+
+
+@use_case
+def _note_use(token: ApiToken) -> None:
+    """Record when a token was last used, at most once a minute (not a write per request)."""
+    now = clock.now()
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
+        token.last_used_at = now

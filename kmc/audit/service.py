@@ -24,7 +24,7 @@ from kmc.audit.chain import (
 )
 from kmc.audit.models import AuditCheckpoint, AuditEntry
 from kmc.audit.offline import CHECKPOINT_PREFIX
-from kmc.database import db
+from kmc.database import db, use_case
 
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises appends ("KMCA").
 _PG_AUDIT_LOCK = 0x4B4D4341
@@ -191,6 +191,7 @@ def checkpoint_message(seq: int, head_hash: str, at: datetime) -> bytes:
     return f"{CHECKPOINT_PREFIX}:{seq}:{head_hash}:{format_time(at)}".encode()
 
 
+@use_case
 def checkpoint() -> AuditCheckpoint | None:
     """Sign the current chain head with the KMC audit key; None when the log is empty."""
     _lock_chain()

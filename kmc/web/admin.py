@@ -7,7 +7,6 @@ from werkzeug.wrappers import Response
 
 from kmc.access import actor_name, allow
 from kmc.accounts import service
-from kmc.database import db
 from kmc.errors import KMCError
 from kmc.web.forms import CreateTokenForm, CreateUserForm, RevokeTokenForm, ToggleUserForm
 
@@ -29,10 +28,8 @@ def users() -> str | Response:
                 must_change=True,
             )
         except KMCError as refused:
-            db.session.rollback()
             flash(refused.message, "danger")
         else:
-            db.session.commit()
             flash(
                 f"User {user.username} created; they must change the password at first login.",
                 "success",
@@ -50,10 +47,8 @@ def toggle_user(username: str, change: str) -> Response:
         try:
             service.set_active(actor_name(), username, change == "enable")
         except KMCError as refused:
-            db.session.rollback()
             flash(refused.message, "danger")
         else:
-            db.session.commit()
             flash(f"User {username} {change}d.", "success")
     return redirect(url_for("admin.users"))
 
@@ -69,10 +64,8 @@ def tokens() -> str | Response:
                 actor_name(), form.username.data or "", form.name.data or ""
             )
         except KMCError as refused:
-            db.session.rollback()
             flash(refused.message, "danger")
         else:
-            db.session.commit()
             flash("Token created. Copy it now: it is shown only once.", "warning")
     return render_template(
         "admin/tokens.html",
@@ -90,9 +83,7 @@ def revoke_token(token_id: int) -> Response:
         try:
             service.revoke_token(actor_name(), token_id)
         except KMCError as refused:
-            db.session.rollback()
             flash(refused.message, "danger")
         else:
-            db.session.commit()
             flash(f"Token {token_id} revoked.", "success")
     return redirect(url_for("admin.tokens"))

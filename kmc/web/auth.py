@@ -8,12 +8,10 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from kmc import audit
 from kmc.access import PUBLIC, allow
 from kmc.accounts import service
 from kmc.accounts.models import ROLES
-from kmc.database import db
-from kmc.errors import KMCError, NotAuthenticated
+from kmc.errors import KMCError
 from kmc.web.forms import ChangePasswordForm, LoginForm
 
 bp = Blueprint("auth", __name__)
@@ -36,14 +34,12 @@ def _safe_next(target: str | None) -> str:
 def login() -> str | Response:
     form = LoginForm()
     if form.validate_on_submit():
-        try:
-            user = service.authenticate(form.username.data or "", form.password.data or "")
-        except NotAuthenticated as refused:
-            db.session.commit()  # keep the audit entry and the failed-login counter
-            flash(refused.message, "danger")
+        outcome = service.authenticate(form.username.data or "", form.password.data or "")
+        if outcome.user is None:
+            assert outcome.refusal is not None
+            flash(outcome.refusal.message, "danger")
         else:
-            db.session.commit()
-            login_user(user)
+            login_user(outcome.user)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
 
@@ -51,8 +47,7 @@ def login() -> str | Response:
 @bp.route("/logout", methods=["POST"])
 @allow(*ROLES)
 def logout() -> Response:
-    audit.record(current_user.username, "logout", "user", current_user.username)
-    db.session.commit()
+    service.record_logout(current_user)
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
@@ -66,10 +61,8 @@ def change_password() -> str | Response:
         try:
             service.change_password(current_user, form.current.data or "", form.new.data or "")
         except KMCError as refused:
-            db.session.rollback()
             flash(refused.message, "danger")
         else:
-            db.session.commit()
             flash("Password changed.", "success")
             return redirect(url_for("main.home"))
     return render_template("auth/change_password.html", form=form)
