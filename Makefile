@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STS_EA07_TABLES ?= $(wildcard ../shared/sts/ea07_tables.json)
+STS_EA07_TABLES ?= $(abspath $(wildcard ../shared/sts/ea07_tables.json))
 
 .PHONY: run test lint bench demo clean
 
