@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import cast
 
 from cryptography import x509
@@ -152,8 +153,8 @@ def _uploader_id_man(caller: Caller, as_manufacturer: str | None) -> IdMan:
     return ident
 
 
-def _refuse_key_reuse(caller: Caller, request: RegistrationRequest, bound_to: str) -> Conflict:
-    """Audit (and commit) an attempt to bind a key that already belongs to an SM."""
+def _key_reuse(caller: Caller, request: RegistrationRequest, bound_to: str) -> Conflict:
+    """Audit an attempt to bind a key that already belongs to an SM; the caller commits the record."""
     audit.record(
         caller.name,
         "sm.register.refused",
@@ -165,11 +166,24 @@ def _refuse_key_reuse(caller: Caller, request: RegistrationRequest, bound_to: st
             "bound_to": bound_to,
         },
     )
-    db.session.commit()
     return Conflict(
         "duplicate_public_key",
         f"{RULE}: this public key already belongs to another SM; one key, one SM",
     )
+
+
+def _duplicate_smid(smid: str) -> Conflict:
+    return Conflict("duplicate_smid", f"SMID {smid} is already registered")
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """What holds for every item of an upload, once checked: who uploads, for which ID_man, what."""
+
+    caller: Caller
+    id_man: IdMan
+    kind: str
+    certification: CertificationReference | None
 
 
 def _upload_scope(
@@ -177,10 +191,10 @@ def _upload_scope(
     kind: str,
     certification: CertificationReference | None,
     as_manufacturer: str | None,
-) -> IdMan:
-    """What holds for a whole upload (kind, §4.5 policy, uploader); the ID_man it registers under."""
+) -> _Upload:
+    """Check what holds for a whole upload (kind, §4.5 policy, uploader)."""
     _check_kind_policy(parse_kind(kind), certification)
-    return _uploader_id_man(caller, as_manufacturer)
+    return _Upload(caller, _uploader_id_man(caller, as_manufacturer), kind, certification)
 
 
 def register(
@@ -192,8 +206,8 @@ def register(
 ) -> SecurityModule:
     """Register one SM (state pending) from its signed CSR; refusals write nothing."""
     try:
-        id_man = _upload_scope(caller, kind, certification, as_manufacturer)
-        sm = _register(caller, id_man, kind, certification, parse_request(csr))
+        upload = _upload_scope(caller, kind, certification, as_manufacturer)
+        sm = _register(upload, _read_request(csr, upload.id_man))
         db.session.commit()
     except KMCError:
         db.session.rollback()
@@ -201,29 +215,25 @@ def register(
     return sm
 
 
-def _register(
-    caller: Caller,
-    id_man: IdMan,
-    kind: str,
-    certification: CertificationReference | None,
-    request: RegistrationRequest,
-) -> SecurityModule:
-    """Add one SM, its history row and its audit entry in a savepoint; the caller commits.
-
-    A refusal rolls the savepoint back, so nothing of this item stays in the transaction.
-    Uniqueness races end at the database constraints, turned into the same Conflicts.
-    """
+def _read_request(csr: bytes, id_man: IdMan) -> RegistrationRequest:
+    """The verified CSR, if it may register under `id_man` (its subject OU, if any, agrees)."""
+    request = parse_request(csr)
     if request.id_man is not None and request.id_man != id_man:
         raise Forbidden(
             "id_man_mismatch",
             f"the CSR subject OU names ID_man {request.id_man}, but the upload is for {id_man}",
         )
-    smid = request.smid.value
+    return request
+
+
+def _add_registration(upload: _Upload, request: RegistrationRequest) -> SecurityModule:
+    """Add one SM, its history row and its audit entry to the session; nothing is checked here."""
+    smid, actor, certification = request.smid.value, upload.caller.name, upload.certification
     now = clock.now()
     sm = SecurityModule(
         smid=smid,
-        id_man=id_man.value,
-        kind=kind,
+        id_man=upload.id_man.value,
+        kind=upload.kind,
         state="pending",
         public_key_der=request.public_key_der,
         public_key_sha256=request.public_key_sha256,
@@ -233,32 +243,43 @@ def _register(
         cert_number=certification.number if certification else None,
         csr_der=request.csr_der,
         registered_at=now,
-        registered_by=caller.name,
+        registered_by=actor,
     )
     details: dict[str, object] = {
-        "id_man": id_man.value,
-        "kind": kind,
+        "id_man": upload.id_man.value,
+        "kind": upload.kind,
         "public_key_sha256": request.public_key_sha256,
     }
     if certification is not None:
         details["certification"] = str(certification)
+    db.session.add(sm)
+    db.session.add(
+        SmStateEvent(smid=smid, from_state=None, to_state="pending", actor=actor, reason="", at=now)
+    )
+    audit.record(actor, "sm.register", "sm", smid, details)
+    return sm
+
+
+def _register(upload: _Upload, request: RegistrationRequest) -> SecurityModule:
+    """Add one SM with its history row and audit entry in a savepoint; the caller commits.
+
+    A refusal rolls the savepoint back, so nothing of this item stays in the transaction
+    (a key re-use attempt is audited and committed). Uniqueness is decided by the database
+    constraints, so racing uploads end in the same Conflicts.
+    """
     savepoint = db.session.begin_nested()
     try:
-        db.session.add(sm)
-        db.session.add(
-            SmStateEvent(
-                smid=smid, from_state=None, to_state="pending", actor=caller.name, reason="", at=now
-            )
-        )
-        audit.record(caller.name, "sm.register", "sm", smid, details)
+        sm = _add_registration(upload, request)
         savepoint.commit()
     except IntegrityError:
         # The primary key (SMID) or the unique key hash refused it, even under racing uploads.
         savepoint.rollback()
         bound = _bound_smid(request.public_key_sha256)
-        if bound is not None and bound != smid:
-            raise _refuse_key_reuse(caller, request, bound) from None
-        raise Conflict("duplicate_smid", f"SMID {smid} is already registered") from None
+        if bound is not None and bound != request.smid.value:
+            refusal = _key_reuse(upload.caller, request, bound)
+            db.session.commit()
+            raise refusal from None
+        raise _duplicate_smid(request.smid.value) from None
     return sm
 
 
@@ -298,25 +319,101 @@ def register_many(
     """Register each (name, CSR) on its own: an accepted item is committed, a refused one is not.
 
     A refusal of the upload as a whole (kind, policy, uploader) is raised before any item.
-    Accepted items are committed in groups of `COMMIT_EVERY` (each SM with its audit entry,
-    refused items rolled back to their savepoint), and verdicts are yielded only once their
-    group is committed, so an "accepted" is never reported for something not yet durable.
+    Items are handled and committed in groups of `COMMIT_EVERY` (each accepted SM with its
+    history row and audit entry, each key re-use attempt with its audit entry), and verdicts
+    are yielded only once their group is committed, so an "accepted" is never reported for
+    something not yet durable.
     """
-    id_man = _upload_scope(caller, kind, certification, as_manufacturer)
-    verdicts: list[ItemResult] = []
-    for name, data in items:
+    upload = _upload_scope(caller, kind, certification, as_manufacturer)
+    iterator = iter(items)
+    while group := list(islice(iterator, COMMIT_EVERY)):
+        yield from _register_group(upload, group)
+
+
+# A bulk item once its CSR was read: the verified request, or why it was refused.
+_Read = tuple[str, RegistrationRequest | KMCError]
+
+
+def _register_group(upload: _Upload, group: list[tuple[str, bytes]]) -> list[ItemResult]:
+    """Verify a group of CSRs, write and commit what is accepted; the verdicts in item order.
+
+    The fast path decides uniqueness from one look-up per group and writes every row in
+    batched INSERTs. Should those INSERTs still hit a constraint (another upload committed
+    the same SMID or key in between), the group is rolled back and redone item by item in
+    savepoints, so the database constraints decide exactly as for a single registration.
+    """
+    read: list[_Read] = []
+    for name, data in group:
         try:
-            sm = _register(caller, id_man, kind, certification, parse_request(data))
+            read.append((name, _read_request(data, upload.id_man)))
         except KMCError as refused:
-            verdicts.append(ItemResult(name, False, reason=refused.reason, message=refused.message))
-        else:
-            verdicts.append(ItemResult(name, True, smid=sm.smid))
-        if len(verdicts) >= COMMIT_EVERY:
-            db.session.commit()
-            yield from verdicts
-            verdicts = []
-    db.session.commit()
-    yield from verdicts
+            read.append((name, refused))
+    try:
+        verdicts = _add_group(upload, read)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        verdicts = [_register_item(upload, item) for item in read]
+        db.session.commit()
+    return verdicts
+
+
+def _add_group(upload: _Upload, read: list[_Read]) -> list[ItemResult]:
+    """Add a group's accepted rows and key re-use audits, deciding as `_register` would in turn."""
+    requests = [request for _, request in read if isinstance(request, RegistrationRequest)]
+    taken = set(
+        db.session.scalars(
+            select(SecurityModule.smid).where(
+                SecurityModule.smid.in_({r.smid.value for r in requests})
+            )
+        )
+    )
+    bound = {
+        key_hash: smid
+        for key_hash, smid in db.session.execute(
+            select(SecurityModule.public_key_sha256, SecurityModule.smid).where(
+                SecurityModule.public_key_sha256.in_({r.public_key_sha256 for r in requests})
+            )
+        )
+    }
+    verdicts = []
+    # Nothing is flushed before the commit, which then sends one batched INSERT per table
+    # (SQLite takes history rows one by one: only so do their generated ids come back in order).
+    with db.session.no_autoflush:
+        for name, request in read:
+            if isinstance(request, KMCError):
+                verdicts.append(_refused(name, request))
+                continue
+            smid, key_hash = request.smid.value, request.public_key_sha256
+            holder = bound.get(key_hash)
+            if smid in taken or holder is not None:
+                refusal = (
+                    _key_reuse(upload.caller, request, holder)
+                    if holder is not None and holder != smid
+                    else _duplicate_smid(smid)
+                )
+                verdicts.append(_refused(name, refusal))
+                continue
+            _add_registration(upload, request)
+            taken.add(smid)
+            bound[key_hash] = smid
+            verdicts.append(ItemResult(name, True, smid=smid))
+    return verdicts
+
+
+def _register_item(upload: _Upload, item: _Read) -> ItemResult:
+    name, request = item
+    if isinstance(request, KMCError):
+        return _refused(name, request)
+    try:
+        _register(upload, request)
+    except KMCError as refused:
+        return _refused(name, refused)
+    return ItemResult(name, True, smid=request.smid.value)
+
+
+def _refused(name: str, refusal: KMCError) -> ItemResult:
+    return ItemResult(name, False, reason=refusal.reason, message=refusal.message)
 
 
 # --- lifecycle -----------------------------------------------------------------------------

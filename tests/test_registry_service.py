@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+from itertools import islice
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from kmc.audit.models import AuditEntry
+from kmc.audit.service import verify
 from kmc.database import db
 from kmc.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyRefusal
 from sm_registry import service
@@ -379,3 +381,113 @@ def test_racing_registrations_of_one_key_bind_it_once(app):
     assert sorted(outcomes) == ["accepted", "duplicate_public_key"]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(SecurityModule)) == 1
+
+
+def _audit_tail(count):
+    entries = db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(count))
+    return [(e.action, e.object_id, e.details) for e in reversed(list(entries))]
+
+
+def test_bulk_decides_repeats_within_a_group_like_one_by_one_registration(ctx):
+    older = ec.generate_private_key(ec.SECP384R1())
+    register(smid="1000", key=older)
+    key = ec.generate_private_key(ec.SECP384R1())
+    first = make_csr("1001", key=key)
+    items = [
+        ("a", first),
+        ("b", make_csr("1002", key=key)),  # a's key under another SMID
+        ("c", first),  # a again
+        ("d", make_csr("1001")),  # a's SMID with a fresh key
+        ("e", make_csr("1003", key=older)),  # the key of an SM registered earlier
+        ("f", make_csr("1004")),
+    ]
+    sms, events, entries = counts()
+    statements = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        verdicts = [
+            (r.name, r.accepted, r.reason) for r in service.register_many(MAKER1, items, "virtual")
+        ]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    # Decided from the group's look-up, not by the constraints item by item.
+    assert not [s for s in statements if s.startswith("SAVEPOINT")]
+    assert verdicts == [
+        ("a", True, None),
+        ("b", False, "duplicate_public_key"),
+        ("c", False, "duplicate_smid"),
+        ("d", False, "duplicate_smid"),
+        ("e", False, "duplicate_public_key"),
+        ("f", True, None),
+    ]
+    assert counts() == (sms + 2, events + 2, entries + 4)
+    assert [(action, smid) for action, smid, _ in _audit_tail(4)] == [
+        ("sm.register", "1001"),
+        ("sm.register.refused", "1002"),
+        ("sm.register.refused", "1003"),
+        ("sm.register", "1004"),
+    ]
+    assert '"bound_to":"1001"' in _audit_tail(3)[0][2]
+    assert '"bound_to":"1000"' in _audit_tail(2)[0][2]
+    assert verify().ok
+
+
+def test_bulk_verdicts_come_only_once_their_group_is_committed(app):
+    key = ec.generate_private_key(ec.SECP384R1())
+    group = service.COMMIT_EVERY
+    items = [("first", make_csr("5000", key=key))]
+    items += [(str(n), make_csr(str(5000 + n))) for n in range(1, group)]
+    items.append(("reuse", make_csr("6000", key=key)))  # the next group reuses the first key
+
+    def committed():
+        with app.app_context():  # another session: sees only what was committed
+            return db.session.scalar(select(func.count()).select_from(SecurityModule))
+
+    with app.app_context():
+        before = committed()
+        verdicts = service.register_many(MAKER1, items, "virtual")
+        first_group = list(islice(verdicts, group))
+        assert all(r.accepted for r in first_group)
+        assert committed() == before + group
+        assert [(r.name, r.reason) for r in verdicts] == [("reuse", "duplicate_public_key")]
+        assert committed() == before + group
+
+
+def test_bulk_group_raced_by_another_registration_still_gets_exact_verdicts(app, backend):
+    """Another upload commits after the group's uniqueness look-up: the constraints decide."""
+    if backend == "sqlite":
+        pytest.skip("SQLite writers hold the write lock from BEGIN IMMEDIATE: nobody gets in")
+    keys = [ec.generate_private_key(ec.SECP384R1()) for _ in range(3)]
+    items = [
+        (smid, make_csr(smid, key=k))
+        for smid, k in zip(("4001", "4002", "4003"), keys, strict=True)
+    ]
+    raced = []
+
+    def race(_conn, _cursor, statement, *_args):
+        if statement.startswith("SELECT security_modules.public_key_sha256") and not raced:
+            raced.append(statement)
+            with app.app_context():  # a separate session, committing before the group writes
+                register(MAKER2, smid="9009", ou="3C4D", key=keys[1], kind="virtual", cert=None)
+
+    with app.app_context():
+        event.listen(db.engine, "after_cursor_execute", race)
+        try:
+            verdicts = list(service.register_many(MAKER1, items, "virtual"))
+        finally:
+            event.remove(db.engine, "after_cursor_execute", race)
+        assert raced
+        assert [(r.name, r.accepted, r.reason) for r in verdicts] == [
+            ("4001", True, None),
+            ("4002", False, "duplicate_public_key"),
+            ("4003", True, None),
+        ]
+        assert sorted(db.session.scalars(select(SecurityModule.smid))) == ["4001", "4003", "9009"]
+        refused = _audit_tail(2)[0]
+        assert refused[:2] == ("sm.register.refused", "4002")
+        assert '"bound_to":"9009"' in refused[2]
+        assert verify().ok
