@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, request
 
 from kmc.access import actor_name, allow, current_actor
-from kmc.api.openapi import error_responses, json_response
+from kmc.api.openapi import error_responses, json_body, json_response
 from kmc.errors import InvalidInput
 from sm_registry import service
 from sm_registry.bulk import MAX_ITEMS
@@ -258,17 +258,6 @@ _FILTERS = [
 _SMID = {"name": "smid", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {"type": "object", "required": required, "properties": properties}
-            }
-        },
-    }
-
-
 PATHS = {
     "/api/v1/manufacturers": {
         "get": {
@@ -286,7 +275,7 @@ PATHS = {
         },
         "post": {
             "summary": "Create a manufacturer (admin)",
-            "requestBody": _json_body(_MANUFACTURER_FIELDS, ["id_man", "name"]),
+            "requestBody": json_body(_MANUFACTURER_FIELDS, ["id_man", "name"]),
             "responses": {
                 "201": json_response("Created", _MANUFACTURER),
                 **error_responses(400, 401, 403, 409),
@@ -310,7 +299,7 @@ PATHS = {
         },
         "post": {
             "summary": "Register one SM from its CSR (manufacturer, admin); it starts pending",
-            "requestBody": _json_body({**_CSR_FIELDS, **_UPLOAD}, ["kind"]),
+            "requestBody": json_body({**_CSR_FIELDS, **_UPLOAD}, ["kind"]),
             "responses": {
                 "201": json_response("Registered", _SM),
                 **error_responses(400, 401, 403, 404, 409, 422),
@@ -320,7 +309,7 @@ PATHS = {
     "/api/v1/sms/bulk": {
         "post": {
             "summary": "Register many SMs; each item gets its own verdict",
-            "requestBody": _json_body(
+            "requestBody": json_body(
                 {
                     **_UPLOAD,
                     "items": {
@@ -415,7 +404,7 @@ PATHS = {
                     "schema": {"type": "string", "enum": list(service.TRANSITIONS)},
                 },
             ],
-            "requestBody": _json_body(
+            "requestBody": json_body(
                 {"reason": {"type": "string", "maxLength": service.MAX_REASON}}, ["reason"]
             ),
             "responses": {

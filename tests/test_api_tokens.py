@@ -86,6 +86,12 @@ def test_admin_page_shows_a_new_token_once(app, client):
         )
 
 
+def test_the_openapi_document_is_valid_openapi_3_1(client):
+    from openapi_spec_validator import validate
+
+    validate(client.get("/api/v1/openapi.json").json)
+
+
 def test_every_api_route_is_in_the_openapi_document(app, client):
     document = client.get("/api/v1/openapi.json").json
     assert document["openapi"].startswith("3.")

@@ -10,7 +10,7 @@ from flask import Blueprint, request
 from key_load.service import recipients_of
 from kmc import clock
 from kmc.access import actor_name, allow
-from kmc.api.openapi import error_responses, json_response
+from kmc.api.openapi import error_responses, json_body, json_response
 from kmc.errors import InvalidInput
 from vending_keys import service
 from vending_keys.domain import (
@@ -193,17 +193,6 @@ _KEY_PARAMS = [
 ]
 
 
-def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {"type": "object", "properties": properties, "required": required}
-            }
-        },
-    }
-
-
 PATHS = {
     "/api/v1/supply-groups": {
         "get": {
@@ -212,7 +201,7 @@ PATHS = {
         },
         "post": {
             "summary": "Add a supply group (admin, operator)",
-            "requestBody": _json_body(
+            "requestBody": json_body(
                 {
                     "sgc": {"type": "string", "pattern": "^[0-9]{6}$"},
                     "name": {"type": "string"},
@@ -241,7 +230,7 @@ PATHS = {
         },
         "post": {
             "summary": "Generate a vending key (live mode: propose it for approval)",
-            "requestBody": _json_body(
+            "requestBody": json_body(
                 {
                     "sgc": {"type": "string"},
                     "krn": {"type": "integer", "minimum": 1, "maximum": 9},
@@ -274,7 +263,7 @@ PATHS = {
         "post": {
             "summary": "Authorise an active SM for a key (live mode: propose it for approval)",
             "parameters": _KEY_PARAMS,
-            "requestBody": _json_body(
+            "requestBody": json_body(
                 {
                     "smid": {"type": "string"},
                     "iut": {"type": "string", "format": "date-time"},
@@ -303,7 +292,7 @@ PATHS = {
                     "schema": {"type": "string", "enum": ["deactivate", "compromise"]},
                 },
             ],
-            "requestBody": _json_body({"reason": {"type": "string"}}, ["reason"]),
+            "requestBody": json_body({"reason": {"type": "string"}}, ["reason"]),
             "responses": {
                 "200": json_response("New state"),
                 **error_responses(400, 401, 403, 404, 409),

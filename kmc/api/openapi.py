@@ -15,6 +15,12 @@ def json_response(description: str, schema: dict[str, Any] | None = None) -> dic
     }
 
 
+def json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """A required JSON request body: an object with these properties."""
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def error_responses(*statuses: int) -> dict[str, Any]:
     names = {
         400: "Bad input",
