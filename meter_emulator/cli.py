@@ -34,23 +34,12 @@ from sts_token import (
     VendingKey,
     derive_decoder_key,
 )
+from sts_token.command_line import OneLineErrorGroup
 
-PROGRAM = "meter-emulator"
 
-
-class _OneLineErrors(click.Group):
-    """Every failure is one line on stderr and a non-zero exit; never a traceback."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["standalone_mode"] = False
-        try:
-            return super().main(*args, **kwargs)
-        except (MeterError, TokenError) as exc:
-            click.echo(f"{PROGRAM}: {exc.reason}: {exc.message}", err=True)
-            sys.exit(1)
-        except click.ClickException as exc:
-            click.echo(f"{PROGRAM}: usage: {exc.format_message()}", err=True)
-            sys.exit(exc.exit_code)
+class _MeterErrors(OneLineErrorGroup):
+    program = "meter-emulator"
+    refusals = (MeterError, TokenError)
 
 
 _state_option = click.option(
@@ -66,7 +55,7 @@ _tables_option = click.option(
 )
 
 
-@click.group(cls=_OneLineErrors)
+@click.group(cls=_MeterErrors)
 def main() -> None:
     """STS meter emulator: holds a decoder key, accepts tokens, shows balances."""
 

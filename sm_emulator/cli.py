@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,32 +33,12 @@ from sts_token import (
     TransferAmount,
     meter_test_token,
 )
+from sts_token.command_line import OneLineErrorGroup
 
-PROGRAM = "sm-emulator"
 
-
-class _OneLineErrors(click.Group):
-    """Every refusal is one line on stderr and exit 1; never a traceback."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["standalone_mode"] = False
-        try:
-            return super().main(*args, **kwargs)
-        except SmError as exc:
-            click.echo(f"{PROGRAM}: {exc.reason}: {exc.message}", err=True)
-            sys.exit(1)
-        except TokenError as exc:
-            click.echo(f"{PROGRAM}: {exc.reason}: {exc.message}", err=True)
-            sys.exit(1)
-        except ProtocolError as exc:
-            click.echo(f"{PROGRAM}: {exc.reason.value.replace('-', '_')}: {exc}", err=True)
-            sys.exit(1)
-        except click.ClickException as exc:
-            click.echo(f"{PROGRAM}: usage: {exc.format_message()}", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo(f"{PROGRAM}: aborted", err=True)
-            sys.exit(1)
+class _SmErrors(OneLineErrorGroup):
+    program = "sm-emulator"
+    refusals = (SmError, TokenError, ProtocolError)
 
 
 _state_option = click.option(
@@ -89,7 +68,7 @@ def _opened(state: Path) -> Iterator[SecurityModule]:
         sm.close()
 
 
-@click.group(cls=_OneLineErrors)
+@click.group(cls=_SmErrors)
 def main() -> None:
     """Software security module: registration, key loading (EKLF) and STS token vending."""
 

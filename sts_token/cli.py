@@ -7,7 +7,6 @@ gives machine-readable output. Key material is printed only where it is the requ
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,10 +15,10 @@ from typing import Any, TypeVar
 import click
 
 from sts_token.amounts import TransferAmount
+from sts_token.command_line import OneLineErrorGroup
 from sts_token.decoding import decode_token
 from sts_token.dkga import derive_decoder_key
 from sts_token.ea07 import load_ea07_tables
-from sts_token.errors import TokenError
 from sts_token.identifiers import (
     BaseDate,
     DecoderKeyAlgorithm,
@@ -42,25 +41,7 @@ from sts_token.tokens import credit_token, key_change_tokens, management_token, 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-class _OneLineErrors(click.Group):
-    """A click group whose every failure is one line on stderr and a non-zero exit."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["standalone_mode"] = False
-        try:
-            return super().main(*args, **kwargs)
-        except TokenError as exc:
-            click.echo(f"sts-token: {exc.reason}: {exc.message}", err=True)
-            sys.exit(1)
-        except click.ClickException as exc:
-            click.echo(f"sts-token: usage: {exc.format_message()}", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("sts-token: aborted", err=True)
-            sys.exit(1)
-
-
-@click.group(cls=_OneLineErrors)
+@click.group(cls=OneLineErrorGroup)
 def main() -> None:
     """STS token engine: decoder keys (DKGA02/04), EA07/EA11 tokens, decoding."""
 
