@@ -17,16 +17,9 @@ from pathlib import Path
 from sm_emulator.store import Store
 from sm_emulator.vending import MeterKey, Vending
 from sts_token import (
-    BaseDate,
     CreditSubclass,
-    DecoderKeyAlgorithm,
-    EncryptionAlgorithm,
-    KeyExpiryNumber,
     KeyParameters,
-    KeyRevisionNumber,
-    KeyType,
     Pan,
-    SupplyGroupCode,
     TariffIndex,
     TokenKey,
     TransferAmount,
@@ -75,15 +68,8 @@ def vend_rate(folder: Path) -> float:
 
 def token_floor() -> float:
     vk = VendingKey(bytes(20))
-    params = KeyParameters(
-        dkga=DecoderKeyAlgorithm.DKGA04,
-        ea=EncryptionAlgorithm.EA11,
-        sgc=SupplyGroupCode("123457"),
-        tariff_index=TariffIndex(1),
-        krn=KeyRevisionNumber(1),
-        key_type=KeyType(2),
-        base_date=BaseDate(2014),
-        ken=KeyExpiryNumber(255),
+    params = KeyParameters.from_values(
+        dkga="04", ea="11", sgc="123457", ti=1, krn=1, kt=2, base_date=2014, ken=255
     )
     pans = _pans(_METERS)
     turn = iter(range(10**9))

@@ -18,17 +18,9 @@ import click
 from meter_emulator import meter, storage
 from meter_emulator.errors import MeterError, TokenRefused
 from sts_token import (
-    BaseDate,
     DecoderKey,
-    DecoderKeyAlgorithm,
-    EncryptionAlgorithm,
-    KeyExpiryNumber,
     KeyParameters,
-    KeyRevisionNumber,
-    KeyType,
     Pan,
-    SupplyGroupCode,
-    TariffIndex,
     Tid,
     TokenError,
     VendingKey,
@@ -97,15 +89,8 @@ def init(
     """Make a meter with a decoder key (given, or derived from a vending key for tests)."""
     if (decoder_key is None) == (vending_key is None):
         raise click.UsageError("give exactly one of --decoder-key or --vending-key")
-    params = KeyParameters(
-        dkga=DecoderKeyAlgorithm(dkga),
-        ea=EncryptionAlgorithm(ea),
-        sgc=SupplyGroupCode(sgc),
-        tariff_index=TariffIndex.parse(ti),
-        krn=KeyRevisionNumber(krn),
-        key_type=KeyType(kt),
-        base_date=BaseDate(int(base_date)),
-        ken=KeyExpiryNumber(ken),
+    params = KeyParameters.from_values(
+        dkga=dkga, ea=ea, sgc=sgc, ti=ti, krn=krn, kt=kt, base_date=int(base_date), ken=ken
     )
     meter_pan = Pan(pan)
     key = (

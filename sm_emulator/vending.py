@@ -24,18 +24,12 @@ from sm_emulator.errors import InvalidRequest, VendRefused
 from sm_emulator.module import SecurityModule
 from sm_emulator.registers import DEFAULT_KEY_TYPES, KeyRegister
 from sts_token import (
-    BaseDate,
     CreditSubclass,
     DecoderKey,
-    DecoderKeyAlgorithm,
     EncryptionAlgorithm,
-    KeyExpiryNumber,
     KeyParameters,
-    KeyRevisionNumber,
-    KeyType,
     ManagementKind,
     Pan,
-    SupplyGroupCode,
     TariffIndex,
     Tid,
     TidOutOfRange,
@@ -166,15 +160,15 @@ class Vending:
         ea: EncryptionAlgorithm,
     ) -> tuple[TokenKey, KeyParameters]:
         identity = register.identity
-        params = KeyParameters(
-            dkga=DecoderKeyAlgorithm(register.dkga),
-            ea=ea,
-            sgc=SupplyGroupCode(identity.sgc),
-            tariff_index=ti,
-            krn=KeyRevisionNumber(identity.krn),
-            key_type=KeyType(identity.kt),
-            base_date=BaseDate(register.base_date),
-            ken=KeyExpiryNumber(register.ken),
+        params = KeyParameters.from_values(
+            dkga=register.dkga,
+            ea=ea.value,
+            sgc=identity.sgc,
+            ti=ti.value,
+            krn=identity.krn,
+            kt=identity.kt,
+            base_date=register.base_date,
+            ken=register.ken,
         )
         decoder = derive_decoder_key(VendingKey(key_value), pan, params)
         tables = load_ea07_tables(self.ea07_tables) if ea is EncryptionAlgorithm.EA07 else None

@@ -89,6 +89,31 @@ class KeyParameters:
     base_date: BaseDate
     ken: KeyExpiryNumber = KeyExpiryNumber(255)
 
+    @classmethod
+    def from_values(
+        cls,
+        *,
+        dkga: str,
+        ea: str,
+        sgc: str,
+        ti: str | int,
+        krn: int,
+        kt: int,
+        base_date: int,
+        ken: int = 255,
+    ) -> KeyParameters:
+        """Build from plain values, as typed on a command line or kept in a register."""
+        return cls(
+            dkga=DecoderKeyAlgorithm.parse(dkga),
+            ea=EncryptionAlgorithm.parse(ea),
+            sgc=SupplyGroupCode(sgc),
+            tariff_index=TariffIndex.parse(str(ti)),
+            krn=KeyRevisionNumber(krn),
+            key_type=KeyType(kt),
+            base_date=BaseDate(base_date),
+            ken=KeyExpiryNumber(ken),
+        )
+
     def __post_init__(self) -> None:
         if self.dkga is DecoderKeyAlgorithm.DKGA02 and self.ea is not EncryptionAlgorithm.EA07:
             raise UnsupportedOperation("DKGA02 yields a 64-bit key and is used only with EA07")
