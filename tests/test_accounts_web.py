@@ -123,3 +123,31 @@ def test_error_pages_do_not_leak_tracebacks(client):
     assert response.status_code == 404
     body = response.get_data(as_text=True)
     assert "Traceback" not in body and "Error 404" in body
+
+
+def test_an_internal_error_is_a_plain_500_page_and_json_on_the_api(app, client, monkeypatch):
+    from kmc.accounts import service
+
+    def broken(*_args):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(service, "list_users", broken)
+    login(client, "admin1")
+    page = client.get("/admin/users")
+    assert page.status_code == 500
+    body = page.get_data(as_text=True)
+    assert (
+        "internal error" in body
+        and "secret internal detail" not in body
+        and "Traceback" not in body
+    )
+    with app.app_context():
+        from kmc.accounts.service import create_token
+
+        secret = create_token("test", "admin1", "t").secret
+    api = client.get("/api/v1/users", headers={"Authorization": f"Bearer {secret}"})
+    assert api.status_code == 500
+    assert api.json == {
+        "error": "internal_error",
+        "message": "the KMC hit an internal error; nothing was changed",
+    }
