@@ -16,7 +16,7 @@ from typing import Any
 
 from cryptography import x509
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from key_load.models import IssuedKey, KeyLoadIssue
@@ -103,19 +103,49 @@ def _parse(der: bytes) -> SignedRequest:
         raise _protocol_refusal(error) from None
 
 
-def _security_module(smid: str) -> tuple[SecurityModule, x509.Certificate]:
-    sm = db.session.get(SecurityModule, smid)
-    if sm is None:
+@dataclass(frozen=True)
+class _History:
+    """What the issuance needs to know of the SM's past EKLFs, read with the SM in one query."""
+
+    replayed: bool
+    last_sequence: int
+
+
+# Built once: constructing a statement per request cost about as much as executing it.
+_SM_WITH_HISTORY = select(
+    SecurityModule,
+    select(func.max(KeyLoadIssue.sequence))
+    .where(KeyLoadIssue.smid == bindparam("smid"))
+    .scalar_subquery(),
+    select(KeyLoadIssue.id)
+    .where(
+        KeyLoadIssue.smid == bindparam("smid"),
+        KeyLoadIssue.nonce_sha256 == bindparam("nonce_sha256"),
+    )
+    .exists(),
+).where(SecurityModule.smid == bindparam("smid"))
+_INSERT_ISSUE = insert(KeyLoadIssue).returning(KeyLoadIssue.id)
+_INSERT_ISSUED_KEYS = insert(IssuedKey)
+
+
+def _security_module(smid: str, nonce_sha256: str) -> tuple[SecurityModule, _History]:
+    """The SM's row, whether this nonce was answered before and its last sequence number."""
+    row = db.session.execute(_SM_WITH_HISTORY, {"smid": smid, "nonce_sha256": nonce_sha256}).first()
+    if row is None:
         raise NotFound("unknown_smid", f"no security module {smid} is registered")
+    sm = row[0]
     if sm.state != "active":
         raise PolicyRefusal(f"sm_{sm.state}", f"SM {smid} is {sm.state}, not active")
     if current_app.config["KMC_MODE"] == "live" and sm.kind != "certified":
         raise PolicyRefusal("sm_virtual", f"a live KMC serves certified SMs only ({smid})")
+    return sm, _History(replayed=bool(row[2]), last_sequence=row[1] or 0)
+
+
+def _certificate(smid: str) -> x509.Certificate:
     try:
-        chain = certificate_chain(smid)
+        return certificate_chain(smid).certificate
     except NotFound:
         raise PolicyRefusal("sm_not_certified", f"SM {smid} has no KMC certificate yet") from None
-    return sm, chain.certificate
 
 
 def _verify(signed: SignedRequest, certificate: x509.Certificate, now: dt.datetime) -> None:
@@ -133,16 +163,6 @@ def _verify(signed: SignedRequest, certificate: x509.Certificate, now: dt.dateti
 
 def _nonce_sha256(signed: SignedRequest) -> str:
     return hashlib.sha256(signed.request.nonce).hexdigest()
-
-
-def _check_not_replayed(smid: str, nonce_sha256: str) -> None:
-    seen = db.session.scalar(
-        select(KeyLoadIssue.id).where(
-            KeyLoadIssue.smid == smid, KeyLoadIssue.nonce_sha256 == nonce_sha256
-        )
-    )
-    if seen is not None:
-        raise Conflict("replayed_nonce", "this request was answered before; replays are refused")
 
 
 def _refusal_for(auth: Authorisation | None, key: VendingKey, now: dt.datetime) -> str | None:
@@ -202,22 +222,17 @@ def _loaded(key: VendingKey, auth: Authorisation) -> LoadedKey:
     )
 
 
-def _next_sequence(smid: str) -> int:
-    last = db.session.scalar(
-        select(func.max(KeyLoadIssue.sequence)).where(KeyLoadIssue.smid == smid)
-    )
-    return (last or 0) + 1
-
-
 def _issue_once(actor: str, signed: SignedRequest) -> Issued:
     now = clock.now()
     smid = signed.request.smid
-    sm, certificate = _security_module(smid)
-    _verify(signed, certificate, now)
     nonce_sha256 = _nonce_sha256(signed)
-    _check_not_replayed(smid, nonce_sha256)
+    sm, history = _security_module(smid, nonce_sha256)
+    certificate = _certificate(smid)
+    _verify(signed, certificate, now)
+    if history.replayed:
+        raise Conflict("replayed_nonce", "this request was answered before; replays are refused")
     chosen = _selected_keys(smid, signed.request.keys, now)
-    sequence = _next_sequence(smid)
+    sequence = history.last_sequence + 1
     kmc = pki.current()
     klf = KeyLoadFile(
         smid=smid,
@@ -235,20 +250,29 @@ def _issue_once(actor: str, signed: SignedRequest) -> Issued:
         extra_certificates=(kmc.root.certificate,),
     )
     file_sha256 = hashlib.sha256(eklf).hexdigest()
-    issue = KeyLoadIssue(
-        smid=sm.smid,
-        sequence=sequence,
-        nonce_sha256=nonce_sha256,
-        request_sha256=signed.digest.hex(),
-        file_sha256=file_sha256,
-        file_der=eklf,
-        request_time=signed.request.request_time,
-        issued_at=now,
-        issued_by=actor,
-        keys=[IssuedKey(key_id=key.id, kcv=key.kcv, iut=auth.iut) for key, auth in chosen],
+    request_sha256 = signed.digest.hex()
+    # Core inserts: the ORM unit of work cost more than the EKLF's cryptography.
+    issue_id = db.session.scalar(
+        _INSERT_ISSUE,
+        {
+            "smid": sm.smid,
+            "sequence": sequence,
+            "nonce_sha256": nonce_sha256,
+            "request_sha256": request_sha256,
+            "file_sha256": file_sha256,
+            "file_der": eklf,
+            "request_time": signed.request.request_time,
+            "issued_at": now,
+            "issued_by": actor,
+        },
     )
-    db.session.add(issue)
-    db.session.flush()
+    db.session.execute(
+        _INSERT_ISSUED_KEYS,
+        [
+            {"issue_id": issue_id, "key_id": key.id, "kcv": key.kcv, "iut": auth.iut}
+            for key, auth in chosen
+        ],
+    )
     described = tuple(
         {"sgc": key.sgc, "krn": key.krn, "kt": key.kt, "kcv": key.kcv, "iut": auth.iut.isoformat()}
         for key, auth in chosen
@@ -259,14 +283,14 @@ def _issue_once(actor: str, signed: SignedRequest) -> Issued:
         "security_module",
         smid,
         {
-            "issue_id": issue.id,
+            "issue_id": issue_id,
             "sequence": sequence,
             "keys": list(described),
-            "request_sha256": issue.request_sha256,
+            "request_sha256": request_sha256,
             "file_sha256": file_sha256,
         },
     )
-    return Issued(issue.id, smid, sequence, eklf, file_sha256, described)
+    return Issued(issue_id, smid, sequence, eklf, file_sha256, described)
 
 
 def _issue_committed(actor: str, signed: SignedRequest) -> Issued:

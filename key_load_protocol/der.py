@@ -49,7 +49,9 @@ def implicit(number: int, encoded: bytes) -> bytes:
 
 
 def integer(value: int) -> bytes:
-    return tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+    """INTEGER in the fewest two's-complement octets (for -128 that is one: 0x80)."""
+    magnitude = value if value >= 0 else ~value
+    return tlv(0x02, value.to_bytes(magnitude.bit_length() // 8 + 1, "big", signed=True))
 
 
 def octet_string(value: bytes) -> bytes:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from asn1crypto import cms
+from asn1crypto import cms, core
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -188,7 +188,7 @@ def _check_algorithms_and_attributes(
         raise UnsupportedAlgorithm(
             Reason.UNSUPPORTED_SIGNATURE_ALGORITHM, f"the {what} signature is not ecdsa-with-SHA384"
         )
-    if signer["signed_attrs"].native is None:
+    if isinstance(signer["signed_attrs"], core.Void):  # absent; `.native` would decode them all
         raise MalformedMessage(Reason.BAD_STRUCTURE, f"the {what} has no signed attributes")
     if _single_attribute(signer, "content_type", what).dotted != content_type:
         raise MalformedMessage(

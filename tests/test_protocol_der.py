@@ -20,7 +20,10 @@ _aware_times = st.datetimes(
 _blobs = st.one_of(st.binary(max_size=300), st.integers(65_530, 65_540).map(bytes))
 
 
-@given(st.integers(min_value=-(2**200), max_value=2**200))
+@given(
+    st.integers(min_value=-(2**200), max_value=2**200)
+    | st.sampled_from([-129, -128, -1, 0, 127, 128])
+)
 def test_integer(value: int) -> None:
     assert der.integer(value) == core.Integer(value).dump()
 
