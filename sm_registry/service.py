@@ -18,7 +18,7 @@ from typing import cast
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from flask import current_app
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -360,6 +360,7 @@ def _register_group(upload: _Upload, group: list[tuple[str, bytes]]) -> list[Ite
 
 def _add_group(upload: _Upload, read: list[_Read]) -> list[ItemResult]:
     """Add a group's accepted rows and key re-use audits, deciding as `_register` would in turn."""
+    _plan_for_the_table_as_it_is()
     requests = [request for _, request in read if isinstance(request, RegistrationRequest)]
     taken = set(
         db.session.scalars(
@@ -399,6 +400,18 @@ def _add_group(upload: _Upload, read: list[_Read]) -> list[ItemResult]:
             bound[key_hash] = smid
             verdicts.append(ItemResult(name, True, smid=smid))
     return verdicts
+
+
+def _plan_for_the_table_as_it_is() -> None:
+    """Keep the group's look-ups on the indexes however much the upload has grown the table.
+
+    psycopg prepares a statement once it has run five times, and PostgreSQL may then keep a
+    generic plan made while the table was nearly empty: a sequential scan, ever slower as the
+    upload fills the table (measured on a fresh KMC: 0.3 ms per look-up at first, 27 ms at
+    10,000 SMs). The setting lasts until this group's transaction ends.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def _register_item(upload: _Upload, item: _Read) -> ItemResult:
