@@ -3,8 +3,9 @@
 Run: `python -m bench registry` (BENCH_REGISTRY_N changes the count). The CSRs (P-384 keys,
 ECDSA-SHA384) are made before timing starts. "End to end" is what `kmc sm register-bulk
 FILE.zip` does: read each zip member, verify the CSR, check uniqueness, write the SM, its
-history row and its audit entry, and commit each SM on its own. The floor is the bare CSR
-parse + signature verification rate (`sm_registry.csr.parse_request`) in the same run.
+history row and its audit entry, committed in groups of `service.COMMIT_EVERY`. The
+PostgreSQL database is fresh, so the upload grows its tables from empty. The floor is the
+bare CSR parse + signature verification rate (`sm_registry.csr.parse_request`) in the same run.
 """
 
 from __future__ import annotations
