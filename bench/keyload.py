@@ -5,7 +5,8 @@ policy checks, unseal 5 keys, build + sign the EKLF, persist the issuance record
 entry (SQLite and PostgreSQL). The floor is `bench.keyload_crypto.crypto_floor_per_second()`,
 the cryptographic primitives of one 5-key EKLF alone, measured in the same run; the target is at
 least 40% of it. Over HTTP: `kmc serve` (waitress) on PostgreSQL, 16 concurrent clients, each
-for its own SM; requests/s and p95 latency (target p95 < 100 ms).
+for its own SM; requests/s and p95 latency (target p95 < 100 ms), with one waitress process
+and with gunicorn workers (`kmc serve --workers`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ KEYS = tuple(KeyIdentity(SGC, krn, 1) for krn in range(1, 6))
 IN_PROCESS_REQUESTS = int(os.environ.get("BENCH_KEYLOAD_N", "300"))
 HTTP_CLIENTS = 16
 HTTP_REQUESTS_PER_CLIENT = int(os.environ.get("BENCH_KEYLOAD_HTTP_N", "40"))
+# `kmc serve --workers`: 1 is waitress in one process; more is gunicorn (docs/keys.md, Figures).
+HTTP_WORKERS = int(os.environ.get("BENCH_KEYLOAD_WORKERS", str(2 * (os.cpu_count() or 1))))
+HTTP_THREADS_PER_WORKER = int(os.environ.get("BENCH_KEYLOAD_THREADS", "4"))
 
 
 def _prepare(app, smids: list[str]) -> list[Device]:
@@ -69,11 +73,13 @@ def in_process_rate(backend: str) -> float:
     return (len(requests) - 1) / elapsed
 
 
-def _serve(folder: Path, url: str, port: int) -> subprocess.Popen[bytes]:
+def _serve(folder: Path, url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, KMC_INSTANCE=str(folder), KMC_DATABASE_URL=url, KMC_MODE="test")
     exe = Path(sys.executable).parent / "kmc"
+    threads = HTTP_CLIENTS if workers == 1 else HTTP_THREADS_PER_WORKER
     process = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--threads", str(HTTP_CLIENTS)],
+        [str(exe), "serve", "--port", str(port), "--threads", str(threads)]
+        + ["--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -91,7 +97,7 @@ def _serve(folder: Path, url: str, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("kmc serve did not start")
 
 
-def http_figures(port: int = 5099) -> tuple[float, float, int]:
+def http_figures(workers: int, port: int = 5099) -> tuple[float, float, int]:
     """(requests/s, p95 latency in ms, failures) at HTTP_CLIENTS concurrent clients."""
     with bench_instance("postgres", "kmc_bench_keyload_http") as (app, folder, url):
         devices = _prepare(app, [str(2000 + n) for n in range(HTTP_CLIENTS)])
@@ -99,7 +105,7 @@ def http_figures(port: int = 5099) -> tuple[float, float, int]:
             token = create_token("bench", "operator1", "bench").secret
             db.session.commit()
         work = [[d.request(KEYS) for _ in range(HTTP_REQUESTS_PER_CLIENT)] for d in devices]
-        server = _serve(folder, url, port)
+        server = _serve(folder, url, port, workers)
         latencies: list[float] = []
         failures = [0]
         lock = threading.Lock()
@@ -146,12 +152,14 @@ def main() -> None:
     if not postgres_available():
         print("  HTTP figures skipped: PostgreSQL not reachable")
         return
-    rate, p95, failures = http_figures()
-    print(
-        f"  HTTP, waitress + PostgreSQL, {HTTP_CLIENTS} clients: {rate:,.0f} req/s, "
-        f"p95 {p95:.0f} ms (target < 100 ms), {failures} non-200 responses",
-        flush=True,
-    )
+    for workers in (1, HTTP_WORKERS):
+        rate, p95, failures = http_figures(workers)
+        server = "waitress, 1 process" if workers == 1 else f"gunicorn, {workers} workers"
+        print(
+            f"  HTTP, {server} + PostgreSQL, {HTTP_CLIENTS} clients: {rate:,.0f} req/s, "
+            f"p95 {p95:.0f} ms (target < 100 ms), {failures} non-200 responses",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
