@@ -60,17 +60,19 @@ def _prepare(app, smids: list[str]) -> list[Device]:
     return devices
 
 
-def in_process_rate(backend: str) -> float:
+def in_process_rates(backend: str) -> tuple[float, float]:
+    """(EKLF/s by the clock, EKLF/s by this process's CPU time): the gap is waiting on the
+    database, mostly the durable commit (one fsync), and on other jobs sharing the machine."""
     with bench_instance(backend, "kmc_bench_keyload") as (app, _folder, _url):
         (device,) = _prepare(app, ["1001"])
         requests = [device.request(KEYS) for _ in range(IN_PROCESS_REQUESTS)]
         with app.app_context():
             key_load.process_request("bench", requests[0])  # warm caches (PKI load, templates)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             for der in requests[1:]:
                 key_load.process_request("bench", der)
-            elapsed = time.perf_counter() - start
-    return (len(requests) - 1) / elapsed
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return (len(requests) - 1) / elapsed, (len(requests) - 1) / cpu
 
 
 def _serve(folder: Path, url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -143,10 +145,11 @@ def main() -> None:
     print(f"  crypto floor, one 5-key EKLF (one core)            {floor:>10,.0f} EKLF/s")
     backends = ["sqlite"] + (["postgres"] if postgres_available() else [])
     for backend in backends:
-        rate = in_process_rate(backend)
+        rate, cpu_rate = in_process_rates(backend)
         print(
             f"  in process, {backend:<8} parse+verify+build+sign+persist+audit "
-            f"{rate:>8,.0f} EKLF/s  ({rate / floor:.0%} of floor; target >= 40%)",
+            f"{rate:>8,.0f} EKLF/s  ({rate / floor:.0%} of floor; target >= 40%); "
+            f"by CPU time {cpu_rate:,.0f} EKLF/s ({cpu_rate / floor:.0%})",
             flush=True,
         )
     if not postgres_available():
