@@ -29,7 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         settings.update(test_config)
     instance = Path(settings["KMC_INSTANCE"])
-    instance.mkdir(parents=True, exist_ok=True)
+    config.ensure_instance_folder(instance)
     app = Flask(
         __name__,
         instance_path=str(instance),
@@ -47,7 +47,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         KMC_NAME="STS KMC",
     )
     app.config.update(settings)
-    app.config["SESSION_COOKIE_SECURE"] = app.config.get("KMC_SECURE_COOKIES", False)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))

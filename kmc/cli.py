@@ -14,7 +14,7 @@ from key_load.cli import COMMANDS as KEY_LOAD_COMMANDS
 from kmc.accounts import service as accounts
 from kmc.accounts.models import ROLES
 from kmc.audit import service as audit_service
-from kmc.command_line import KmcGroup, acting, emit, json_option
+from kmc.command_line import KmcGroup, acting, emit, json_option, system_actor
 from kmc.errors import InvalidInput
 from kmc.instance import initialise
 from kmc.pki import current as current_pki
@@ -32,10 +32,12 @@ def main() -> None:
 
 
 @main.command()
-@acting("admin")
-def init(actor: str) -> None:
-    """Create or upgrade the instance: keys, database, PKI and the bootstrap admin (idempotent)."""
-    report = initialise(actor)
+def init() -> None:
+    """Create or upgrade the instance: keys, database, PKI and the bootstrap admin (idempotent).
+
+    It runs before any account exists, so it acts as the system user (`cli:<user>`) in every mode.
+    """
+    report = initialise(system_actor())
     instance = current_app.config["KMC_INSTANCE"]
     click.echo(f"KMC instance ready at {instance} (mode {current_app.config['KMC_MODE']})")
     if report.created_pki:

@@ -67,6 +67,11 @@ def resolve_actor(as_user: str | None, roles: tuple[str, ...]) -> str:
         return user.username
     if current_app.config["KMC_MODE"] == "live":
         raise PolicyRefusal("actor_required", "a live KMC records who acted: pass --as USERNAME")
+    return system_actor()
+
+
+def system_actor() -> str:
+    """The shell user, as recorded when no account acts (test mode, or `kmc init`)."""
     return f"cli:{getpass.getuser()}"
 
 

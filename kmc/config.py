@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,11 @@ def write_private_file(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
+def ensure_instance_folder(instance: Path) -> None:
+    """The instance folder holds the database and sealed keys: owner-only (0700)."""
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def ensure_secret_key(instance: Path) -> bytes:
     """The Flask session secret, generated into the instance folder on first use."""
     path = instance / SECRET_KEY_FILE
@@ -50,10 +56,18 @@ def ensure_secret_key(instance: Path) -> bytes:
     return path.read_bytes().strip()
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def settings_from_env() -> dict[str, Any]:
     instance = instance_path_from_env()
     return {
         "KMC_INSTANCE": instance,
         "SQLALCHEMY_DATABASE_URI": database_url(instance),
         "KMC_MODE": kmc_mode(),
+        "SESSION_COOKIE_SECURE": _flag("KMC_SECURE_COOKIES"),
+        "PERMANENT_SESSION_LIFETIME": timedelta(
+            minutes=int(os.environ.get("KMC_SESSION_MINUTES", "30"))
+        ),
     }

@@ -45,12 +45,56 @@ def test_unknown_user_gets_the_same_message_as_a_wrong_password(client):
     assert "invalid username or password" in page
 
 
-def test_five_failures_lock_the_account_even_for_the_right_password(client):
+def test_five_failures_lock_the_account_even_for_the_right_password(app, client):
     for _ in range(5):
         login(client, "auditor1", "not the password")
     response = login(client, "auditor1", PASSWORD)
-    assert "locked" in response.get_data(as_text=True)
+    # The same answer as a wrong password: a lockout does not reveal that the account exists.
+    assert "invalid username or password" in response.get_data(as_text=True)
     assert client.get("/home").status_code == 302
+    with app.app_context():
+        last = db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+        assert (last.action, last.object_id) == ("login.failure", "auditor1")
+        assert '"reason":"locked"' in last.details
+
+
+def test_a_copied_session_cookie_dies_at_logout(app, client):
+    login(client, "operator1")
+    stolen = app.test_client()
+    stolen.set_cookie("session", client.get_cookie("session").value)
+    assert stolen.get("/home").status_code == 200
+    post_form(client, "/logout", {})
+    assert stolen.get("/home").status_code == 302
+
+
+def test_a_password_change_ends_other_sessions_but_not_this_one(app, client):
+    login(client, "operator1")
+    other = app.test_client()
+    login(other, "operator1")
+    token = csrf_token(client, "/account/password")
+    new = "another long passphrase"
+    client.post(
+        "/account/password",
+        data={"current": PASSWORD, "new": new, "confirm": new, "csrf_token": token},
+    )
+    assert client.get("/home").status_code == 200
+    assert other.get("/home").status_code == 302
+
+
+def test_disabling_a_user_ends_their_sessions(app, client):
+    login(client, "auditor1")
+    admin = app.test_client()
+    login(admin, "admin1")
+    post_form(admin, "/admin/users/auditor1/disable", {}, token_from="/admin/users")
+    assert client.get("/home").status_code == 302
+
+
+def test_sessions_expire_after_an_idle_period(client):
+    login(client, "auditor1")
+    cookie = client.get_cookie("session")
+    assert cookie.expires is not None
+    lifetime = cookie.expires.timestamp() - __import__("time").time()
+    assert 25 * 60 < lifetime <= 30 * 60
 
 
 def test_logout_ends_the_session(client):

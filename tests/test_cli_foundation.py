@@ -237,3 +237,22 @@ def test_every_command_has_help(tmp_path):
         )
         assert result.returncode == 0, (path, result.stderr)
         assert "Usage:" in result.stdout
+
+
+def test_a_live_kmc_initialises_and_says_so_in_its_certificates(tmp_path):
+    fresh = _fresh(tmp_path, mode="live")
+    result = run_kmc(fresh, "init")
+    assert result.returncode == 0, result.stderr
+    assert "(mode live)" in result.stdout
+    subject = subprocess.run(
+        ["openssl", "x509", "-in", str(fresh.folder / "pki" / "root.pem"), "-noout", "-subject"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "OU = live KMC" in subject
+
+
+def test_the_instance_folder_is_private(tmp_path):
+    fresh = _fresh(tmp_path)
+    run_kmc(fresh, "init")
+    assert stat.S_IMODE(os.stat(fresh.folder).st_mode) == 0o700

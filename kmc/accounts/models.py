@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
@@ -11,6 +12,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from kmc.database import UTCDateTime, db
 
 ROLES = ("admin", "operator", "manufacturer", "auditor")
+
+
+def new_session_nonce() -> str:
+    return secrets.token_hex(16)
 
 
 class User(UserMixin, db.Model):
@@ -28,12 +33,24 @@ class User(UserMixin, db.Model):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # Part of the session identity: changing it (logout, password change, disable) ends every
+    # session of this user, including copies of an old session cookie.
+    session_nonce: Mapped[str] = mapped_column(
+        String(32), nullable=False, default=new_session_nonce
+    )
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
 
     @property
     def is_active(self) -> bool:  # Flask-Login: inactive accounts cannot log in
         return self.active
+
+    def get_id(self) -> str:
+        """Flask-Login's session identity: the user id and the current session nonce."""
+        return f"{self.id}:{self.session_nonce}"
+
+    def end_sessions(self) -> None:
+        self.session_nonce = new_session_nonce()
 
 
 class ApiToken(db.Model):

@@ -119,13 +119,11 @@ def authenticate(username: str, password: str) -> LoginOutcome:
         )
         return LoginOutcome(None, bad_credentials)
     if user.locked_until is not None and user.locked_until > now:
+        # The same answer, and the same scrypt cost, as a wrong password: a lockout must not
+        # reveal that the account exists.
+        check_password_hash(_DUMMY_HASH, password)
         audit.record("anonymous", "login.failure", "user", user.username, {"reason": "locked"})
-        return LoginOutcome(
-            None,
-            NotAuthenticated(
-                "account_locked", "too many failed logins; this account is locked for a while"
-            ),
-        )
+        return LoginOutcome(None, bad_credentials)
     if not user.active or not check_password_hash(user.password_hash, password):
         user.failed_logins += 1
         details: dict[str, object] = {"reason": "bad_password", "failed_logins": user.failed_logins}
@@ -149,11 +147,14 @@ def change_password(user: User, current: str, new: str) -> None:
         raise InvalidInput("password_unchanged", "the new password must differ from the old one")
     user.password_hash = _hash_password(new)
     user.must_change_password = False
+    user.end_sessions()
     audit.record(user.username, "user.password_change", "user", user.username)
 
 
 @use_case
 def record_logout(user: User) -> None:
+    """Ends every session of the user (a copied cookie stops working too)."""
+    user.end_sessions()
     audit.record(user.username, "logout", "user", user.username)
 
 
@@ -161,6 +162,7 @@ def record_logout(user: User) -> None:
 def set_active(actor: str, username: str, active: bool) -> User:
     user = find_user(username)
     user.active = active
+    user.end_sessions()
     audit.record(actor, "user.enable" if active else "user.disable", "user", user.username)
     return user
 

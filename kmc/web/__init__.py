@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from flask import Flask, render_template, request
@@ -31,8 +32,13 @@ NAVIGATION = (
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+def _load_user(session_id: str) -> User | None:
+    """The user of a session, unless its sessions were ended since (nonce compared in constant time)."""
+    user_id, _, nonce = session_id.partition(":")
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    if user is None or not hmac.compare_digest(user.session_nonce, nonce):
+        return None
+    return user
 
 
 def _error_page(status: int, message: str) -> tuple[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
@@ -39,6 +39,9 @@ def login() -> str | Response:
             assert outcome.refusal is not None
             flash(outcome.refusal.message, "danger")
         else:
+            session.permanent = (
+                True  # idle timeout: PERMANENT_SESSION_LIFETIME, renewed per request
+            )
             login_user(outcome.user)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
@@ -63,6 +66,7 @@ def change_password() -> str | Response:
         except KMCError as refused:
             flash(refused.message, "danger")
         else:
+            login_user(current_user)  # this session continues under the new nonce; others end
             flash("Password changed.", "success")
             return redirect(url_for("main.home"))
     return render_template("auth/change_password.html", form=form)
