@@ -7,9 +7,10 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kmc import audit, clock
@@ -220,18 +221,18 @@ def user_for_token(presented: str) -> User | None:
     match = re.fullmatch(rf"{TOKEN_PREFIX}(\d{{1,12}})_([A-Za-z0-9_-]{{20,100}})", presented)
     if match is None:
         return None
-    token = db.session.get(ApiToken, int(match.group(1)))
+    token = db.session.get(ApiToken, int(match.group(1)), options=[joinedload(ApiToken.user)])
     if token is None or token.revoked_at is not None or not token.user.active:
         return None
     if not hmac.compare_digest(token.secret_hash, _secret_digest(match.group(2))):
         return None
-    _note_use(token)
+    now = clock.now()
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
+        _note_use(token, now)
     return token.user
 
 
 @use_case
-def _note_use(token: ApiToken) -> None:
+def _note_use(token: ApiToken, now: datetime) -> None:
     """Record when a token was last used, at most once a minute (not a write per request)."""
-    now = clock.now()
-    if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
-        token.last_used_at = now
+    token.last_used_at = now
