@@ -177,13 +177,34 @@ _KEY = {
         "state": {"type": "string", "enum": ["active", "deactivated", "compromised"]},
     },
 }
+_APPROVAL = {
+    "type": "object",
+    "description": "A two-person proposal with the values the approver decides on.",
+    "properties": {
+        "id": {"type": "integer"},
+        "action": {"type": "string", "enum": ["key.generate", "key.authorize"]},
+        "subject": {"type": "string"},
+        "payload": {
+            "type": "object",
+            "description": "The proposed key attributes (sgc, krn, kt, dkga, eas, base_date, "
+            "ken, act, exp, refresh_days) or authorisation (sgc, krn, kt, smid, iut, clm, "
+            "resource_limit, expires_at); never key material.",
+        },
+        "state": {"type": "string", "enum": ["pending", "approved", "rejected"]},
+        "proposed_by": {"type": "string"},
+        "proposed_at": {"type": "string", "format": "date-time"},
+        "decided_by": {"type": ["string", "null"]},
+        "decided_at": {"type": ["string", "null"], "format": "date-time"},
+        "outcome": {"type": "string", "description": "the reason of a rejection"},
+    },
+}
 _OUTCOME = {
     "type": "object",
     "description": "Created at once (201, test mode) or queued for a second user's approval (202).",
     "properties": {
         "key": {"oneOf": [_KEY, {"type": "null"}]},
         "authorisation": {"type": ["object", "null"]},
-        "approval": {"type": ["object", "null"]},
+        "approval": {"oneOf": [_APPROVAL, {"type": "null"}]},
     },
 }
 _KEY_PARAMS = [
@@ -301,8 +322,17 @@ PATHS = {
     },
     "/api/v1/approvals": {
         "get": {
-            "summary": "Pending two-person approvals",
-            "responses": {"200": json_response("Approvals"), **error_responses(401, 403)},
+            "summary": "Pending two-person approvals, with the proposed values",
+            "responses": {
+                "200": json_response(
+                    "Approvals",
+                    {
+                        "type": "object",
+                        "properties": {"approvals": {"type": "array", "items": _APPROVAL}},
+                    },
+                ),
+                **error_responses(401, 403),
+            },
         }
     },
     "/api/v1/approvals/{approval_id}/approve": {

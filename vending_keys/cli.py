@@ -259,11 +259,23 @@ def approvals_list(show_all: bool, as_json: bool) -> None:
         lambda: (
             "\n".join(
                 f"{r['id']:>5} {r['state']:<9} {r['action']:<14} {r['subject']} by {r['proposed_by']}"
+                f"\n{'':>6}{_proposal_text(r['payload'])}"
                 for r in rows
             )
             or "no pending proposals"
         ),
     )
+
+
+def _proposal_text(payload: dict[str, Any]) -> str:
+    """The proposed values on one line (`-` for none), so an approver sees what they decide."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value)
+        return "-" if value is None else str(value)
+
+    return ", ".join(f"{name} {shown(value)}" for name, value in payload.items())
 
 
 @approvals.command("approve")

@@ -125,22 +125,23 @@ class KeySpec:
     def key_length(self) -> int:
         return KEY_LENGTHS[self.dkga]
 
+    def as_dict(self) -> dict[str, Any]:
+        """The proposal as JSON-ready fields: what an approver reviews (no key material)."""
+        return {
+            "sgc": self.identity.sgc,
+            "krn": self.identity.krn,
+            "kt": self.identity.kt,
+            "dkga": self.dkga,
+            "eas": sorted(self.eas),
+            "base_date": self.base_date,
+            "ken": self.ken,
+            "act": _time_text(self.act),
+            "exp": _time_text(self.exp),
+            "refresh_days": self.refresh_days,
+        }
+
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "sgc": self.identity.sgc,
-                "krn": self.identity.krn,
-                "kt": self.identity.kt,
-                "dkga": self.dkga,
-                "eas": sorted(self.eas),
-                "base_date": self.base_date,
-                "ken": self.ken,
-                "act": _time_text(self.act),
-                "exp": _time_text(self.exp),
-                "refresh_days": self.refresh_days,
-            },
-            sort_keys=True,
-        )
+        return json.dumps(self.as_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> KeySpec:
@@ -200,20 +201,21 @@ class AuthorisationSpec:
         if self.resource_limit is not None and not 0 <= self.resource_limit <= MAX_LIMIT:
             raise InvalidInput("invalid_resource_limit", "the resource limit is out of range")
 
+    def as_dict(self) -> dict[str, Any]:
+        """The proposal as JSON-ready fields: what an approver reviews."""
+        return {
+            "sgc": self.identity.sgc,
+            "krn": self.identity.krn,
+            "kt": self.identity.kt,
+            "smid": self.smid,
+            "iut": _time_text(self.iut),
+            "clm": None if self.clm is None else str(self.clm),
+            "resource_limit": self.resource_limit,
+            "expires_at": _time_text(self.expires_at),
+        }
+
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "sgc": self.identity.sgc,
-                "krn": self.identity.krn,
-                "kt": self.identity.kt,
-                "smid": self.smid,
-                "iut": _time_text(self.iut),
-                "clm": None if self.clm is None else str(self.clm),
-                "resource_limit": self.resource_limit,
-                "expires_at": _time_text(self.expires_at),
-            },
-            sort_keys=True,
-        )
+        return json.dumps(self.as_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> AuthorisationSpec:

@@ -9,6 +9,7 @@ it out. In test mode `propose_*` carries it out at once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,10 +91,12 @@ def describe_authorisation(auth: Authorisation) -> dict[str, Any]:
 
 
 def describe_approval(approval: Approval) -> dict[str, Any]:
+    """A proposal with everything the approver decides on: the proposed spec's fields."""
     return {
         "id": approval.id,
         "action": approval.action,
         "subject": approval.subject,
+        "payload": json.loads(approval.payload),
         "state": approval.state,
         "proposed_by": approval.proposed_by,
         "proposed_at": approval.proposed_at.isoformat(),
@@ -233,18 +236,24 @@ def _generate(spec: KeySpec, proposed_by: str, approved_by: str | None) -> Vendi
     return key
 
 
-def _queue(actor: str, action: str, subject: str, payload: str) -> Approval:
+def _queue(actor: str, action: str, subject: str, spec: KeySpec | AuthorisationSpec) -> Approval:
     approval = Approval(
         action=action,
         subject=subject,
-        payload=payload,
+        payload=spec.to_json(),
         state="pending",
         proposed_by=actor,
         proposed_at=clock.now(),
     )
     db.session.add(approval)
     db.session.flush()
-    audit.record(actor, f"{action}.propose", "approval", str(approval.id), {"subject": subject})
+    audit.record(
+        actor,
+        f"{action}.propose",
+        "approval",
+        str(approval.id),
+        {"subject": subject, **spec.as_dict()},
+    )
     return approval
 
 
@@ -253,7 +262,7 @@ def propose_key(actor: str, spec: KeySpec) -> Outcome:
     """Generate a key now (test mode) or queue it for a second person's approval (live mode)."""
     if _live():
         _check_key_can_be_generated(spec)
-        return Outcome(approval=_queue(actor, GENERATE, str(spec.identity), spec.to_json()))
+        return Outcome(approval=_queue(actor, GENERATE, str(spec.identity), spec))
     return Outcome(key=_generate(spec, actor, None))
 
 
@@ -354,7 +363,7 @@ def propose_authorisation(actor: str, spec: AuthorisationSpec) -> Outcome:
     if _live():
         _check_authorisation(spec)
         subject = f"{spec.identity} SMID {spec.smid}"
-        return Outcome(approval=_queue(actor, AUTHORISE, subject, spec.to_json()))
+        return Outcome(approval=_queue(actor, AUTHORISE, subject, spec))
     return Outcome(authorisation=_authorise(spec, actor, None))
 
 

@@ -188,8 +188,8 @@ def change_state(sgc: str, krn: int, kt: int, change: str) -> Response:
 def approvals() -> str:
     return render_template(
         "keys/approvals.html",
-        pending=service.list_approvals("pending"),
-        decided=service.list_approvals(None),
+        pending=[service.describe_approval(a) for a in service.list_approvals("pending")],
+        decided=[service.describe_approval(a) for a in service.list_approvals(None)],
         form=DecisionForm(),
     )
 
