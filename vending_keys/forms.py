@@ -14,13 +14,14 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from vending_keys.domain import DKGAS, EAS, KEY_TYPES
+from vending_keys.models import NAME_LENGTH, REASON_LENGTH
 
 
 class SupplyGroupForm(FlaskForm):
     sgc = StringField("SGC (6 digits)", validators=[DataRequired(), Length(min=6, max=6)])
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
-    utility = StringField("Owning utility", validators=[Optional(), Length(max=120)])
-    cluster = StringField("Cluster", validators=[Optional(), Length(max=120)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=NAME_LENGTH)])
+    utility = StringField("Owning utility", validators=[Optional(), Length(max=NAME_LENGTH)])
+    cluster = StringField("Cluster", validators=[Optional(), Length(max=NAME_LENGTH)])
     submit = SubmitField("Add supply group")
 
 
@@ -54,10 +55,12 @@ class AuthoriseForm(FlaskForm):
 
 
 class KeyStateForm(FlaskForm):
-    reason = StringField("Reason", validators=[DataRequired(), Length(max=500)])
+    reason = StringField("Reason", validators=[DataRequired(), Length(max=REASON_LENGTH)])
     submit = SubmitField("Apply")
 
 
 class DecisionForm(FlaskForm):
-    reason = StringField("Reason (for a rejection)", validators=[Optional(), Length(max=500)])
+    reason = StringField(
+        "Reason (for a rejection)", validators=[Optional(), Length(max=REASON_LENGTH)]
+    )
     submit = SubmitField("Submit")

@@ -11,6 +11,9 @@ from kmc.database import UTCDateTime, db
 
 KEY_STATES = ("active", "deactivated", "compromised")
 APPROVAL_STATES = ("pending", "approved", "rejected")
+# Widths of the free-text columns; the service refuses longer text before the database would.
+NAME_LENGTH = 120
+REASON_LENGTH = 500
 
 
 class SupplyGroup(db.Model):
@@ -19,9 +22,9 @@ class SupplyGroup(db.Model):
     __tablename__ = "supply_groups"
 
     sgc: Mapped[str] = mapped_column(String(6), primary_key=True)
-    name: Mapped[str] = mapped_column(String(120), nullable=False)
-    utility: Mapped[str] = mapped_column(String(120), nullable=False, default="")
-    cluster: Mapped[str] = mapped_column(String(120), nullable=False, default="")
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    utility: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, default="")
+    cluster: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     created_by: Mapped[str] = mapped_column(String(120), nullable=False)
 
@@ -50,7 +53,7 @@ class VendingKey(db.Model):
     key_sealed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     kcv: Mapped[str] = mapped_column(String(6), nullable=False)
     state: Mapped[str] = mapped_column(String(12), nullable=False, default="active")
-    state_reason: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    state_reason: Mapped[str] = mapped_column(String(REASON_LENGTH), nullable=False, default="")
     state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     proposed_by: Mapped[str] = mapped_column(String(120), nullable=False)
@@ -102,4 +105,4 @@ class Approval(db.Model):
     proposed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     decided_by: Mapped[str | None] = mapped_column(String(120), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    outcome: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    outcome: Mapped[str] = mapped_column(String(REASON_LENGTH), nullable=False, default="")

@@ -34,7 +34,14 @@ from vending_keys.domain import (
     check_sgc,
     sealing_identity,
 )
-from vending_keys.models import Approval, Authorisation, SupplyGroup, VendingKey
+from vending_keys.models import (
+    NAME_LENGTH,
+    REASON_LENGTH,
+    Approval,
+    Authorisation,
+    SupplyGroup,
+    VendingKey,
+)
 
 GENERATE = "key.generate"
 AUTHORISE = "key.authorize"
@@ -124,6 +131,22 @@ class Outcome:
         }
 
 
+def _fitting(text: str, limit: int, reason: str, what: str) -> str:
+    """`text` stripped, or `InvalidInput(reason)` when it is longer than its column holds."""
+    stripped = text.strip()
+    if len(stripped) > limit:
+        raise InvalidInput(reason, f"{what} may be at most {limit} characters")
+    return stripped
+
+
+def _reason(text: str, what: str) -> str:
+    """A required free-text reason (state change, rejection) that fits its column."""
+    reason = _fitting(text, REASON_LENGTH, "reason_too_long", "the reason")
+    if not reason:
+        raise InvalidInput("reason_required", what)
+    return reason
+
+
 # Supply groups
 
 
@@ -132,15 +155,18 @@ def add_supply_group(
     actor: str, sgc: str, name: str, utility: str = "", cluster: str = ""
 ) -> SupplyGroup:
     check_sgc(sgc)
-    if not name.strip():
+    name = _fitting(name, NAME_LENGTH, "invalid_name", "the name")
+    if not name:
         raise InvalidInput("invalid_name", "a supply group needs a name")
+    utility = _fitting(utility, NAME_LENGTH, "invalid_utility", "the utility")
+    cluster = _fitting(cluster, NAME_LENGTH, "invalid_cluster", "the cluster")
     if db.session.get(SupplyGroup, sgc) is not None:
         raise Conflict("duplicate_sgc", f"supply group {sgc} already exists")
     group = SupplyGroup(
         sgc=sgc,
-        name=name.strip(),
-        utility=utility.strip(),
-        cluster=cluster.strip(),
+        name=name,
+        utility=utility,
+        cluster=cluster,
         created_at=clock.now(),
         created_by=actor,
     )
@@ -267,15 +293,14 @@ def propose_key(actor: str, spec: KeySpec) -> Outcome:
 
 
 def _set_key_state(actor: str, identity: KeyIdentity, state: str, reason: str) -> VendingKey:
-    if not reason.strip():
-        raise InvalidInput("reason_required", "say why the key's state changes")
+    reason = _reason(reason, "say why the key's state changes")
     key = find_key(identity)
     if key.state == "compromised":
         raise Conflict("key_compromised", f"vending key {identity} is already compromised")
     if key.state == state:
         raise Conflict("same_state", f"vending key {identity} is already {state}")
     previous = key.state
-    key.state, key.state_reason, key.state_changed_at = state, reason.strip(), clock.now()
+    key.state, key.state_reason, key.state_changed_at = state, reason, clock.now()
     audit.record(
         actor,
         f"key.{'deactivate' if state == 'deactivated' else 'compromise'}",
@@ -419,9 +444,10 @@ def approve(actor: str, approval_id: int) -> Outcome:
 
 @use_case
 def reject(actor: str, approval_id: int, reason: str) -> Approval:
+    reason = _fitting(reason, REASON_LENGTH, "reason_too_long", "the reason")
     approval = _pending(approval_id)
     approval.state, approval.decided_by, approval.decided_at = "rejected", actor, clock.now()
-    approval.outcome = reason.strip()
+    approval.outcome = reason
     audit.record(
         actor, f"{approval.action}.reject", "approval", str(approval.id), {"reason": reason}
     )
