@@ -25,11 +25,18 @@ from key_load_protocol.request import (
     build_request,
     parse_request,
 )
-from key_load_protocol.schema import ID_CT_ENHANCED_KEY_LOAD_FILE, ID_CT_VK_LOAD_REQUEST
+from key_load_protocol.schema import (
+    ID_CT_ENHANCED_KEY_LOAD_FILE,
+    ID_CT_VK_LOAD_REQUEST,
+    ID_KP_KMC_AUDIT_SIGNING,
+    ID_KP_KMC_KEY_LOAD_SIGNING,
+)
 
 __all__ = [
     "ID_CT_ENHANCED_KEY_LOAD_FILE",
     "ID_CT_VK_LOAD_REQUEST",
+    "ID_KP_KMC_AUDIT_SIGNING",
+    "ID_KP_KMC_KEY_LOAD_SIGNING",
     "MAX_EKLF_SIZE",
     "MAX_REQUEST_SIZE",
     "DecryptionFailed",

@@ -1,4 +1,4 @@
-"""What the protocol requires of the certificates it meets: P-384 keys, key identifiers, key usage, chains."""
+"""What the protocol requires of the certificates it meets: P-384 keys, key identifiers, usages, chains."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from key_load_protocol.errors import (
     UnsupportedAlgorithm,
     UntrustedSigner,
 )
+from key_load_protocol.schema import ID_KP_KMC_KEY_LOAD_SIGNING
+
+KEY_LOAD_SIGNING = x509.ObjectIdentifier(ID_KP_KMC_KEY_LOAD_SIGNING)
 
 
 def p384_public_key(key: object, role: str) -> ec.EllipticCurvePublicKey:
@@ -53,6 +56,23 @@ def key_usage(certificate: x509.Certificate) -> x509.KeyUsage | None:
         return None
 
 
+def check_key_load_signer(certificate: x509.Certificate) -> None:
+    """The certificate carries the keyLoadSigning extended key usage.
+
+    Chaining to the KMC root is not enough: SM certificates and the audit signer chain there
+    too, with digitalSignature, and must not be able to sign a key-load file for an SM.
+    anyExtendedKeyUsage does not count.
+    """
+    try:
+        purposes = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        purposes = x509.ExtendedKeyUsage([])
+    if KEY_LOAD_SIGNING not in purposes:
+        raise UntrustedSigner(
+            Reason.SIGNER_PURPOSE, "the signer certificate is not a KMC key-load signer"
+        )
+
+
 def smid_of(certificate: x509.Certificate) -> str | None:
     """The SMID an SM certificate belongs to: its subject serialNumber attribute."""
     values = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
@@ -88,7 +108,8 @@ def verify_chain(
 
     CA certificates get the Web PKI CA checks (basicConstraints, keyCertSign, path length);
     the leaf is a signing certificate, not a TLS client, so only its digitalSignature usage is
-    required here rather than a subjectAltName or an extended key usage.
+    required here rather than a subjectAltName. What the leaf may sign is the caller's check
+    (`check_key_load_signer` for an EKLF).
     """
     usage = key_usage(leaf)
     if usage is None or not usage.digital_signature:

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from key_load_protocol import enveloped_data, signed_data
-from key_load_protocol.certificates import verify_chain
+from key_load_protocol.certificates import check_key_load_signer, verify_chain
 from key_load_protocol.codec import decode_key_load_file, encode_key_load_file
 from key_load_protocol.errors import Reason, UntrustedSigner
 from key_load_protocol.model import KeyLoadFile
@@ -38,11 +38,14 @@ def build_eklf(
 ) -> bytes:
     """The DER EKLF carrying `klf` to the SM of `sm_certificate`, signed at `klf.issue_time`.
 
-    The SM certificate must be P-384, allow keyAgreement, carry a subjectKeyIdentifier and name
-    `klf.smid` as subject serialNumber. `extra_certificates` are intermediates between the signer
-    and the root. The `_..._for_test_vectors` arguments replace fresh randomness and exist only
-    to reproduce the worked example in docs/protocol.md.
+    The signer certificate must carry the keyLoadSigning extended key usage (SMs refuse any
+    other signer, so this fails before any work). The SM certificate must be P-384, allow
+    keyAgreement, carry a subjectKeyIdentifier and name `klf.smid` as subject serialNumber.
+    `extra_certificates` are intermediates between the signer and the root. The
+    `_..._for_test_vectors` arguments replace fresh randomness and exist only to reproduce the
+    worked example in docs/protocol.md.
     """
+    check_key_load_signer(signer_certificate)
     envelope = enveloped_data.encrypt(
         encode_key_load_file(klf),
         recipient=sm_certificate,
@@ -68,9 +71,11 @@ def open_eklf(
     sm_private_key: ec.EllipticCurvePrivateKey,
     max_size: int = MAX_EKLF_SIZE,
 ) -> KeyLoadFile:
-    """Verify an EKLF's signature and chain to `trusted_root`, then decrypt and parse it.
+    """Verify an EKLF's signature, chain to `trusted_root` and signer purpose; decrypt and parse it.
 
-    Nothing is decrypted before the signature and chain check out (AES-CBC has no integrity of
+    The signer must carry the keyLoadSigning extended key usage: other certificates under the
+    same root (SMs, the audit signer) are refused with `Reason.SIGNER_PURPOSE`. Nothing is
+    decrypted before the signature, chain and purpose check out (AES-CBC has no integrity of
     its own). The SM's own checks (SMID, nonce, sequence) follow with `KeyLoadFile.check_answers`.
     """
     signed = signed_data.read(
@@ -82,4 +87,5 @@ def open_eklf(
         raise UntrustedSigner(Reason.MISSING_SIGNING_TIME, "the EKLF has no signing time")
     intermediates = [c for c in signed.certificates if c != signer]
     verify_chain(signer, intermediates, trusted_root, signed.signing_time)
+    check_key_load_signer(signer)
     return decode_key_load_file(enveloped_data.decrypt(signed.content, sm_private_key))

@@ -5,7 +5,8 @@
     ├── MalformedMessage           too large, not DER, wrong content type, wrong structure
     ├── UnsupportedAlgorithm       an algorithm or curve outside the profile (e.g. a SHA-1 KDF)
     ├── SignatureInvalid           the signature, message digest or signer identity does not check out
-    ├── UntrustedSigner            the signer certificate does not chain to the pinned root, or is unfit
+    ├── UntrustedSigner            the signer certificate does not chain to the pinned root, or is
+    │                              unfit (key usage, validity, not a KMC key-load signer)
     ├── UnsuitableRecipient        the SM certificate cannot receive an EKLF (no keyAgreement, no SKI...)
     ├── DecryptionFailed           the envelope does not open with this private key
     └── NotAnAnswer                a genuine EKLF that does not answer this SM's outstanding request
@@ -47,6 +48,7 @@ class Reason(enum.StrEnum):
     CERTIFICATE_NOT_VALID = "certificate-not-valid"
     UNTRUSTED_CHAIN = "untrusted-chain"
     SIGNER_KEY_USAGE = "signer-key-usage"
+    SIGNER_PURPOSE = "signer-purpose"
     RECIPIENT_KEY_USAGE = "recipient-key-usage"
     RECIPIENT_NO_KEY_ID = "recipient-no-key-id"
     RECIPIENT_SMID_MISMATCH = "recipient-smid-mismatch"
@@ -86,7 +88,7 @@ class SignatureInvalid(ProtocolError):
 
 
 class UntrustedSigner(ProtocolError):
-    """The signer's certificate is not acceptable: chain, validity or key usage."""
+    """The signer's certificate is not acceptable: chain, validity, key usage or purpose."""
 
 
 class UnsuitableRecipient(ProtocolError):

@@ -15,6 +15,11 @@ ID_KEY_LOAD = "2.25.183673205267370210918302239409037768677"
 ID_MOD_KEY_LOAD = f"{ID_KEY_LOAD}.0"
 ID_CT_VK_LOAD_REQUEST = f"{ID_KEY_LOAD}.1"
 ID_CT_ENHANCED_KEY_LOAD_FILE = f"{ID_KEY_LOAD}.2"
+# Sub-arc 20: extended key usages naming what each KMC certificate may sign, so that a
+# certificate merely chaining to the KMC root (an SM's, the audit signer's) cannot sign an EKLF.
+ID_KMC_KEY_PURPOSES = f"{ID_KEY_LOAD}.20"
+ID_KP_KMC_KEY_LOAD_SIGNING = f"{ID_KMC_KEY_PURPOSES}.1"
+ID_KP_KMC_AUDIT_SIGNING = f"{ID_KMC_KEY_PURPOSES}.2"
 
 # RFC 5753 / SEC 1: ephemeral-static ECDH with the ANSI X9.63 KDF over SHA-384.
 ID_DH_SINGLE_PASS_STD_DH_SHA384_KDF = "1.3.132.1.11.2"

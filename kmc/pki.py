@@ -6,8 +6,12 @@ SMs, auditors and OpenSSL trust (`kmc ca root --out FILE`, or `<instance>/pki/ro
 
     KMC Root CA (P-384, CA, pathlen 1)
     ├── KMC SM Issuing CA (CA, pathlen 0)  → SM certificates (kmc.sm_registry)
-    ├── KMC Key Load Signer                → signs Enhanced Key Load Files
+    ├── KMC Key Load Signer                → signs Enhanced Key Load Files    (EKU keyLoadSigning)
     └── KMC Audit Signer                   → signs audit checkpoints and auditor exports
+
+Every certificate under the root may sign something, so the key-load signer is recognised by its
+private extended key usage (docs/protocol.md section 1), not by chaining to the root: an SM's
+key must not pass for it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import current_app
 
+from key_load_protocol import ID_KP_KMC_KEY_LOAD_SIGNING
 from kmc.config import write_private_file
 from kmc.keystore import KeyStore
 
@@ -35,6 +40,8 @@ _TITLES = {
     "audit": "Audit Signer",
 }
 _YEARS = {"root": 20, "issuing": 10, "keyload": 5, "audit": 5}
+KEY_LOAD_SIGNING = x509.ObjectIdentifier(ID_KP_KMC_KEY_LOAD_SIGNING)
+PURPOSES = {"keyload": KEY_LOAD_SIGNING}
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,8 @@ def _certificate(
         ),
         critical=True,
     )
+    if name in PURPOSES:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([PURPOSES[name]]), critical=False)
     return builder.sign(signer_key, hashes.SHA384())
 
 

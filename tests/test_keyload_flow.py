@@ -26,10 +26,13 @@ from sqlalchemy import func, select
 from key_load.models import KeyLoadIssue
 from key_load_protocol import (
     KeyIdentity,
+    KeyLoadFile,
     KeyLoadRequest,
+    UntrustedSigner,
     build_request,
     key_check_value,
     open_eklf,
+    parse_request,
 )
 from key_load_protocol.codec import decode_key_load_file
 from kmc.accounts.service import create_token
@@ -39,6 +42,8 @@ from kmc.database import db
 from sm_registry import service as registry
 from sm_registry.identifiers import CertificationReference
 from sm_registry.models import SecurityModule
+from tests.data.protocol.forgery import forged_eklf
+from tests.data.protocol.pki import Party
 from vending_keys import service as keys
 from vending_keys.domain import AuthorisationSpec, KeySpec, key_identity
 from vending_keys.models import VendingKey
@@ -198,10 +203,11 @@ def test_end_to_end_eklf_verifies_with_openssl_and_decrypts_with_the_sm_key(
             serialization.NoEncryption(),
         )
     )
-    root = instance.folder / "pki" / "root.pem"
+    root, signer = instance.folder / "pki" / "root.pem", instance.folder / "pki" / "keyload.pem"
+    # -purpose any: OpenSSL does not know the signer's EKU; the signer is pinned instead.
     verify = subprocess.run(
-        ["/usr/bin/openssl", "cms", "-verify", "-inform", "DER", "-in", eklf, "-CAfile", root,
-         "-out", inner],
+        ["/usr/bin/openssl", "cms", "-verify", "-purpose", "any", "-nointern", "-certfile", signer,
+         "-inform", "DER", "-in", eklf, "-CAfile", root, "-out", inner],
         capture_output=True,
     )  # fmt: skip
     assert verify.returncode == 0, verify.stderr
@@ -220,6 +226,36 @@ def test_end_to_end_eklf_verifies_with_openssl_and_decrypts_with_the_sm_key(
             assert key_check_value(loaded.dkga, loaded.key_value).hex().upper() == stored.kcv
             assert loaded.key_value == keys.open_key(stored)
             assert loaded.iut == stored.exp.replace(microsecond=0)
+
+
+def test_an_eklf_forged_with_another_registered_sms_key_is_refused(app, client, device):
+    # SM 1002's certificate comes from the same KMC (issuing CA under the root, digitalSignature);
+    # SM 1001's nonce is readable in its VKLOADREQ. Only the key-load signer's EKU tells them apart.
+    forger = new_device(app, "1002")
+    request = device.request((KeyIdentity(SGC, 1, 1),))
+    with app.app_context():
+        from kmc import pki
+
+        issuing = pki.current().issuing.certificate
+    klf = KeyLoadFile(
+        smid=device.smid,
+        nonce=parse_request(request).request.nonce,
+        issue_time=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        sequence=2**63 - 1,
+        kmc_id="forged",
+        keys=(),
+    )
+    forged = forged_eklf(
+        klf,
+        sm_certificate=device.certificate,
+        signer=Party(forger.key, forger.certificate),
+        extra_certificates=(issuing,),
+    )
+    with pytest.raises(UntrustedSigner, match="not a KMC key-load signer"):
+        open_eklf(forged, trusted_root=_root(app), sm_private_key=device.key)
+    genuine = client.post("/api/v1/keyload", data=request, headers=api_headers(app))
+    assert genuine.status_code == 200, genuine.get_json()
+    assert open_eklf(genuine.data, trusted_root=_root(app), sm_private_key=device.key).sequence == 1
 
 
 def test_issue_is_recorded_with_hashes_and_audited_in_the_same_transaction(app, client, device):

@@ -9,9 +9,11 @@ import pytest
 from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from key_load_protocol import (
     ID_CT_ENHANCED_KEY_LOAD_FILE,
+    ID_KP_KMC_AUDIT_SIGNING,
     DecryptionFailed,
     KeyLoadFile,
     MalformedMessage,
@@ -33,7 +35,9 @@ from tests.data.protocol.example import (
     example_request,
     key_load_file_with,
 )
+from tests.data.protocol.forgery import forged_eklf
 from tests.data.protocol.pki import (
+    KEY_LOAD_SIGNING,
     Party,
     ProtocolPki,
     agreement_usage,
@@ -156,8 +160,66 @@ def test_eklf_signed_by_a_certificate_without_digital_signature_is_untrusted(
         pki.root,
         serial=9,
         usage=agreement_usage(),
+        purposes=(KEY_LOAD_SIGNING,),
     )
     assert _refusal(pki, _eklf(pki, signer=agreement_only)).reason is Reason.SIGNER_KEY_USAGE
+
+
+def _another_sm(pki: ProtocolPki) -> Party:
+    """SM B, certified like SM A by the CA that issues SM certificates (here the intermediate)."""
+    return make_sm(pki.intermediate, smid="60042000000002", serial=101)
+
+
+def test_eklf_signed_by_another_sms_key_is_refused(pki: ProtocolPki) -> None:
+    # SM B's certificate chains to the pinned root and allows digitalSignature; SM A's nonce is
+    # in its unencrypted VKLOADREQ and its certificate is public: B can assemble the whole file.
+    forged = dataclasses.replace(example_key_load_file(), sequence=2**63 - 1)
+    der = forged_eklf(
+        forged,
+        sm_certificate=pki.sm.certificate,
+        signer=_another_sm(pki),
+        extra_certificates=(pki.intermediate.certificate,),
+    )
+    with pytest.raises(
+        UntrustedSigner, match="^the signer certificate is not a KMC key-load signer$"
+    ) as refused:
+        _open(pki, der)
+    assert refused.value.reason is Reason.SIGNER_PURPOSE
+
+
+@pytest.mark.parametrize(
+    "purposes",
+    [
+        (),
+        (x509.ObjectIdentifier(ID_KP_KMC_AUDIT_SIGNING),),
+        (ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,),
+        (ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION),
+    ],
+    ids=["no-eku", "audit-signing", "any-eku", "other-ekus"],
+)
+def test_eklf_signed_by_a_kmc_certificate_for_another_purpose_is_refused(
+    pki: ProtocolPki, purposes: tuple[x509.ObjectIdentifier, ...]
+) -> None:
+    other_signer = certify(
+        kmc_name("Audit Signer"),
+        ec.generate_private_key(ec.SECP384R1()),
+        pki.root,
+        serial=12,
+        usage=signing_usage(),
+        purposes=purposes,
+    )
+    der = forged_eklf(
+        example_key_load_file(), sm_certificate=pki.sm.certificate, signer=other_signer
+    )
+    assert _refusal(pki, der).reason is Reason.SIGNER_PURPOSE
+
+
+def test_build_eklf_refuses_to_sign_with_a_certificate_that_is_not_a_key_load_signer(
+    pki: ProtocolPki,
+) -> None:
+    with pytest.raises(UntrustedSigner, match="not a KMC key-load signer") as refused:
+        _eklf(pki, signer=_another_sm(pki), extra_certificates=(pki.intermediate.certificate,))
+    assert refused.value.reason is Reason.SIGNER_PURPOSE
 
 
 def test_eklf_is_refused_to_an_sm_certificate_without_key_agreement(pki: ProtocolPki) -> None:

@@ -1,7 +1,9 @@
 """Interoperability with the OpenSSL 3.0 command line, in both directions (subprocess, temp files).
 
 OpenSSL verifies and decrypts what we build; what OpenSSL builds from the same parts opens in
-our code; OpenSSL's SHA-1 KDF / aes256-wrap defaults are refused by our strict reader.
+our code; OpenSSL's SHA-1 KDF / aes256-wrap defaults are refused by our strict reader. OpenSSL
+knows no private extended key usage, so it verifies EKLFs with `-purpose any` (our signer's
+EKU keyLoadSigning would otherwise be "unsuitable" for S/MIME signing).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from key_load_protocol import (
     KeyLoadFile,
     Reason,
     UnsupportedAlgorithm,
+    UntrustedSigner,
     build_eklf,
     build_request,
     open_eklf,
@@ -25,7 +28,10 @@ from key_load_protocol import (
 )
 from key_load_protocol.codec import decode_key_load_file, encode_key_load_file, encode_request
 from tests.data.protocol.example import example_key_load_file, example_request
-from tests.data.protocol.pki import ProtocolPki, make_pki
+from tests.data.protocol.pki import ProtocolPki, make_pki, make_sm
+
+# `openssl cms -verify` for an EKLF: any purpose, since OpenSSL cannot check ours.
+VERIFY_EKLF = ("cms", "-verify", "-purpose", "any", "-inform", "DER")
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,9 @@ def _our_eklf(files: Files, klf: KeyLoadFile | None = None) -> Path:
     return files.write("eklf.der", der)
 
 
-def _openssl_envelope(files: Files, *options: str) -> Path:
+def _openssl_envelope(files: Files, *options: str, signer: tuple[Path, Path] | None = None) -> Path:
+    """The example KeyLoadFile enveloped and signed by `openssl cms` (by the KMC signer by default)."""
+    signer_certificate, signer_key = signer or (files.signer, files.signer_key)
     plain = files.write("klf-plain.der", encode_key_load_file(example_key_load_file()))
     envelope = files.folder / "openssl-envelope.der"
     _ok(
@@ -88,7 +96,7 @@ def _openssl_envelope(files: Files, *options: str) -> Path:
         openssl(
             "cms", "-sign", "-binary", "-nodetach", "-md", "sha384", "-keyid",
             "-econtent_type", ID_CT_ENHANCED_KEY_LOAD_FILE,
-            "-signer", files.signer, "-inkey", files.signer_key,
+            "-signer", signer_certificate, "-inkey", signer_key,
             "-inform", "DER", "-outform", "DER", "-in", envelope, "-out", signed,
         )
     )  # fmt: skip
@@ -106,11 +114,7 @@ def _open(files: Files, path: Path) -> KeyLoadFile:
 def test_openssl_verifies_our_eklf_and_decrypts_its_key_load_file(files: Files) -> None:
     eklf = _our_eklf(files)
     inner, plain = files.folder / "inner.der", files.folder / "plain.der"
-    _ok(
-        openssl(
-            "cms", "-verify", "-inform", "DER", "-CAfile", files.root, "-in", eklf, "-out", inner
-        )
-    )
+    _ok(openssl(*VERIFY_EKLF, "-CAfile", files.root, "-in", eklf, "-out", inner))
     _ok(
         openssl(
             "cms", "-decrypt", "-inform", "DER", "-in", inner, "-inkey", files.sm_key, "-out", plain
@@ -129,28 +133,14 @@ def test_openssl_follows_the_intermediate_carried_in_our_eklf(files: Files) -> N
         extra_certificates=[files.pki.intermediate.certificate],
     )
     eklf = files.write("eklf-intermediate.der", der)
-    _ok(
-        openssl(
-            "cms",
-            "-verify",
-            "-inform",
-            "DER",
-            "-CAfile",
-            files.root,
-            "-in",
-            eklf,
-            "-out",
-            "/dev/null",
-        )
-    )
+    _ok(openssl(*VERIFY_EKLF, "-CAfile", files.root, "-in", eklf, "-out", "/dev/null"))
 
 
 def test_openssl_refuses_our_eklf_against_another_root(files: Files) -> None:
     other_root, _ = make_pki().root.write(files.folder, "other-root")
     result = openssl(
-        "cms", "-verify", "-inform", "DER", "-CAfile", other_root, "-in", _our_eklf(files),
-        "-out", "/dev/null",
-    )  # fmt: skip
+        *VERIFY_EKLF, "-CAfile", other_root, "-in", _our_eklf(files), "-out", "/dev/null"
+    )
     assert result.returncode != 0
     assert b"certificate verify error" in result.stderr
 
@@ -158,14 +148,48 @@ def test_openssl_refuses_our_eklf_against_another_root(files: Files) -> None:
 def test_openssl_decrypt_with_another_key_fails(files: Files) -> None:
     eklf = _our_eklf(files)
     inner = files.folder / "inner-other.der"
-    _ok(
-        openssl(
-            "cms", "-verify", "-inform", "DER", "-CAfile", files.root, "-in", eklf, "-out", inner
-        )
-    )
+    _ok(openssl(*VERIFY_EKLF, "-CAfile", files.root, "-in", eklf, "-out", inner))
     _, other_key = make_pki().sm.write(files.folder, "other-sm")
     result = openssl("cms", "-decrypt", "-inform", "DER", "-in", inner, "-inkey", other_key)
     assert result.returncode != 0
+
+
+def test_openssl_needs_purpose_any_for_our_eklf(files: Files) -> None:
+    result = openssl(
+        "cms", "-verify", "-inform", "DER", "-CAfile", files.root, "-in", _our_eklf(files),
+        "-out", "/dev/null",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert b"unsuitable certificate purpose" in result.stderr
+
+
+def test_eklf_signed_by_openssl_with_an_sm_key_is_refused_by_our_code(files: Files) -> None:
+    other_sm, other_sm_key = make_sm(files.pki.root, smid="60042000000002").write(
+        files.folder, "other-sm"
+    )
+    forged = _openssl_envelope(
+        files,
+        "-keyopt", "ecdh_kdf_md:sha384", "-aes256", "-wrap", "aes192-wrap",
+        signer=(other_sm, other_sm_key),
+    )  # fmt: skip
+    with pytest.raises(UntrustedSigner, match="not a KMC key-load signer") as refused:
+        _open(files, forged)
+    assert refused.value.reason is Reason.SIGNER_PURPOSE
+    # OpenSSL cannot check a private purpose: `-purpose any` alone accepts the forgery, and
+    # only pinning the signer certificate (docs/protocol.md section 11) refuses it.
+    assert openssl(*VERIFY_EKLF, "-CAfile", files.root, "-in", forged).returncode == 0
+    pinned = openssl(
+        *VERIFY_EKLF, "-CAfile", files.root, "-nointern", "-certfile", files.signer, "-in", forged
+    )
+    assert pinned.returncode != 0
+    assert b"signer certificate not found" in pinned.stderr
+    genuine = _our_eklf(files)
+    _ok(
+        openssl(
+            *VERIFY_EKLF, "-CAfile", files.root, "-nointern", "-certfile", files.signer,
+            "-in", genuine, "-out", "/dev/null",
+        )
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("include_certificate", [True, False])

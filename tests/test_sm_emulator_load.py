@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from key_load_protocol import LoadedKey
+from key_load_protocol import KeyLoadFile, LoadedKey, parse_request
 from sm_emulator.cli import main
 from sm_emulator.errors import LoadRefused
 from sm_emulator.module import SecurityModule
+from tests.data.protocol.forgery import forged_eklf
 from tests.data.protocol.pki import make_pki, make_sm
-from tests.sm_emulator_kmc import MiniKmc, loaded_key, ready_sm
+from tests.sm_emulator_kmc import NOW, MiniKmc, loaded_key, ready_sm
 
 
 def _state(sm: SecurityModule) -> str:
@@ -113,6 +114,7 @@ def test_a_tampered_file_is_refused(sm: SecurityModule, kmc: MiniKmc) -> None:
         "digest_mismatch",
         "not_der",
         "bad_structure",
+        "untrusted_chain",  # the middle byte may fall in the carried signer certificate
     }
 
 
@@ -120,6 +122,53 @@ def test_a_file_signed_under_another_ca_is_refused(sm: SecurityModule, kmc: Mini
     stranger = make_pki()
     der = kmc.answer(sm.request(None), (loaded_key(),), signer=stranger.signer)
     assert _refused(sm, der) == "untrusted_chain"
+
+
+def _forged_by_another_sm(sm: SecurityModule, kmc: MiniKmc, folder: Path, request: bytes) -> bytes:
+    """SM B's forgery for `sm`: B holds a certificate from the same KMC and reads `sm`'s nonce
+    in its signed but unencrypted VKLOADREQ; it picks its own keys and the highest sequence."""
+    ready_sm(folder, kmc, smid="2002")
+    klf = KeyLoadFile(
+        smid=sm.smid,
+        nonce=parse_request(request).request.nonce,
+        issue_time=NOW,
+        sequence=2**63 - 1,
+        kmc_id="Mini KMC",
+        keys=(loaded_key(clm=None, resource_limit=None),),
+    )
+    return forged_eklf(
+        klf,
+        sm_certificate=kmc.sm_certificates[sm.smid].certificate,
+        signer=kmc.sm_certificates["2002"],
+    )
+
+
+def test_a_file_signed_by_another_sms_key_is_refused(
+    sm: SecurityModule, kmc: MiniKmc, tmp_path: Path
+) -> None:
+    request = sm.request(None)
+    forged = _forged_by_another_sm(sm, kmc, tmp_path / "other", request)
+    assert _refused(sm, forged) == "signer_purpose"
+    assert sm.load(kmc.answer(request, (loaded_key(),))).sequence == 1
+
+
+def test_load_cli_refuses_a_file_signed_by_another_sms_key(
+    sm: SecurityModule, kmc: MiniKmc, tmp_path: Path
+) -> None:
+    request = sm.request(None)
+    forged, genuine = tmp_path / "forged.eklf", tmp_path / "genuine.eklf"
+    forged.write_bytes(_forged_by_another_sm(sm, kmc, tmp_path / "other", request))
+    genuine.write_bytes(kmc.answer(request, (loaded_key(),)))
+    sm.close()
+    runner, env = CliRunner(), {"SM_EMULATOR_FAKE_NOW": "2030-03-01T12:00:00Z"}
+    refused = runner.invoke(main, ["load", "--state", str(sm.folder), str(forged)], env=env)
+    assert refused.exit_code == 1
+    assert refused.output == (
+        "sm-emulator: signer_purpose: the key-load file is refused: "
+        "the signer certificate is not a KMC key-load signer\n"
+    )
+    loaded = runner.invoke(main, ["load", "--state", str(sm.folder), str(genuine)], env=env)
+    assert loaded.exit_code == 0, loaded.output
 
 
 def test_a_sequence_number_that_does_not_increase_is_refused(

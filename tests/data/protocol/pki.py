@@ -1,9 +1,10 @@
 """A miniature KMC PKI for the key-load protocol tests and the worked example.
 
     KMC Root CA (P-384, CA, pathlen 1)
-    ├── KMC Key Load Signer        keyUsage digitalSignature, no EKU
-    ├── KMC Intermediate CA        (only to test chains through SignedData certificates)
-    │   └── KMC Key Load Signer 2
+    ├── KMC Key Load Signer        keyUsage digitalSignature, EKU id-kp-kmcKeyLoadSigning
+    ├── KMC Intermediate CA        (to test chains through SignedData certificates; also
+    │   │                          stands in for the KMC's SM issuing CA)
+    │   └── KMC Key Load Signer 2  as the first signer
     └── SM certificate             subject serialNumber=SMID, OU=ID_man,
                                    keyUsage digitalSignature+keyAgreement, SKI
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +26,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from key_load_protocol import ID_KP_KMC_KEY_LOAD_SIGNING
+
 SMID = "60042000000001"
 ID_MAN = "42"
 NOT_BEFORE = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 NOT_AFTER = dt.datetime(2040, 1, 1, tzinfo=dt.UTC)
+KEY_LOAD_SIGNING = x509.ObjectIdentifier(ID_KP_KMC_KEY_LOAD_SIGNING)
 
 
 def fixed_key(label: str) -> ec.EllipticCurvePrivateKey:
@@ -87,13 +92,17 @@ def certify(
     *,
     serial: int,
     usage: x509.KeyUsage,
+    purposes: Sequence[x509.ObjectIdentifier] = (),
     ca_path_length: int | None = None,
     is_ca: bool = False,
     with_ski: bool = True,
     not_before: dt.datetime = NOT_BEFORE,
     not_after: dt.datetime = NOT_AFTER,
 ) -> Party:
-    """Issue a certificate (self-signed when `issuer` is None), deterministic ECDSA-SHA384."""
+    """Issue a certificate (self-signed when `issuer` is None), deterministic ECDSA-SHA384.
+
+    `purposes` become a non-critical extendedKeyUsage extension (none when empty).
+    """
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -111,6 +120,8 @@ def certify(
             critical=False,
         )
     )
+    if purposes:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(purposes), critical=False)
     if with_ski:
         builder = builder.add_extension(
             x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
@@ -192,6 +203,7 @@ def make_pki(*, fixed: bool = False) -> ProtocolPki:
         root,
         serial=2,
         usage=signing_usage(),
+        purposes=(KEY_LOAD_SIGNING,),
     )
     intermediate = certify(
         kmc_name("Intermediate CA"),
@@ -208,6 +220,7 @@ def make_pki(*, fixed: bool = False) -> ProtocolPki:
         intermediate,
         serial=4,
         usage=signing_usage(),
+        purposes=(KEY_LOAD_SIGNING,),
     )
     sm = make_sm(root, key=_key("sm", fixed))
     return ProtocolPki(root, signer, intermediate, signer_via_intermediate, sm)
