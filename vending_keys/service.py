@@ -192,14 +192,17 @@ def list_supply_groups() -> Sequence[SupplyGroup]:
 # Keys
 
 
-def find_key(identity: KeyIdentity) -> VendingKey:
-    key = db.session.scalar(
-        select(VendingKey).where(
-            VendingKey.sgc == identity.sgc,
-            VendingKey.krn == identity.krn,
-            VendingKey.kt == identity.kt,
-        )
+def find_key(identity: KeyIdentity, *, for_update: bool = False) -> VendingKey:
+    """The key with this identity; `for_update` locks its row until the transaction ends and
+    reads it afresh, so a state change decides on the state no one else can still change."""
+    query = select(VendingKey).where(
+        VendingKey.sgc == identity.sgc,
+        VendingKey.krn == identity.krn,
+        VendingKey.kt == identity.kt,
     )
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    key = db.session.scalar(query)
     if key is None:
         raise NotFound("unknown_key", f"no vending key {identity}")
     return key
@@ -294,7 +297,8 @@ def propose_key(actor: str, spec: KeySpec) -> Outcome:
 
 def _set_key_state(actor: str, identity: KeyIdentity, state: str, reason: str) -> VendingKey:
     reason = _reason(reason, "say why the key's state changes")
-    key = find_key(identity)
+    # Locked, so a concurrent compromise is seen here and never overwritten (compromised is final).
+    key = find_key(identity, for_update=True)
     if key.state == "compromised":
         raise Conflict("key_compromised", f"vending key {identity} is already compromised")
     if key.state == state:
