@@ -91,3 +91,55 @@ class TestLiveMode:
         with app.app_context():
             assert db.session.get(Approval, int(approval_id)).state == "pending"
         _ok(kmc(*reject, "r" * 500))
+
+
+@pytest.mark.parametrize("within", ["36501", "999999999", "99999999999", "-1"])
+def test_expiry_window_beyond_a_century_is_refused(client, kmc, headers, within):
+    _refused(kmc("keys", "expiring", "--within", within), "0 to 36500 days")
+    answer = client.get(f"/api/v1/keys/expiring?within={within}", headers=headers)
+    assert (answer.status_code, answer.get_json()["error"]) == (400, "invalid_within")
+
+
+def test_expiry_window_of_a_century_is_answered(client, kmc, headers, key):
+    rows = json.loads(_ok(kmc("keys", "expiring", "--within", "36500", "--json")).output)
+    assert [r["what"] for r in rows] == ["exp"]
+    answer = client.get("/api/v1/keys/expiring?within=36500", headers=headers)
+    assert [w["what"] for w in answer.get_json()["expiring"]] == ["exp"]
+
+
+API_KEY = {"sgc": SGC, "krn": 1, "kt": 1, "dkga": "04", "eas": ["07"], "base_date": 2014, "ken": 1}
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        {"act": "9999-06-01T00:00:00+00:00"},  # the default EXP, ACT + 10 years, is past 9999
+        {"exp": "9999-12-31T23:00:00-05:00"},  # in UTC that is past 9999
+        {"act": "0001-01-01T00:30:00+01:00"},  # in UTC that is before year 1
+        {"act": "9999-01-01T00:00:00+00:00", "exp": "9999-12-01T00:00:00+00:00", "refresh": 3650},
+    ],
+)
+def test_dates_whose_arithmetic_overflows_are_refused(app, kmc, client, headers, times):
+    _ok(kmc("sgc", "add", "--sgc", SGC, "--name", "North"))
+    args = [f"--{name.replace('refresh', 'refresh-days')}={v}" for name, v in times.items()]
+    line = _refused(kmc(*GENERATE_ARGS, *args), "")
+    assert "internal error" not in line
+    body = {**API_KEY, **{k.replace("refresh", "refresh_days"): v for k, v in times.items()}}
+    answer = client.post("/api/v1/keys", json=body, headers=headers)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] in {"invalid_time", "invalid_refresh"}
+    assert _count(app, VendingKey) == 0
+
+
+def test_a_key_generated_from_the_page_with_act_near_year_9999_is_refused(app, client):
+    from tests.conftest import login, post_form
+
+    login(client, "operator1")
+    post_form(client, "/keys/supply-groups", {"group-sgc": SGC, "group-name": "North"}, "/keys/")
+    form = {"key-sgc": SGC, "key-krn": "1", "key-kt": "1", "key-dkga": "04", "key-eas": "07",
+            "key-base-date": "2014", "key-ken": "1", "key-act": "9999-06-01"}  # fmt: skip
+    answer = post_form(client, "/keys/generate", form, "/keys/")
+    assert answer.status_code == 302
+    page = client.get("/keys/").get_data(as_text=True)
+    assert "past year 9999" in page
+    assert _count(app, VendingKey) == 0

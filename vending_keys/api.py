@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from flask import Blueprint, request
@@ -14,9 +13,9 @@ from kmc.api.openapi import error_responses, json_body, json_response
 from kmc.errors import InvalidInput
 from vending_keys import service
 from vending_keys.domain import (
-    DEFAULT_LIFETIME,
     AuthorisationSpec,
     KeySpec,
+    default_exp,
     key_identity,
     parse_clm,
     parse_time,
@@ -84,7 +83,7 @@ def generate_key() -> tuple[dict[str, Any], int]:
         _field(data, "base_date", int),
         _field(data, "ken", int),
         act,
-        parse_time(_field(data, "exp", str, False), "exp") or act + DEFAULT_LIFETIME,
+        parse_time(_field(data, "exp", str, False), "exp") or default_exp(act),
         _field(data, "refresh_days", int, False),
     )
     outcome = service.propose_key(actor_name(), spec)
@@ -135,9 +134,7 @@ def expiring() -> dict[str, Any]:
         days = int(request.args.get("within", "30"))
     except ValueError:
         raise InvalidInput("invalid_field", "'within' must be a number of days") from None
-    if days < 0:
-        raise InvalidInput("invalid_field", "'within' must not be negative")
-    return {"expiring": [w.as_dict() for w in service.expiring(dt.timedelta(days=days))]}
+    return {"expiring": [w.as_dict() for w in service.expiring(days)]}
 
 
 def register(bp: Blueprint) -> None:
@@ -276,7 +273,14 @@ PATHS = {
     "/api/v1/keys/expiring": {
         "get": {
             "summary": "Keys near EXP or refresh, authorisations near IUT or expiry",
-            "parameters": [{"name": "within", "in": "query", "schema": {"type": "integer"}}],
+            "parameters": [
+                {
+                    "name": "within",
+                    "in": "query",
+                    "description": "days ahead (default 30)",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 36500},
+                }
+            ],
             "responses": {"200": json_response("Warnings"), **error_responses(400, 401, 403)},
         }
     },

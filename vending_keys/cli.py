@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import click
@@ -12,11 +11,11 @@ from kmc import clock
 from kmc.command_line import KmcGroup, acting, emit, json_option
 from vending_keys import service
 from vending_keys.domain import (
-    DEFAULT_LIFETIME,
     DKGAS,
     EAS,
     AuthorisationSpec,
     KeySpec,
+    default_exp,
     key_identity,
     parse_clm,
     parse_time,
@@ -128,7 +127,7 @@ def key_generate(
         int(base_date),
         ken,
         active_from,
-        parse_time(exp, "--exp") or active_from + DEFAULT_LIFETIME,
+        parse_time(exp, "--exp") or default_exp(active_from),
         refresh_days,
     )
     outcome = service.propose_key(actor, spec)
@@ -220,11 +219,11 @@ def keys() -> None:
 
 
 @keys.command("expiring")
-@click.option("--within", required=True, type=click.IntRange(min=0), help="Days ahead.")
+@click.option("--within", required=True, type=int, help="Days ahead (0 to 36500).")
 @json_option
 def keys_expiring(within: int, as_json: bool) -> None:
     """Keys near EXP or refresh, authorisations near IUT or expiry (per SGC and per SM)."""
-    rows = [w.as_dict() for w in service.expiring(dt.timedelta(days=within))]
+    rows = [w.as_dict() for w in service.expiring(within)]
     emit(
         rows,
         as_json,

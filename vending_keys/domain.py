@@ -73,7 +73,23 @@ def parse_time(text: str | None, name: str) -> dt.datetime | None:
 def _aware(name: str, value: dt.datetime) -> dt.datetime:
     if value.utcoffset() is None:
         raise InvalidInput("invalid_time", f"{name} must carry a time zone")
-    return value.astimezone(dt.UTC).replace(microsecond=0)
+    try:
+        return value.astimezone(dt.UTC).replace(microsecond=0)
+    except OverflowError:
+        raise InvalidInput("invalid_time", f"{name} in UTC lies outside years 1 to 9999") from None
+
+
+_LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def default_exp(act: dt.datetime) -> dt.datetime:
+    """EXP when none is given: ACT + `DEFAULT_LIFETIME`, or `InvalidInput` past year 9999."""
+    try:
+        return act + DEFAULT_LIFETIME
+    except OverflowError:
+        raise InvalidInput(
+            "invalid_time", "ACT + 10 years (the default EXP) is past year 9999: give an EXP"
+        ) from None
 
 
 def _time_text(value: dt.datetime | None) -> str | None:
@@ -116,9 +132,17 @@ class KeySpec:
         object.__setattr__(self, "exp", _aware("exp", self.exp))
         if not self.act < self.exp:
             raise InvalidInput("invalid_validity", "EXP must be after ACT")
-        if self.refresh_days is not None and not 1 <= self.refresh_days <= MAX_REFRESH_DAYS:
+        if self.refresh_days is not None:
+            self._check_refresh(self.refresh_days)
+
+    def _check_refresh(self, days: int) -> None:
+        if not 1 <= days <= MAX_REFRESH_DAYS:
             raise InvalidInput(
                 "invalid_refresh", f"the refresh period must be 1 to {MAX_REFRESH_DAYS} days"
+            )
+        if self.act > _LATEST - dt.timedelta(days=days):  # expiry warnings show ACT + period
+            raise InvalidInput(
+                "invalid_refresh", "the refresh date (ACT + refresh period) is past year 9999"
             )
 
     @property

@@ -483,10 +483,16 @@ class ExpiryWarning:
         }
 
 
-def expiring(within: dt.timedelta) -> list[ExpiryWarning]:
+# A century ahead covers every key's life; a larger window would overflow the date arithmetic.
+MAX_WINDOW_DAYS = 36500
+
+
+def expiring(within_days: int) -> list[ExpiryWarning]:
     """Active keys whose EXP or refresh date, and authorisations whose IUT or expiry, fall
-    before now + `within` (already passed ones included), sorted by date."""
-    horizon = clock.now() + within
+    before now + `within_days` (already passed ones included), sorted by date."""
+    if not 0 <= within_days <= MAX_WINDOW_DAYS:
+        raise InvalidInput("invalid_within", f"'within' must be 0 to {MAX_WINDOW_DAYS} days")
+    horizon = clock.now() + dt.timedelta(days=within_days)
     warnings: list[ExpiryWarning] = []
     for key in db.session.scalars(select(VendingKey).where(VendingKey.state == "active")):
         dates: list[tuple[str, str | None, dt.datetime | None]] = [("exp", None, key.exp)]

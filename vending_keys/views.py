@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
@@ -15,10 +13,10 @@ from kmc.access import actor_name, allow
 from kmc.errors import KMCError
 from vending_keys import service
 from vending_keys.domain import (
-    DEFAULT_LIFETIME,
     KEY_TYPES,
     AuthorisationSpec,
     KeySpec,
+    default_exp,
     key_identity,
     parse_clm,
     parse_time,
@@ -112,7 +110,7 @@ def generate() -> Response:
                 int(form.base_date.data or 0),
                 form.ken.data if form.ken.data is not None else -1,
                 act,
-                parse_time(form.exp.data, "EXP") or act + DEFAULT_LIFETIME,
+                parse_time(form.exp.data, "EXP") or default_exp(act),
                 form.refresh_days.data,
             )
             outcome = service.propose_key(actor_name(), spec)
@@ -218,9 +216,9 @@ def decide(approval_id: int, decision: str) -> Response:
 @allow(*READERS)
 def expiring() -> str:
     within = request.args.get("within", default=90, type=int)
-    within = max(0, min(within, 36500))
+    within = max(0, min(within, service.MAX_WINDOW_DAYS))
     return render_template(
         "keys/expiring.html",
         within=within,
-        warnings=service.expiring(dt.timedelta(days=within)),
+        warnings=service.expiring(within),
     )
