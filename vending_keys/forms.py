@@ -11,7 +11,7 @@ from wtforms import (
     SubmitField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from vending_keys.domain import DKGAS, EAS, KEY_TYPES
 from vending_keys.models import NAME_LENGTH, REASON_LENGTH
@@ -27,14 +27,15 @@ class SupplyGroupForm(FlaskForm):
 
 class GenerateKeyForm(FlaskForm):
     sgc = SelectField("Supply group", validators=[DataRequired()])
-    krn = IntegerField("KRN", validators=[DataRequired(), NumberRange(1, 9)])
+    # InputRequired, not DataRequired: DataRequired takes a 0 for missing (KEN 0 is valid).
+    krn = IntegerField("KRN", validators=[InputRequired(), NumberRange(1, 9)])
     kt = SelectField(
         "Key type", choices=[SelectChoice(str(k), f"{k} {n}") for k, n in KEY_TYPES.items()]
     )
     dkga = SelectField("DKGA", choices=list(DKGAS), default="04")
     eas = SelectMultipleField("EAs", choices=list(EAS), default=["07"])
     base_date = SelectField("Base date", choices=["1993", "2014", "2035"], default="2014")
-    ken = IntegerField("KEN", validators=[DataRequired(), NumberRange(0, 255)], default=255)
+    ken = IntegerField("KEN", validators=[InputRequired(), NumberRange(0, 255)], default=255)
     act = StringField("ACT (ISO date/time, UTC; empty: now)", validators=[Optional()])
     exp = StringField("EXP (ISO date/time; empty: ACT + 10 years)", validators=[Optional()])
     refresh_days = IntegerField(

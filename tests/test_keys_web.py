@@ -1,0 +1,35 @@
+"""The key-store pages' forms: every value the service accepts can be entered, and refusals are
+shown as messages."""
+
+from __future__ import annotations
+
+import html
+import json
+
+from tests.conftest import login, post_form
+from tests.test_keyload_flow import SGC
+from tests.test_keys_store import _ok
+
+KEY_FORM = {"key-sgc": SGC, "key-krn": "1", "key-kt": "1", "key-dkga": "04", "key-eas": "07",
+            "key-base_date": "2014", "key-ken": "255"}  # fmt: skip
+
+
+def _generate(client, kmc, **changes):
+    _ok(kmc("sgc", "add", "--sgc", SGC, "--name", "North"))
+    login(client, "operator1")
+    answer = post_form(client, "/keys/generate", {**KEY_FORM, **changes}, "/keys/")
+    assert answer.status_code == 302
+    return html.unescape(client.get("/keys/").get_data(as_text=True))
+
+
+def test_ken_zero_can_be_entered(client, kmc):
+    page = _generate(client, kmc, **{"key-ken": "0"})
+    assert "This field is required" not in page
+    (key,) = json.loads(_ok(kmc("key", "list", "--json")).output)
+    assert key["ken"] == 0
+
+
+def test_krn_zero_is_refused_as_out_of_range_not_as_missing(client, kmc):
+    page = _generate(client, kmc, **{"key-krn": "0"})
+    assert "krn: Number must be between 1 and 9." in page
+    assert json.loads(_ok(kmc("key", "list", "--json")).output) == []
