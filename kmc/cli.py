@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from flask import current_app
 
@@ -211,12 +212,27 @@ def ca() -> None:
     """The KMC's own certificate authority."""
 
 
+def _write_certificate(out: Path, certificate: x509.Certificate) -> None:
+    out.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    click.echo(f"wrote {out}")
+
+
 @ca.command("root")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def ca_root(out: Path) -> None:
     """Write the KMC root certificate (PEM): what SMs, auditors and OpenSSL trust."""
-    out.write_bytes(current_pki().root.certificate.public_bytes(serialization.Encoding.PEM))
-    click.echo(f"wrote {out}")
+    _write_certificate(out, current_pki().root.certificate)
+
+
+@ca.command("audit-signer")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def ca_audit_signer(out: Path) -> None:
+    """Write the KMC audit signer certificate (PEM), to pin when verifying signed exports.
+
+    Every certificate under the root can sign; OpenSSL accepts a registry export as this KMC's
+    only when its signer is this one (`-nointern -certfile`, docs/registry.md).
+    """
+    _write_certificate(out, current_pki().audit_signer.certificate)
 
 
 for _group in (*VENDING_KEY_COMMANDS, *KEY_LOAD_COMMANDS):

@@ -8,10 +8,11 @@ SMs, auditors and OpenSSL trust (`kmc ca root --out FILE`, or `<instance>/pki/ro
     ├── KMC SM Issuing CA (CA, pathlen 0)  → SM certificates (kmc.sm_registry)
     ├── KMC Key Load Signer                → signs Enhanced Key Load Files    (EKU keyLoadSigning)
     └── KMC Audit Signer                   → signs audit checkpoints and auditor exports
+                                                                              (EKU auditSigning)
 
-Every certificate under the root may sign something, so the key-load signer is recognised by its
-private extended key usage (docs/protocol.md section 1), not by chaining to the root: an SM's
-key must not pass for it.
+Every certificate under the root may sign something, so a signer is recognised by its private
+extended key usage (docs/protocol.md section 1), not by chaining to the root: an SM's key must
+not pass for the key-load signer, nor the key-load signer for the audit signer.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import current_app
 
-from key_load_protocol import ID_KP_KMC_KEY_LOAD_SIGNING
+from key_load_protocol import ID_KP_KMC_AUDIT_SIGNING, ID_KP_KMC_KEY_LOAD_SIGNING
 from kmc.config import write_private_file
 from kmc.keystore import KeyStore
 
@@ -41,7 +42,8 @@ _TITLES = {
 }
 _YEARS = {"root": 20, "issuing": 10, "keyload": 5, "audit": 5}
 KEY_LOAD_SIGNING = x509.ObjectIdentifier(ID_KP_KMC_KEY_LOAD_SIGNING)
-PURPOSES = {"keyload": KEY_LOAD_SIGNING}
+AUDIT_SIGNING = x509.ObjectIdentifier(ID_KP_KMC_AUDIT_SIGNING)
+PURPOSES = {"keyload": KEY_LOAD_SIGNING, "audit": AUDIT_SIGNING}
 
 
 @dataclass(frozen=True)

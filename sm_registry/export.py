@@ -3,7 +3,7 @@
 Format version 1 is documented in docs/registry.md ("Export"). The signature is a DER CMS
 SignedData over the exact file bytes, content detached, by the KMC audit signer (ECDSA P-384,
 SHA-384, signer certificate included), which `openssl cms -verify -binary` checks against the
-KMC root.
+KMC root with that signer pinned (`-nointern -certfile`; any SM certificate chains to the root).
 """
 
 from __future__ import annotations

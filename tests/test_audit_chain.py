@@ -9,10 +9,12 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select, text
 
-from kmc import audit
-from kmc.audit.chain import GENESIS, canonical_json, entry_hash, format_time
+from kmc import audit, pki
+from kmc.audit.chain import GENESIS, ROW_FIELDS, canonical_json, entry_hash, format_time
 from kmc.audit.models import AuditEntry
 from kmc.audit.service import checkpoint, verify
 from kmc.database import db
@@ -247,3 +249,49 @@ def test_an_export_does_not_verify_against_another_root(app, kmc, tmp_path):
     )
     assert result.returncode == 1
     assert "not issued by this KMC root" in result.stderr
+
+
+def _rewrite_export(export, signer):
+    """What a forger holding `signer` would do: change entry 2's actor, recompute the chain from
+    there, re-sign every checkpoint and put the signer's certificate in the header."""
+    records = [json.loads(line) for line in export.read_text().splitlines()]
+    prev, hashes = GENESIS, {}
+    for entry in (r["entry"] for r in records if "entry" in r):
+        if entry["seq"] == 2:
+            entry["actor"] = "mallory"
+        entry["prev_hash"] = prev
+        entry["entry_hash"] = prev = entry_hash(*(entry[k] for k in ROW_FIELDS[:-1]))
+        hashes[entry["seq"]] = prev
+    for cp in (r["checkpoint"] for r in records if "checkpoint" in r):
+        cp["entry_hash"] = hashes[cp["seq"]]
+        message = f"kmc-audit-checkpoint:{cp['seq']}:{cp['entry_hash']}:{cp['at']}"
+        cp["signature"] = signer.sign(message.encode()).hex()
+    records[0]["kmc_audit_export"]["audit_signer_certificate"] = signer.certificate.public_bytes(
+        serialization.Encoding.PEM
+    ).decode()
+    export.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.mark.parametrize(
+    ("signer", "verdict"),
+    [
+        ("audit_signer", "export intact"),  # the forger would need the audit key itself
+        ("keyload_signer", "not the KMC audit signer"),
+        ("issuing", "not the KMC audit signer"),
+    ],
+)
+def test_an_export_re_signed_by_another_kmc_certificate_is_refused_offline(
+    app, kmc, tmp_path, signer, verdict
+):
+    _append(app, 3)
+    kmc("audit", "checkpoint")
+    export, root = tmp_path / "audit.jsonl", tmp_path / "root.pem"
+    kmc("audit", "export", "--out", str(export))
+    kmc("ca", "root", "--out", str(root))
+    with app.app_context():
+        _rewrite_export(export, getattr(pki.current(), signer))
+    result = subprocess.run(
+        [*OFFLINE, str(export), "--root", str(root)], capture_output=True, text=True
+    )
+    assert verdict in result.stdout + result.stderr
+    assert result.returncode == (0 if verdict == "export intact" else 1)

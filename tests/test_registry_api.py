@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import subprocess
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -15,6 +14,7 @@ from kmc.audit.models import AuditEntry
 from kmc.database import db
 from kmc.pki import current as current_pki
 from sm_registry.models import SecurityModule, SmStateEvent
+from tests.test_registry_cli import verify_export
 from tests.test_registry_csr import REF, make_csr
 
 
@@ -219,15 +219,15 @@ def test_signed_export_over_the_api_verifies_with_openssl(app, client, bearer, t
     assert response.status_code == 200
     assert response.json["kmc_mode"] == "test"
     content, signature, root = tmp_path / "e.csv", tmp_path / "e.csv.sig", tmp_path / "root.pem"
+    signer = tmp_path / "audit.pem"
     content.write_bytes(base64.b64decode(response.json["content_base64"]))
     signature.write_bytes(base64.b64decode(response.json["signature_base64"]))
     with app.app_context():
         root.write_bytes(current_pki().root.certificate.public_bytes(serialization.Encoding.PEM))
-    verified = subprocess.run(
-        ["/usr/bin/openssl", "cms", "-verify", "-binary", "-inform", "DER", "-content", str(content),
-         "-CAfile", str(root), "-in", str(signature), "-out", "/dev/null"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        signer.write_bytes(
+            current_pki().audit_signer.certificate.public_bytes(serialization.Encoding.PEM)
+        )
+    verified = verify_export(content, signature, root, signer)
     assert verified.returncode == 0, verified.stderr
     with app.app_context():
         last = db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import zipfile
 
 import pytest
 
 from tests.conftest import browser_login
+from tests.test_registry_cli import verify_export
 from tests.test_registry_csr import make_csr
 
 pytestmark = pytest.mark.browser
@@ -56,12 +56,13 @@ def test_register_approve_and_export(page, instance, tmp_path):
     with zipfile.ZipFile(archive_path) as archive:
         archive.extractall(tmp_path / "export")
         content, signature = sorted(archive.namelist())
-    verified = subprocess.run(
-        ["/usr/bin/openssl", "cms", "-verify", "-binary", "-inform", "DER",
-         "-content", str(tmp_path / "export" / content), "-CAfile", str(instance.folder / "pki" / "root.pem"),
-         "-in", str(tmp_path / "export" / signature), "-out", "/dev/null"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    pki_folder = instance.folder / "pki"
+    verified = verify_export(
+        tmp_path / "export" / content,
+        tmp_path / "export" / signature,
+        pki_folder / "root.pem",
+        pki_folder / "audit.pem",
+    )
     assert verified.returncode == 0, verified.stderr
     text = (tmp_path / "export" / content).read_text()
     assert "kmc_mode=test" in text and "600727000123,1A2B,Acme Meters,certified" in text

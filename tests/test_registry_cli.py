@@ -8,9 +8,11 @@ import zipfile
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
+from key_load_protocol import ID_KP_KMC_AUDIT_SIGNING
 from kmc.audit.models import AuditEntry
 from kmc.database import db
 from sm_registry.certificates import ID_KMC_SM_PROFILE, SmProfile
@@ -23,6 +25,19 @@ OPENSSL = "/usr/bin/openssl"
 
 def openssl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([OPENSSL, *args], capture_output=True, text=True, timeout=60)
+
+
+def verify_export(content, signature, root, audit_signer):
+    """The check docs/registry.md documents: signed by the pinned audit signer, under the root.
+
+    `-purpose any` because OpenSSL knows no private EKU (the audit signer's is auditSigning);
+    `-nointern -certfile` because any certificate under the root (an SM's) could sign otherwise.
+    """
+    return openssl(
+        "cms", "-verify", "-binary", "-inform", "DER", "-content", str(content),
+        "-in", str(signature), "-CAfile", str(root),
+        "-purpose", "any", "-nointern", "-certfile", str(audit_signer), "-out", "/dev/null",
+    )  # fmt: skip
 
 
 def write_csr(folder, smid, **kw):
@@ -236,19 +251,64 @@ def test_cert_of_a_pending_sm_is_refused(kmc, tmp_path):
 def test_export_is_signed_and_openssl_verifies_it(kmc, tmp_path, fmt):
     registered(kmc, tmp_path)
     kmc("sm", "approve", "1001", "--reason", "ok", "--as", "operator1")
-    out, root = tmp_path / f"registry.{fmt}", tmp_path / "root.pem"
+    out, root, signer = tmp_path / f"registry.{fmt}", tmp_path / "root.pem", tmp_path / "audit.pem"
     kmc("ca", "root", "--out", str(root))
+    assert kmc("ca", "audit-signer", "--out", str(signer)).exit_code == 0
     result = kmc("sm", "export", "--format", fmt, "--out", str(out), "--as", "auditor1")
     assert result.exit_code == 0, result.output
     signature = tmp_path / f"registry.{fmt}.sig"
-    verify = ("cms", "-verify", "-binary", "-inform", "DER", "-content", str(out), "-CAfile", str(root), "-in", str(signature), "-out", "/dev/null")  # fmt: skip
-    verified = openssl(*verify)
+    verified = verify_export(out, signature, root, signer)
     assert verified.returncode == 0, verified.stderr
     assert "Verification successful" in verified.stderr
     content = out.read_text()
     assert "kmc_mode" in content and "1001" in content and "auditor1" in content
     out.write_bytes(out.read_bytes().replace(b"1A2B", b"3C4D"))
-    assert openssl(*verify).returncode != 0
+    assert verify_export(out, signature, root, signer).returncode != 0
+
+
+def test_audit_signer_certificate_carries_the_audit_signing_purpose(kmc, tmp_path):
+    path = tmp_path / "audit.pem"
+    assert kmc("ca", "audit-signer", "--out", str(path)).exit_code == 0
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    purposes = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(purposes) == [x509.ObjectIdentifier(ID_KP_KMC_AUDIT_SIGNING)]
+    assert certificate.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+
+
+def test_an_export_signed_with_an_sm_key_fails_the_documented_check(kmc, instance, tmp_path):
+    # SM 31337's certificate chains to the root with digitalSignature, like the audit signer's.
+    key = ec.generate_private_key(ec.SECP384R1())
+    (tmp_path / "sm.csr").write_bytes(make_csr("31337", key=key))
+    kmc("sm", "register", "--csr", str(tmp_path / "sm.csr"), "--kind", "virtual", "--as", "maker1")
+    kmc("sm", "approve", "31337", "--reason", "ok", "--as", "operator1")
+    sm_cert, sm_key = tmp_path / "sm.crt", tmp_path / "sm.key"
+    kmc("sm", "cert", "31337", "--out", str(sm_cert))
+    sm_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    out, root, signer = tmp_path / "registry.csv", tmp_path / "root.pem", tmp_path / "audit.pem"
+    kmc("ca", "root", "--out", str(root))
+    kmc("ca", "audit-signer", "--out", str(signer))
+    kmc("sm", "export", "--format", "csv", "--out", str(out), "--as", "auditor1")
+    out.write_bytes(out.read_bytes().replace(b"maker1", b"mallory"))
+    forged = tmp_path / "registry.csv.sig"
+    signed = openssl(
+        "cms", "-sign", "-binary", "-md", "sha384", "-signer", str(sm_cert), "-inkey", str(sm_key),
+        "-certfile", str(instance.folder / "pki" / "issuing.pem"), "-outform", "DER", "-in", str(out), "-out", str(forged),
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    unpinned = openssl(
+        "cms", "-verify", "-binary", "-inform", "DER", "-content", str(out), "-in", str(forged),
+        "-CAfile", str(root), "-out", "/dev/null",
+    )  # fmt: skip
+    assert unpinned.returncode == 0, "without pinning the signer, an SM's signature passes"
+    refused = verify_export(out, forged, root, signer)
+    assert refused.returncode != 0
+    assert "signer certificate not found" in refused.stderr
 
 
 def test_json_export_lists_allocations_with_history(kmc, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
 import zipfile
 
 import pytest
@@ -14,6 +13,7 @@ from kmc.database import db
 from kmc.pki import current as current_pki
 from sm_registry.models import Manufacturer, SecurityModule
 from tests.conftest import csrf_token, login, post_form
+from tests.test_registry_cli import verify_export
 from tests.test_registry_csr import DATA, make_csr
 
 CERTIFIED = {"model": "SM-9000", "firmware": "smfw", "version": "2.1.0", "number": "C-42"}
@@ -158,14 +158,13 @@ def test_auditor_export_zip_holds_a_file_openssl_verifies(app, client, tmp_path)
     assert len(names) == 2 and names[1] == names[0] + ".sig"
     assert names[0].startswith("sm-registry-test-") and names[0].endswith(".csv")
     archive.extractall(tmp_path)
-    root = tmp_path / "root.pem"
+    root, signer = tmp_path / "root.pem", tmp_path / "audit.pem"
     with app.app_context():
         root.write_bytes(current_pki().root.certificate.public_bytes(serialization.Encoding.PEM))
-    verified = subprocess.run(
-        ["/usr/bin/openssl", "cms", "-verify", "-binary", "-inform", "DER", "-content", str(tmp_path / names[0]),
-         "-CAfile", str(root), "-in", str(tmp_path / names[1]), "-out", "/dev/null"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        signer.write_bytes(
+            current_pki().audit_signer.certificate.public_bytes(serialization.Encoding.PEM)
+        )
+    verified = verify_export(tmp_path / names[0], tmp_path / names[1], root, signer)
     assert verified.returncode == 0, verified.stderr
 
 

@@ -1,7 +1,9 @@
 """Verify an exported audit log with no KMC instance: `python -m kmc.audit.offline EXPORT --root ROOT.pem`.
 
 Checks, in order: the audit signer certificate in the export's header was issued by the given KMC
-root; the entries form an unbroken hash chain from GENESIS; every checkpoint's signature verifies
+root and is the KMC audit signer (keyUsage digitalSignature, extended key usage
+id-kp-kmcAuditSigning: the root also issues the key-load signer and the SM issuing CA, whose keys
+must not pass for it); the entries form an unbroken hash chain from GENESIS; every checkpoint's signature verifies
 under the audit signer and names an entry hash that is in the chain. Exit 0 when all hold; else
 exit 1 with one line naming the first problem.
 """
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kmc.audit.chain import ROW_FIELDS, Row, verify_rows
+from kmc.pki import AUDIT_SIGNING
 
 CHECKPOINT_PREFIX = "kmc-audit-checkpoint"
 
@@ -37,18 +40,34 @@ def _records(path: Path) -> Iterator[dict]:
                 raise ExportProblem(f"line {number} is not JSON") from None
 
 
-def verify_export(path: Path, root: x509.Certificate) -> str:
-    records = list(_records(path))
-    if not records or "kmc_audit_export" not in records[0]:
-        raise ExportProblem("not a KMC audit export (no header line)")
-    header = records[0]["kmc_audit_export"]
-    signer = x509.load_pem_x509_certificate(header["audit_signer_certificate"].encode())
+def _check_audit_signer(signer: x509.Certificate, root: x509.Certificate) -> None:
+    """The certificate in the header is this KMC's audit signer, not just any certificate of it."""
     try:
         signer.verify_directly_issued_by(root)
     except (ValueError, TypeError, InvalidSignature):
         raise ExportProblem(
             "the audit signer certificate was not issued by this KMC root"
         ) from None
+    extensions = signer.extensions
+    try:
+        signs = extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
+        purposes = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        signs, purposes = False, x509.ExtendedKeyUsage([])
+    if not signs or AUDIT_SIGNING not in purposes:
+        raise ExportProblem(
+            "the certificate in the export is not the KMC audit signer"
+            " (needs keyUsage digitalSignature and extended key usage id-kp-kmcAuditSigning)"
+        )
+
+
+def verify_export(path: Path, root: x509.Certificate) -> str:
+    records = list(_records(path))
+    if not records or "kmc_audit_export" not in records[0]:
+        raise ExportProblem("not a KMC audit export (no header line)")
+    header = records[0]["kmc_audit_export"]
+    signer = x509.load_pem_x509_certificate(header["audit_signer_certificate"].encode())
+    _check_audit_signer(signer, root)
     entries: list[Row] = [tuple(r["entry"][k] for k in ROW_FIELDS) for r in records if "entry" in r]  # type: ignore[misc]
     report = verify_rows(entries)
     if not report.ok:
