@@ -12,9 +12,10 @@ from sqlalchemy import select
 
 from kmc.audit.models import AuditEntry
 from kmc.database import db
-from tests.conftest import login
+from tests.conftest import login, post_form
 from tests.test_keyload_flow import SGC, api_headers, new_device
-from tests.test_keys_store import GENERATE_ARGS, _ok
+from tests.test_keys_store import GENERATE_ARGS, _ok, _refused
+from vending_keys.models import Approval
 
 AUTHORISE = ("key", "authorize", "--sgc", SGC, "--krn", "1", "--kt", "1", "--smid", "7007")
 
@@ -99,3 +100,54 @@ def test_proposal_audit_entry_carries_the_proposed_values(app, proposals):
         details = json.loads(entry.details)
     _check_authorisation_payload(details, proposals["iut"])
     assert details["subject"] == f"SGC {SGC} KRN 1 KT 1 SMID 7007"
+
+
+def _state(app, approval_id):
+    with app.app_context():
+        return db.session.get(Approval, approval_id).state
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_cli_refuses_a_rejection_without_a_reason(app, kmc, proposals, reason):
+    approval_id = proposals["authorisation"]
+    _refused(
+        kmc("approvals", "reject", str(approval_id), "--reason", reason, "--as", "admin1"),
+        "say why",
+    )
+    assert _state(app, approval_id) == "pending"
+
+
+def test_api_rejects_a_proposal_only_with_a_reason(app, client, proposals):
+    approval_id = proposals["authorisation"]
+    headers = {"Authorization": api_headers(app, "admin1")["Authorization"]}
+    path = f"/api/v1/approvals/{approval_id}/reject"
+    for body, reason in [
+        ({}, "missing_field"),
+        ({"reason": " "}, "reason_required"),
+        ({"reason": "r" * 501}, "reason_too_long"),
+    ]:
+        answer = client.post(path, json=body, headers=headers)
+        assert (answer.status_code, answer.get_json()["error"]) == (400, reason)
+        assert _state(app, approval_id) == "pending"
+    done = client.post(path, json={"reason": "CLM too high"}, headers=headers)
+    assert done.status_code == 200, done.get_json()
+    assert (done.get_json()["state"], done.get_json()["outcome"]) == ("rejected", "CLM too high")
+    again = client.post(path, json={"reason": "again"}, headers=headers)
+    assert (again.status_code, again.get_json()["error"]) == (409, "approval_decided")
+
+
+def test_page_rejects_a_proposal_only_with_a_reason(app, client, proposals):
+    approval_id = proposals["authorisation"]
+    login(client, "operator2")
+    path = f"/keys/approvals/{approval_id}/reject"
+    assert post_form(client, path, {"reason": " "}, "/keys/approvals").status_code == 302
+    assert "Give a reason" in client.get("/keys/approvals").get_data(as_text=True)
+    assert _state(app, approval_id) == "pending"
+    post_form(client, path, {"reason": "wrong SM"}, "/keys/approvals")
+    assert _state(app, approval_id) == "rejected"
+    with app.app_context():
+        entry = db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+        assert (entry.action, json.loads(entry.details)) == (
+            "key.authorize.reject",
+            {"reason": "wrong SM"},
+        )

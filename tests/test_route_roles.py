@@ -82,6 +82,7 @@ ROUTES: dict[str, Route] = {
     ),
     "api.approvals": Route("/api/v1/approvals", KEY_READERS),
     "api.approve": Route("/api/v1/approvals/999/approve", KEY_MANAGERS, ok=404, method="POST"),
+    "api.reject": Route("/api/v1/approvals/999/reject", KEY_MANAGERS, ok=400, method="POST"),
     "api.keyload": Route("/api/v1/keyload", KEY_MANAGERS, ok=400, method="POST"),
     "api.keyload_issues": Route("/api/v1/keyload/issues", KEY_READERS),
     "api.keyload_eklf": Route("/api/v1/keyload/issues/999/eklf", KEY_MANAGERS, ok=404),

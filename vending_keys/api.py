@@ -128,6 +128,12 @@ def approve(approval_id: int) -> dict[str, Any]:
     return outcome.as_dict()
 
 
+@allow(*MANAGERS)
+def reject(approval_id: int) -> dict[str, Any]:
+    reason = _field(_body(), "reason", str)
+    return service.describe_approval(service.reject(actor_name(), approval_id, reason))
+
+
 @allow(*READERS)
 def expiring() -> dict[str, Any]:
     try:
@@ -153,6 +159,7 @@ def register(bp: Blueprint) -> None:
     )
     bp.add_url_rule("/approvals", "approvals", list_approvals)
     bp.add_url_rule("/approvals/<int:approval_id>/approve", "approve", approve, methods=["POST"])
+    bp.add_url_rule("/approvals/<int:approval_id>/reject", "reject", reject, methods=["POST"])
 
 
 _KEY = {
@@ -353,6 +360,24 @@ PATHS = {
             "responses": {
                 "200": json_response("Carried out", _OUTCOME),
                 **error_responses(401, 403, 404, 409, 422),
+            },
+        }
+    },
+    "/api/v1/approvals/{approval_id}/reject": {
+        "post": {
+            "summary": "Reject a proposal; a reason (1 to 500 characters) is required",
+            "parameters": [
+                {
+                    "name": "approval_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer"},
+                }
+            ],
+            "requestBody": json_body({"reason": {"type": "string", "maxLength": 500}}, ["reason"]),
+            "responses": {
+                "200": json_response("Rejected", _APPROVAL),
+                **error_responses(400, 401, 403, 404, 409),
             },
         }
     },

@@ -60,8 +60,10 @@ class KeyStateForm(FlaskForm):
     submit = SubmitField("Apply")
 
 
-class DecisionForm(FlaskForm):
-    reason = StringField(
-        "Reason (for a rejection)", validators=[Optional(), Length(max=REASON_LENGTH)]
-    )
-    submit = SubmitField("Submit")
+class ApproveForm(FlaskForm):
+    submit = SubmitField("Approve")
+
+
+class RejectForm(FlaskForm):
+    reason = StringField("Reason", validators=[DataRequired(), Length(max=REASON_LENGTH)])
+    submit = SubmitField("Reject")

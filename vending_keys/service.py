@@ -448,7 +448,7 @@ def approve(actor: str, approval_id: int) -> Outcome:
 
 @use_case
 def reject(actor: str, approval_id: int, reason: str) -> Approval:
-    reason = _fitting(reason, REASON_LENGTH, "reason_too_long", "the reason")
+    reason = _reason(reason, "say why the proposal is rejected")
     approval = _pending(approval_id)
     approval.state, approval.decided_by, approval.decided_at = "rejected", actor, clock.now()
     approval.outcome = reason

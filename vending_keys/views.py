@@ -22,10 +22,11 @@ from vending_keys.domain import (
     parse_time,
 )
 from vending_keys.forms import (
+    ApproveForm,
     AuthoriseForm,
-    DecisionForm,
     GenerateKeyForm,
     KeyStateForm,
+    RejectForm,
     SupplyGroupForm,
 )
 
@@ -188,27 +189,36 @@ def approvals() -> str:
         "keys/approvals.html",
         pending=[service.describe_approval(a) for a in service.list_approvals("pending")],
         decided=[service.describe_approval(a) for a in service.list_approvals(None)],
-        form=DecisionForm(),
+        form=RejectForm(),
     )
 
 
 @bp.route("/approvals/<int:approval_id>/<any(approve, reject):decision>", methods=["POST"])
 @allow(*MANAGERS)
 def decide(approval_id: int, decision: str) -> Response:
-    form = DecisionForm()
-    if form.validate_on_submit():
+    if decision == "reject":
+        return _reject(approval_id)
+    if ApproveForm().validate_on_submit():
         try:
-            if decision == "approve":
-                outcome = service.approve(actor_name(), approval_id)
-            else:
-                service.reject(actor_name(), approval_id, form.reason.data or "")
+            outcome = service.approve(actor_name(), approval_id)
         except KMCError as refused:
             flash(refused.message, "danger")
         else:
-            if decision == "approve":
-                _flash_outcome(outcome)
-            else:
-                flash(f"Proposal {approval_id} rejected.", "info")
+            _flash_outcome(outcome)
+    return redirect(url_for("keys.approvals"))
+
+
+def _reject(approval_id: int) -> Response:
+    form = RejectForm()
+    if form.validate_on_submit():
+        try:
+            service.reject(actor_name(), approval_id, form.reason.data or "")
+        except KMCError as refused:
+            flash(refused.message, "danger")
+        else:
+            flash(f"Proposal {approval_id} rejected.", "info")
+    else:
+        flash("Give a reason for the rejection (at most 500 characters).", "danger")
     return redirect(url_for("keys.approvals"))
 
 
