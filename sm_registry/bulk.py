@@ -1,12 +1,16 @@
 """Where bulk registrations come from: the CSR files in a zip archive or in a folder.
 
 Each file is read up to one byte past the CSR size cap, so an oversized or zip-bomb member costs
-at most that much memory and is then refused by `sm_registry.csr` like any other bad item.
+at most that much memory and is then refused by `sm_registry.csr` like any other bad item. A zip
+member that cannot be read at all (encrypted, an unknown compression method, corrupt data) is
+an item refused as `bad_zip_member`; the members before and after it keep their own verdicts.
 """
 
 from __future__ import annotations
 
+import lzma
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +18,14 @@ from kmc.errors import InvalidInput
 from sm_registry.csr import MAX_CSR_BYTES
 
 MAX_ITEMS = 100_000
+# A bulk item: the file's name and its first bytes, or why the file could not be read.
+Item = tuple[str, bytes | InvalidInput]
+
+# General-purpose flag bit 0 (APPNOTE.TXT 4.4.4): the member is encrypted.
+_ENCRYPTED = 0x1
+# What decompressing a corrupt member raises: zipfile itself (bad CRC, bad header), truncated
+# data, and the deflate, LZMA and bzip2 (OSError) decoders under it.
+_CORRUPT = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError)
 
 
 def _check_count(count: int) -> None:
@@ -23,8 +35,29 @@ def _check_count(count: int) -> None:
         )
 
 
-def zip_items(path: Path) -> tuple[int, Iterator[tuple[str, bytes]]]:
-    """The number of files in the archive and an iterator over (name, bytes)."""
+def _bad_member(name: str, problem: str) -> InvalidInput:
+    return InvalidInput("bad_zip_member", f"zip member {name} {problem}")
+
+
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes | InvalidInput:
+    """The member's bytes up to the cap, or why it cannot be read."""
+    if member.flag_bits & _ENCRYPTED:
+        return _bad_member(member.filename, "is encrypted; upload an archive without a password")
+    try:
+        with archive.open(member) as handle:
+            return handle.read(MAX_CSR_BYTES + 1)
+    except NotImplementedError:
+        return _bad_member(
+            member.filename,
+            f"uses compression method {member.compress_type}, which the KMC cannot read "
+            "(use stored or deflate)",
+        )
+    except _CORRUPT as error:
+        return _bad_member(member.filename, f"is corrupt ({error})")
+
+
+def zip_items(path: Path) -> tuple[int, Iterator[Item]]:
+    """The number of files in the archive and an iterator over its items."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
@@ -32,21 +65,20 @@ def zip_items(path: Path) -> tuple[int, Iterator[tuple[str, bytes]]]:
     members = [m for m in archive.infolist() if not m.is_dir()]
     _check_count(len(members))
 
-    def read() -> Iterator[tuple[str, bytes]]:
+    def read() -> Iterator[Item]:
         with archive:
             for member in members:
-                with archive.open(member) as handle:
-                    yield member.filename, handle.read(MAX_CSR_BYTES + 1)
+                yield member.filename, _read_member(archive, member)
 
     return len(members), read()
 
 
-def folder_items(path: Path) -> tuple[int, Iterator[tuple[str, bytes]]]:
+def folder_items(path: Path) -> tuple[int, Iterator[Item]]:
     """The number of files directly in the folder (sorted by name) and an iterator over them."""
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     _check_count(len(files))
 
-    def read() -> Iterator[tuple[str, bytes]]:
+    def read() -> Iterator[Item]:
         for file in files:
             with file.open("rb") as handle:
                 yield file.name, handle.read(MAX_CSR_BYTES + 1)
@@ -54,7 +86,7 @@ def folder_items(path: Path) -> tuple[int, Iterator[tuple[str, bytes]]]:
     return len(files), read()
 
 
-def items_at(path: Path) -> tuple[int, Iterator[tuple[str, bytes]]]:
+def items_at(path: Path) -> tuple[int, Iterator[Item]]:
     """Bulk items from a zip archive or a folder."""
     if path.is_dir():
         return folder_items(path)

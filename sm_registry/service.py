@@ -311,12 +311,14 @@ class ItemResult:
 
 def register_many(
     caller: Caller,
-    items: Iterable[tuple[str, bytes]],
+    items: Iterable[tuple[str, bytes | KMCError]],
     kind: str,
     certification: CertificationReference | None = None,
     as_manufacturer: str | None = None,
 ) -> Iterator[ItemResult]:
     """Register each (name, CSR) on its own: an accepted item is committed, a refused one is not.
+
+    An item may carry, instead of the CSR, why its file could not be read: it is refused so.
 
     A refusal of the upload as a whole (kind, policy, uploader) is raised before any item.
     Items are handled and committed in groups of `COMMIT_EVERY` (each accepted SM with its
@@ -334,7 +336,7 @@ def register_many(
 _Read = tuple[str, RegistrationRequest | KMCError]
 
 
-def _register_group(upload: _Upload, group: list[tuple[str, bytes]]) -> list[ItemResult]:
+def _register_group(upload: _Upload, group: list[tuple[str, bytes | KMCError]]) -> list[ItemResult]:
     """Verify a group of CSRs, write and commit what is accepted; the verdicts in item order.
 
     The fast path decides uniqueness from one look-up per group and writes every row in
@@ -344,6 +346,9 @@ def _register_group(upload: _Upload, group: list[tuple[str, bytes]]) -> list[Ite
     """
     read: list[_Read] = []
     for name, data in group:
+        if isinstance(data, KMCError):
+            read.append((name, data))
+            continue
         try:
             read.append((name, _read_request(data, upload.id_man)))
         except KMCError as refused:
