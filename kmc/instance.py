@@ -52,6 +52,20 @@ def initialise(actor: str) -> InitReport:
                 "root_sha256": pki.root.certificate.fingerprint(hashes.SHA256()).hex(),
             },
         )
+    else:
+        pki = KmcPki.load(instance, store)
+        current_app.extensions["kmc.pki"] = pki
+        for name, certificate in pki.add_missing_purposes().items():
+            audit.record(
+                actor,
+                "pki.reissue",
+                "pki",
+                name,
+                {
+                    "why": "extended key usage added",
+                    "sha256": certificate.fingerprint(hashes.SHA256()).hex(),
+                },
+            )
 
     password = None
     if not db.session.scalar(select(func.count()).select_from(User)):

@@ -179,6 +179,29 @@ class KmcPki:
             signers[name] = Signer(key, cert)
         return cls(signers, folder)
 
+    def add_missing_purposes(self) -> dict[str, x509.Certificate]:
+        """Reissue, for the same key, each signer certificate that lacks its extended key usage.
+
+        Instances created before the purposes existed have signer certificates that SMs and
+        auditors now refuse; `kmc init` calls this so that an upgrade keeps them working.
+        Returns the reissued certificates by name.
+        """
+        reissued = {}
+        now = dt.datetime.now(dt.UTC)
+        for name, purpose in PURPOSES.items():
+            old = self._signers[name]
+            try:
+                usages = old.certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+            except x509.ExtensionNotFound:
+                usages = None
+            if usages is not None and purpose in usages.value:
+                continue
+            cert = _certificate(name, old.certificate.subject, old.key, self.root, now)
+            (self.folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            self._signers[name] = Signer(old.key, cert)
+            reissued[name] = cert
+        return reissued
+
     @classmethod
     def load(cls, instance: Path, store: KeyStore) -> KmcPki:
         folder = instance / PKI_DIR
