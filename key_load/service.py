@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,11 +182,44 @@ def _refusal_for(auth: Authorisation | None, key: VendingKey, now: dt.datetime) 
     return None
 
 
+# FOR SHARE on the keys about to be issued: a compromise or deactivation (which locks the key
+# row FOR UPDATE, or updates it) then waits for this issuance to commit, so the key's "issued
+# to" list names this SM; or this waits for the compromise and sees the key's new state.
+# populate_existing: the key objects already read with the authorisations take the state read
+# under the lock. Built once, like the other statements here.
+_LOCK_KEYS = (
+    select(VendingKey)
+    .where(VendingKey.id.in_(bindparam("ids", expanding=True)))
+    .order_by(VendingKey.id)
+    .with_for_update(read=True)
+    .execution_options(populate_existing=True)
+)
+
+
+def _lock_keys(authorisations: Iterable[Authorisation]) -> None:
+    """Hold the keys of `authorisations` against a state change until this transaction ends.
+
+    SQLite needs nothing: every KMC transaction there takes the database's write lock at
+    BEGIN IMMEDIATE, so a compromise and a key load never overlap.
+    """
+    ids = [a.key_id for a in authorisations]
+    if ids and db.session.get_bind().dialect.name != "sqlite":
+        db.session.scalars(_LOCK_KEYS, {"ids": ids}).all()  # fetched: that refreshes the keys
+
+
 def _selected_keys(
     smid: str, wanted: Sequence[KeyIdentity] | None, now: dt.datetime
 ) -> list[tuple[VendingKey, Authorisation]]:
-    """The keys to issue; a named key that cannot be issued refuses the whole request."""
+    """The keys to issue; a named key that cannot be issued refuses the whole request.
+
+    The keys are checked after they are locked, so the state checked is the state issued.
+    """
     authorised = {keys.identity_of(a.key): a for a in keys.authorisations_for(smid)}
+    _lock_keys(
+        authorised.values()
+        if wanted is None
+        else (authorised[i] for i in wanted if i in authorised)
+    )
     if wanted is None:
         chosen = [(a.key, a) for a in authorised.values() if _refusal_for(a, a.key, now) is None]
         if not chosen:

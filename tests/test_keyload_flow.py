@@ -14,6 +14,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
 from key_load.models import KeyLoadIssue
 from key_load_protocol import (
@@ -29,6 +30,7 @@ from key_load_protocol import (
     KeyLoadFile,
     KeyLoadRequest,
     UntrustedSigner,
+    build_eklf,
     build_request,
     key_check_value,
     open_eklf,
@@ -490,23 +492,28 @@ def test_cli_refusal_is_one_line_and_writes_nothing(app, kmc, device, tmp_path):
     assert not out.exists()
 
 
+def _outcome(app: Flask, der: bytes) -> str:
+    """Process a request in its own app context (a thread's): "issued" or the refusal reason."""
+    from key_load import service
+
+    with app.app_context():
+        try:
+            service.process_request("operator1", der)
+            return "issued"
+        except Exception as error:  # noqa: BLE001 - the refusal is what is checked
+            return str(getattr(error, "reason", type(error).__name__))
+        finally:
+            db.session.remove()
+
+
 def test_same_request_processed_concurrently_issues_exactly_one_eklf(app, device):
     der = device.request()
     outcomes: list[str] = []
     barrier = threading.Barrier(4)
 
     def worker() -> None:
-        from key_load import service
-
-        with app.app_context():
-            barrier.wait()
-            try:
-                service.process_request("operator1", der)
-                outcomes.append("issued")
-            except Exception as error:  # noqa: BLE001 - the refusal is what is counted
-                outcomes.append(getattr(error, "reason", type(error).__name__))
-            finally:
-                db.session.remove()
+        barrier.wait()
+        outcomes.append(_outcome(app, der))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
@@ -546,3 +553,102 @@ def test_keys_stay_sealed_in_the_database(app, device):
         plain = keys.open_key(stored)
         assert plain not in stored.key_sealed
         assert stored.kcv == key_check_value(stored.dkga, plain).hex().upper()
+
+
+def _wait_until_blocked(app: Flask, thread: threading.Thread) -> None:
+    """Return once `thread` waits for a lock held elsewhere; fail if it finishes instead.
+
+    PostgreSQL shows the wait in pg_stat_activity. SQLite serialises writers at BEGIN IMMEDIATE
+    and shows nothing, so there the thread only has to be still waiting after a while.
+    """
+    if db.engine.dialect.name != "postgresql":
+        thread.join(timeout=1)
+        assert thread.is_alive(), "the second transaction did not wait for the first"
+        return
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with db.engine.connect() as connection:
+        while thread.is_alive():
+            if connection.execute(waiting).scalar():
+                return
+            connection.rollback()  # pg_stat_activity is a snapshot held for the transaction
+            thread.join(timeout=0.05)
+    pytest.fail("the second transaction did not wait for the first")
+
+
+def _key_row(identity: KeyIdentity) -> Any:
+    return (
+        select(VendingKey.id)
+        .where(VendingKey.sgc == identity.sgc)
+        .where(VendingKey.krn == identity.krn)
+        .where(VendingKey.kt == identity.kt)
+    )
+
+
+def test_key_load_waits_for_a_compromise_in_progress_and_then_refuses_the_key(app, device):
+    identity = KeyIdentity(SGC, 1, 1)
+    der = device.request((identity,))
+    outcomes: list[str] = []
+
+    def load() -> None:
+        outcomes.append(_outcome(app, der))
+
+    with app.app_context(), db.engine.connect() as compromising:
+        # What `compromise_key` does, held open: the key row locked and marked, not committed.
+        key_id = compromising.execute(_key_row(identity).with_for_update()).scalar_one()
+        compromising.execute(
+            update(VendingKey).where(VendingKey.id == key_id).values(state="compromised")
+        )
+        loader = threading.Thread(target=load)
+        loader.start()
+        _wait_until_blocked(app, loader)
+        compromising.commit()
+    loader.join(timeout=60)
+    assert outcomes == ["key_compromised"]
+    assert issue_count(app) == 0
+
+
+def test_compromise_waits_for_a_key_load_in_progress_and_names_its_sm(app, device, monkeypatch):
+    from key_load import service
+
+    identity = KeyIdentity(SGC, 1, 1)
+    der = device.request((identity,))
+    building, release = threading.Event(), threading.Event()
+    outcomes: dict[str, Any] = {}
+
+    def paused_build(*args: Any, **kwargs: Any) -> bytes:
+        building.set()
+        release.wait(timeout=60)
+        return build_eklf(*args, **kwargs)
+
+    monkeypatch.setattr(service, "build_eklf", paused_build)
+
+    def load() -> None:
+        with app.app_context():
+            try:
+                outcomes["load"] = service.process_request("operator1", der).sequence
+            finally:
+                db.session.remove()
+
+    def compromise() -> None:
+        with app.app_context():
+            try:
+                changed = keys.compromise_key("operator2", identity, "leaked")
+                outcomes["issued_to"] = service.recipients_of(changed)
+            finally:
+                db.session.remove()
+
+    loader, compromiser = threading.Thread(target=load), threading.Thread(target=compromise)
+    loader.start()
+    assert building.wait(timeout=60)
+    compromiser.start()
+    try:
+        with app.app_context():
+            _wait_until_blocked(app, compromiser)
+    finally:
+        release.set()
+    loader.join(timeout=60)
+    compromiser.join(timeout=60)
+    assert outcomes == {"load": 1, "issued_to": [device.smid]}
