@@ -56,7 +56,8 @@ def loaded_key(
 
 
 class MiniKmc:
-    """Root, key-load signer and SM certificates from `make_pki`; per-SM sequence numbers."""
+    """Root, key-load signer (EKU keyLoadSigning) and SM certificates from `make_pki`; per-SM
+    sequence numbers."""
 
     def __init__(self, pki: ProtocolPki | None = None) -> None:
         self.pki = pki or make_pki()
