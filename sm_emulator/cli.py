@@ -6,6 +6,7 @@ Every command takes `--state DIR` (or `$SM_EMULATOR_STATE`). Refusals print one 
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ import click
 from key_load_protocol import KeyIdentity, ProtocolError
 from sm_emulator.clock import from_environment
 from sm_emulator.errors import InvalidRequest, SmError
-from sm_emulator.module import SecurityModule
+from sm_emulator.module import REQUEST_LIFETIME, SecurityModule
 from sm_emulator.registers import MIN_REGISTERS
 from sm_emulator.vending import MeterKey, Vended, Vending, parse_currency
 from sts_token import (
@@ -61,16 +62,32 @@ def _emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:
 
 @contextmanager
 def _opened(state: Path) -> Iterator[SecurityModule]:
-    sm = SecurityModule(state, clock=from_environment())
+    lifetime = click.get_current_context().find_object(dt.timedelta) or REQUEST_LIFETIME
+    sm = SecurityModule(state, clock=from_environment(), request_lifetime=lifetime)
     try:
         yield sm
     finally:
         sm.close()
 
 
+# A year: past that a request would hardly be "outstanding"; also keeps the timedelta in range.
+_MAX_LIFETIME_HOURS = 366 * 24
+
+
 @click.group(cls=_SmErrors)
-def main() -> None:
+@click.option(
+    "--request-lifetime",
+    type=click.IntRange(min=1, max=_MAX_LIFETIME_HOURS),
+    default=REQUEST_LIFETIME // dt.timedelta(hours=1),
+    show_default=True,
+    envvar="SM_EMULATOR_REQUEST_LIFETIME",
+    metavar="HOURS",
+    help="How long a key-load request waits for its EKLF ($SM_EMULATOR_REQUEST_LIFETIME).",
+)
+@click.pass_context
+def main(context: click.Context, request_lifetime: int) -> None:
     """Software security module: registration, key loading (EKLF) and STS token vending."""
+    context.obj = dt.timedelta(hours=request_lifetime)
 
 
 @main.command()

@@ -7,7 +7,8 @@
     ├── CertificateRefused  the certificate to install does not chain to the pinned root or
     │                       does not certify this SM's key and SMID
     ├── LoadRefused         an EKLF is refused (signature, chain, recipient, SMID, nonce,
-    │                       sequence, replay, full registers); nothing in the state changed
+    │                       expired request, issue time, sequence, replay, full registers);
+    │                       nothing in the state changed
     └── VendRefused         a token may not be issued (key unknown, not yet active, past IUT,
                             CLM or resource limit, KEN, default key type, no free TID);
                             nothing in the state changed

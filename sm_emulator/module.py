@@ -6,8 +6,10 @@
 
 Loading follows STS 600-4-2 and docs/protocol.md: the EKLF's signature and chain are checked
 against the pinned root before anything is decrypted; the SMID, the nonce (an outstanding
-request, then consumed) and the sequence number (strictly increasing) are checked; then every key
-is installed in one transaction, or none is. Vending lives in `sm_emulator.vending`.
+request, then consumed), the sequence number (strictly increasing) and the issue time (between
+the request and now) are checked; then every key is installed in one transaction, or none is.
+A request is outstanding until answered or until `request_lifetime` has passed (docs/protocol.md
+§7); expired requests are forgotten. Vending lives in `sm_emulator.vending`.
 """
 
 from __future__ import annotations
@@ -35,13 +37,19 @@ from key_load_protocol import (
 )
 from sm_emulator import identity
 from sm_emulator.clock import Clock, system_now
-from sm_emulator.errors import LoadRefused, StateError, VendRefused
+from sm_emulator.errors import InvalidRequest, LoadRefused, StateError, VendRefused
 from sm_emulator.registers import MIN_REGISTERS, KeyRegister, register_values
 from sm_emulator.sealing import RegisterSeal
 from sm_emulator.store import DATABASE_FILE, SCHEMA_VERSION, Store
 
 PRIVATE_KEY_FILE = "sm.key"
 MAX_REGISTERS = 1024
+# How long a request stays outstanding (docs/protocol.md §7 "until answered or expired"): long
+# enough for an operator to carry the request to the KMC and the file back the same day.
+REQUEST_LIFETIME = dt.timedelta(hours=24)
+# How far the KMC's clock may be from the SM's when it stamps the file's issue time; the KMC
+# allows the same either way for the request time (docs/keys.md).
+CLOCK_SKEW = dt.timedelta(minutes=10)
 
 
 def _reason(error: ProtocolError) -> str:
@@ -67,7 +75,17 @@ class Loaded:
 class SecurityModule:
     """One SM's state folder, opened; every method is one use case and one transaction."""
 
-    def __init__(self, folder: Path, *, clock: Clock = system_now) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        clock: Clock = system_now,
+        request_lifetime: dt.timedelta = REQUEST_LIFETIME,
+    ) -> None:
+        if request_lifetime <= dt.timedelta(0):
+            raise InvalidRequest(
+                "invalid_request_lifetime", "the request lifetime must be positive"
+            )
         database = folder / DATABASE_FILE
         if not database.exists():
             raise StateError(
@@ -75,6 +93,7 @@ class SecurityModule:
             )
         self.folder = folder
         self.clock = clock
+        self.request_lifetime = request_lifetime
         self.store = Store(database)
         with self.store.snapshot() as db:
             row = db.execute("SELECT * FROM identity").fetchone()
@@ -150,9 +169,10 @@ class SecurityModule:
         return x509.load_pem_x509_certificate(pem)
 
     def status(self) -> dict[str, Any]:
+        now = self.clock()
         with self.store.snapshot() as db:
             row = self._identity_row(db)
-            outstanding = db.execute("SELECT count(*) FROM outstanding_request").fetchone()[0]
+            outstanding = len(self._outstanding(db)) - len(self._expired(db, now))
             used = db.execute("SELECT count(*) FROM key_register").fetchone()[0]
         certificate = (
             None
@@ -211,11 +231,48 @@ class SecurityModule:
         der = build_request(request, sm_private_key=self.private_key, sm_certificate=certificate)
         described = "all" if keys is None else json.dumps([str(k) for k in keys])
         with self.store.transaction() as db:
+            self._forget_expired(db, now)
             db.execute(
                 "INSERT INTO outstanding_request (nonce, made_at, keys) VALUES (?, ?, ?)",
                 (request.nonce, now.isoformat(), described),
             )
         return der
+
+    def _outstanding(self, db: sqlite3.Connection) -> dict[bytes, dt.datetime]:
+        """Every remembered request's nonce and when it was made, expired ones included."""
+        rows = db.execute("SELECT nonce, made_at FROM outstanding_request")
+        return {nonce: dt.datetime.fromisoformat(made_at) for nonce, made_at in rows}
+
+    def _expired(self, db: sqlite3.Connection, now: dt.datetime) -> list[bytes]:
+        return [
+            nonce
+            for nonce, made_at in self._outstanding(db).items()
+            if now - made_at > self.request_lifetime
+        ]
+
+    def _forget_expired(self, db: sqlite3.Connection, now: dt.datetime) -> None:
+        db.executemany(
+            "DELETE FROM outstanding_request WHERE nonce = ?",
+            [(n,) for n in self._expired(db, now)],
+        )
+
+    def _check_times(self, klf: KeyLoadFile, made_at: dt.datetime, now: dt.datetime) -> None:
+        """The request is not expired, and the file was issued between the request and now."""
+        if now - made_at > self.request_lifetime:
+            hours = self.request_lifetime / dt.timedelta(hours=1)
+            raise LoadRefused(
+                "request_expired",
+                f"the key-load file answers a request made more than {hours:g} hours ago",
+            )
+        if klf.issue_time < made_at - CLOCK_SKEW:
+            raise LoadRefused(
+                "issued_before_request",
+                "the key-load file's issue time is before the request it answers was made",
+            )
+        if klf.issue_time > now + CLOCK_SKEW:
+            raise LoadRefused(
+                "issued_in_future", "the key-load file's issue time is ahead of the SM's clock"
+            )
 
     def load(self, der: bytes) -> Loaded:
         """Verify, open and check an EKLF, then install all its keys or none."""
@@ -229,19 +286,21 @@ class SecurityModule:
         now = self.clock()
         with self.store.transaction() as db:
             self._refuse_if_loaded(digest, db)
-            outstanding = [r[0] for r in db.execute("SELECT nonce FROM outstanding_request")]
+            outstanding = self._outstanding(db)
             try:
                 klf.check_answers(
                     smid=self.smid,
-                    outstanding_nonces=outstanding,
+                    outstanding_nonces=list(outstanding),
                     last_sequence=self._identity_row(db)["last_sequence"],
                 )
             except ProtocolError as error:
                 raise LoadRefused(
                     _reason(error), f"the key-load file is refused: {error}"
                 ) from None
+            self._check_times(klf, outstanding[klf.nonce], now)
             slots = self._install(db, klf, now)
             db.execute("DELETE FROM outstanding_request WHERE nonce = ?", (klf.nonce,))
+            self._forget_expired(db, now)
             db.execute(
                 "INSERT INTO loaded_file (sequence, file_sha256, kmc_id, issue_time, loaded_at,"
                 " key_count) VALUES (?, ?, ?, ?, ?, ?)",

@@ -81,6 +81,7 @@ class MiniKmc:
         sequence: int | None = None,
         signer: Party | None = None,
         recipient: Party | None = None,
+        issue_time: dt.datetime = NOW,
     ) -> bytes:
         """The EKLF answering `request` with `keys` (next sequence number unless given)."""
         smid = parse_request(request).request.smid
@@ -91,7 +92,7 @@ class MiniKmc:
         klf = KeyLoadFile(
             smid=smid,
             nonce=nonce,
-            issue_time=NOW,
+            issue_time=issue_time,
             sequence=sequence,
             kmc_id="Mini KMC",
             keys=keys,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -233,3 +234,93 @@ def test_load_cli_prints_one_line_reasons(sm: SecurityModule, kmc: MiniKmc, tmp_
     (tmp_path / "junk").write_bytes(b"not an eklf")
     junk = runner.invoke(main, ["load", "--state", str(sm.folder), str(tmp_path / "junk")])
     assert junk.exit_code == 1 and junk.output.startswith("sm-emulator: not_der:")
+
+
+def _at(sm: SecurityModule, when: dt.datetime) -> SecurityModule:
+    """The same SM state folder, opened with its clock at `when`."""
+    sm.close()
+    return SecurityModule(sm.folder, clock=lambda: when)
+
+
+def test_a_file_answering_a_request_older_than_a_day_is_refused(
+    sm: SecurityModule, kmc: MiniKmc
+) -> None:
+    der = kmc.answer(sm.request(None), (loaded_key(),), issue_time=NOW + dt.timedelta(hours=1))
+    late = _at(sm, NOW + dt.timedelta(hours=24, seconds=1))
+    assert _refused(late, der) == "request_expired"
+
+
+def test_a_file_answering_a_request_within_the_day_is_loaded(
+    sm: SecurityModule, kmc: MiniKmc
+) -> None:
+    der = kmc.answer(sm.request(None), (loaded_key(),), issue_time=NOW + dt.timedelta(hours=23))
+    assert _at(sm, NOW + dt.timedelta(hours=24)).load(der).sequence == 1
+
+
+def test_the_request_lifetime_can_be_set(sm: SecurityModule, kmc: MiniKmc) -> None:
+    der = kmc.answer(sm.request(None), (loaded_key(),))
+    sm.close()
+    short = SecurityModule(
+        sm.folder, clock=lambda: NOW + dt.timedelta(hours=2), request_lifetime=dt.timedelta(hours=1)
+    )
+    assert _refused(short, der) == "request_expired"
+
+
+@pytest.mark.parametrize(
+    ("issued", "reason"),
+    [
+        (NOW - dt.timedelta(minutes=11), "issued_before_request"),
+        (NOW + dt.timedelta(minutes=11), "issued_in_future"),
+    ],
+)
+def test_a_file_issued_before_its_request_or_in_the_future_is_refused(
+    sm: SecurityModule, kmc: MiniKmc, issued: dt.datetime, reason: str
+) -> None:
+    der = kmc.answer(sm.request(None), (loaded_key(),), issue_time=issued)
+    assert _refused(sm, der) == reason
+
+
+@pytest.mark.parametrize("skew", [dt.timedelta(minutes=-10), dt.timedelta(minutes=10)])
+def test_issue_time_within_ten_minutes_of_the_clocks_is_accepted(
+    sm: SecurityModule, kmc: MiniKmc, skew: dt.timedelta
+) -> None:
+    der = kmc.answer(sm.request(None), (loaded_key(),), issue_time=NOW + skew)
+    assert sm.load(der).sequence == 1
+
+
+def test_expired_requests_are_no_longer_outstanding_and_are_pruned(
+    sm: SecurityModule, kmc: MiniKmc
+) -> None:
+    sm.request(None)
+    later = _at(sm, NOW + dt.timedelta(hours=25))
+    assert later.status()["outstanding_requests"] == 0
+    later.request(None)
+    with later.store.snapshot() as db:
+        assert db.execute("SELECT count(*) FROM outstanding_request").fetchone()[0] == 1
+
+
+def test_load_cli_refuses_an_expired_request_unless_the_lifetime_is_longer(
+    sm: SecurityModule, kmc: MiniKmc, tmp_path: Path
+) -> None:
+    runner, state = CliRunner(), str(sm.folder)
+    sm.close()
+    request, eklf = tmp_path / "r.der", tmp_path / "f.eklf"
+    made = runner.invoke(
+        main,
+        ["request", "--state", state, "--all", "--out", str(request)],
+        env={"SM_EMULATOR_FAKE_NOW": NOW.isoformat()},
+    )
+    assert made.exit_code == 0, made.output
+    eklf.write_bytes(kmc.answer(request.read_bytes(), (loaded_key(),)))
+    late = {"SM_EMULATOR_FAKE_NOW": (NOW + dt.timedelta(hours=30)).isoformat()}
+    load = ["load", "--state", state, str(eklf)]
+    refused = runner.invoke(main, load, env=late)
+    assert (refused.exit_code, refused.output) == (
+        1,
+        "sm-emulator: request_expired: the key-load file answers a request made more than"
+        " 24 hours ago\n",
+    )
+    still = runner.invoke(main, load, env={**late, "SM_EMULATOR_REQUEST_LIFETIME": "29"})
+    assert still.exit_code == 1 and "more than 29 hours ago" in still.output
+    loaded = runner.invoke(main, ["--request-lifetime", "31", *load], env=late)
+    assert loaded.exit_code == 0, loaded.output
