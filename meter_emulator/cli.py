@@ -26,7 +26,7 @@ from sts_token import (
     VendingKey,
     derive_decoder_key,
 )
-from sts_token.command_line import OneLineErrorGroup
+from sts_token.command_line import OneLineErrorGroup, secret_key_option
 
 
 class _MeterErrors(OneLineErrorGroup):
@@ -63,8 +63,11 @@ def main() -> None:
 @click.option("--base-date", required=True, type=click.Choice(["1993", "2014", "2035"]))
 @click.option("--dkga", required=True, type=click.Choice(["02", "04"]))
 @click.option("--ea", required=True, type=click.Choice(["07", "11"]))
-@click.option("--decoder-key", help="The meter's decoder key, hex.")
-@click.option("--vending-key", help="(tests) derive the decoder key from this vending key.")
+@secret_key_option("--decoder-key", help="The meter's decoder key: @FILE, - (stdin) or hex.")
+@secret_key_option(
+    "--vending-key",
+    help="(tests) derive the decoder key from this vending key: @FILE, - (stdin) or hex.",
+)
 @click.option(
     "--manufactured-at",
     help="Manufacture time (ISO, UTC) filling the TID memory; default the base date (blank).",

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from sts_token.amounts import TransferAmount
-from sts_token.command_line import OneLineErrorGroup
+from sts_token.command_line import OneLineErrorGroup, secret_key_option
 from sts_token.decoding import decode_token
 from sts_token.dkga import derive_decoder_key
 from sts_token.ea07 import load_ea07_tables
@@ -48,8 +48,15 @@ def main() -> None:
 
 def _key_options(func: _F) -> _F:
     options = [
-        click.option("--vending-key", help="Vending key, hex (16 digits DKGA02, 40 DKGA04)."),
-        click.option("--decoder-key", help="Decoder key, hex; replaces the vending key options."),
+        secret_key_option(
+            "--vending-key",
+            help="Vending key: @FILE or - (stdin) holding the hex (16 digits DKGA02, 40 DKGA04);"
+            " hex given here shows in ps and shell history.",
+        ),
+        secret_key_option(
+            "--decoder-key",
+            help="Decoder key (hex in @FILE, from - or given); replaces the vending key options.",
+        ),
         click.option("--dkga", type=click.Choice(["02", "04", "2", "4"]), help="DKGA02 or 04."),
         click.option("--ea", type=click.Choice(["07", "11", "7"]), help="EA07 or EA11."),
         click.option("--sgc", help="Supply group code, 6 digits."),
@@ -305,7 +312,7 @@ def management_command(
 
 @main.command("key-change")
 @_key_options
-@click.option("--new-vending-key", required=True, help="New vending key, hex.")
+@secret_key_option("--new-vending-key", required=True, help="New vending key (@FILE, - or hex).")
 @click.option("--new-sgc", required=True)
 @click.option("--new-ti", required=True)
 @click.option("--new-krn", required=True, type=int)

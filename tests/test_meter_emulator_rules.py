@@ -237,3 +237,21 @@ def test_init_refusals_are_one_line(tmp_path: Path) -> None:
 def test_init_refuses_a_bad_pan(tmp_path: Path, pan: str) -> None:
     code, out = _run(*_init_args(tmp_path / "m", pan=pan), "--vending-key", VK)
     assert code == 1 and out.startswith("meter-emulator: invalid_pan:")
+
+
+def test_init_reads_the_vending_key_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "vk").write_text(VK + "\n")
+    _init(tmp_path / "m", value=f"@{tmp_path / 'vk'}")
+    key, _ = _key()
+    assert _enter(tmp_path / "m", _credit(key, 1))[0] == 0
+
+
+def test_init_reads_the_decoder_key_from_stdin(tmp_path: Path) -> None:
+    key, _ = _key()
+    result = CliRunner().invoke(
+        main,
+        [*_init_args(tmp_path / "m"), "--decoder-key", "-"],
+        input=key.decoder_key.hex() + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert _enter(tmp_path / "m", _credit(key, 1))[0] == 0

@@ -188,3 +188,85 @@ def test_installed_console_script_exits_non_zero_without_traceback() -> None:
     assert result.stderr == (
         "sts-token: invalid_token_number: a token is exactly 20 decimal digits, got 3 characters\n"
     )
+
+
+VK_EA11 = EA11_KEY[1]
+
+
+def _key_args(key: str) -> list[str]:
+    return ["--vending-key", key, *EA11_KEY[2:]]
+
+
+def test_vending_key_from_a_file_gives_the_same_decoder_key(tmp_path: Path) -> None:
+    key_file = tmp_path / "vk.hex"
+    key_file.write_text(f"  {VK_EA11}\n")
+    from_file = run("decoder-key", *_key_args(f"@{key_file}"))
+    assert from_file.exit_code == 0, from_file.output
+    assert from_file.output == run("decoder-key", *EA11_KEY).output
+
+
+def test_vending_key_from_stdin_gives_the_same_decoder_key() -> None:
+    from_stdin = CliRunner().invoke(main, ["decoder-key", *_key_args("-")], input=VK_EA11 + "\n")
+    assert from_stdin.exit_code == 0, from_stdin.output
+    assert from_stdin.output == run("decoder-key", *EA11_KEY).output
+
+
+def test_decoder_key_from_a_file_makes_the_same_token(tmp_path: Path) -> None:
+    decoder = run("decoder-key", *EA11_KEY).output.strip()
+    (tmp_path / "dk").write_text(decoder)
+    timing = [
+        "--subclass", "electricity", "--amount", "25.6", "--at", "2004-03-01T13:00", "--rnd", "5",
+        "--base-date", "1993",
+    ]  # fmt: skip
+    from_file = run("credit", "--decoder-key", f"@{tmp_path / 'dk'}", *timing)
+    assert from_file.exit_code == 0, from_file.output
+    assert from_file.output == run("credit", "--decoder-key", decoder, *timing).output
+
+
+def test_new_vending_key_from_a_file_gives_the_same_key_change(tmp_path: Path) -> None:
+    new_key = "0123456789abcdef0123456789abcdef01234567"
+    (tmp_path / "new").write_text(new_key + "\n")
+    rest = [
+        "--new-sgc", "123457", "--new-ti", "01", "--new-krn", "2", "--new-kt", "2",
+        "--new-ken", "133", "--new-base-date", "2014",
+    ]  # fmt: skip
+    from_file = run("key-change", *EA11_KEY, "--new-vending-key", f"@{tmp_path / 'new'}", *rest)
+    assert from_file.exit_code == 0, from_file.output
+    assert (
+        from_file.output == run("key-change", *EA11_KEY, "--new-vending-key", new_key, *rest).output
+    )
+
+
+def test_an_unreadable_key_file_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    result = run("decoder-key", *_key_args(f"@{tmp_path / 'missing'}"))
+    assert result.exit_code == 2
+    assert result.output == (
+        f"sts-token: usage: Invalid value for '--vending-key': cannot read {tmp_path / 'missing'}"
+        ": No such file or directory\n"
+    )
+
+
+def test_a_key_file_with_no_key_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text("\n")
+    result = run("decoder-key", *_key_args(f"@{tmp_path / 'empty'}"))
+    assert result.exit_code == 2
+    assert result.output == (
+        f"sts-token: usage: Invalid value for '--vending-key': {tmp_path / 'empty'} holds no key\n"
+    )
+
+
+def test_a_bad_key_in_a_file_is_refused_without_showing_it(tmp_path: Path) -> None:
+    (tmp_path / "bad").write_text("not-a-secret-but-not-hex")
+    result = run("decoder-key", *_key_args(f"@{tmp_path / 'bad'}"))
+    assert result.exit_code == 1
+    assert result.output == "sts-token: invalid_key: vending key must be hexadecimal\n"
+
+
+def test_only_one_key_can_come_from_stdin() -> None:
+    args = ["key-change", *_key_args("-"), "--new-vending-key", "-", "--new-sgc", "123457"]
+    rest = ["--new-ti", "01", "--new-krn", "2", "--new-kt", "2", "--new-ken", "1"]
+    result = CliRunner().invoke(
+        main, [*args, *rest, "--new-base-date", "2014"], input=f"{VK_EA11}\n{VK_EA11}\n"
+    )
+    assert result.exit_code == 2
+    assert result.output.endswith("only one key can be read from stdin ('-')\n")
