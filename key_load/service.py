@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from cryptography import x509
@@ -35,8 +36,8 @@ from kmc import audit, clock, pki
 from kmc.database import db
 from kmc.errors import Conflict, InvalidInput, KMCError, NotFound, PolicyRefusal
 from sm_registry.models import SecurityModule
-from sm_registry.service import certificate_chain
 from vending_keys import service as keys
+from vending_keys.domain import sealing_identity
 from vending_keys.models import Authorisation, VendingKey
 
 # How far a request's time may be from the KMC clock, either way (docs/keys.md).
@@ -111,9 +112,12 @@ class _History:
     last_sequence: int
 
 
-# Built once: constructing a statement per request cost about as much as executing it.
+# Built once: constructing a statement per request cost about as much as executing it. Columns,
+# not the ORM entity: loading a SecurityModule object cost more than the query.
 _SM_WITH_HISTORY = select(
-    SecurityModule,
+    SecurityModule.state,
+    SecurityModule.kind,
+    SecurityModule.certificate_der,
     select(func.max(KeyLoadIssue.sequence))
     .where(KeyLoadIssue.smid == bindparam("smid"))
     .scalar_subquery(),
@@ -124,28 +128,32 @@ _SM_WITH_HISTORY = select(
     )
     .exists(),
 ).where(SecurityModule.smid == bindparam("smid"))
-_INSERT_ISSUE = insert(KeyLoadIssue).returning(KeyLoadIssue.id)
-_INSERT_ISSUED_KEYS = insert(IssuedKey)
+# Table (Core) inserts on the session's connection: the ORM's bulk-insert path around them cost
+# more than the statements.
+_INSERT_ISSUE = insert(KeyLoadIssue.__table__).returning(KeyLoadIssue.__table__.c.id)
+_INSERT_ISSUED_KEYS = insert(IssuedKey.__table__)
 
 
-def _security_module(smid: str, nonce_sha256: str) -> tuple[SecurityModule, _History]:
-    """The SM's row, whether this nonce was answered before and its last sequence number."""
-    row = db.session.execute(_SM_WITH_HISTORY, {"smid": smid, "nonce_sha256": nonce_sha256}).first()
+def _security_module(smid: str, nonce_sha256: str) -> tuple[x509.Certificate, _History]:
+    """The SM's registered certificate, whether this nonce was answered before and its last
+    sequence number; refused unless the SM is active (and certified, in a live KMC)."""
+    row = (
+        db.session.connection()
+        .execute(_SM_WITH_HISTORY, {"smid": smid, "nonce_sha256": nonce_sha256})
+        .first()
+    )
     if row is None:
         raise NotFound("unknown_smid", f"no security module {smid} is registered")
-    sm = row[0]
-    if sm.state != "active":
-        raise PolicyRefusal(f"sm_{sm.state}", f"SM {smid} is {sm.state}, not active")
-    if current_app.config["KMC_MODE"] == "live" and sm.kind != "certified":
+    state, kind, certificate_der, last_sequence, replayed = row
+    if state != "active":
+        raise PolicyRefusal(f"sm_{state}", f"SM {smid} is {state}, not active")
+    if current_app.config["KMC_MODE"] == "live" and kind != "certified":
         raise PolicyRefusal("sm_virtual", f"a live KMC serves certified SMs only ({smid})")
-    return sm, _History(replayed=bool(row[2]), last_sequence=row[1] or 0)
-
-
-def _certificate(smid: str) -> x509.Certificate:
-    try:
-        return certificate_chain(smid).certificate
-    except NotFound:
-        raise PolicyRefusal("sm_not_certified", f"SM {smid} has no KMC certificate yet") from None
+    if certificate_der is None:
+        raise PolicyRefusal("sm_not_certified", f"SM {smid} has no KMC certificate yet")
+    return x509.load_der_x509_certificate(certificate_der), _History(
+        replayed=bool(replayed), last_sequence=last_sequence or 0
+    )
 
 
 def _verify(signed: SignedRequest, certificate: x509.Certificate, now: dt.datetime) -> None:
@@ -165,8 +173,36 @@ def _nonce_sha256(signed: SignedRequest) -> str:
     return hashlib.sha256(signed.request.nonce).hexdigest()
 
 
-def _refusal_for(auth: Authorisation | None, key: VendingKey, now: dt.datetime) -> str | None:
-    """Why `key` cannot go to the SM under `auth` now, or None if it can."""
+@dataclass(frozen=True)
+class _Grant:
+    """One authorised key as key loading reads it: the key's columns and its authorisation's."""
+
+    key_id: int
+    sgc: str
+    krn: int
+    kt: int
+    ken: int
+    base_date: int
+    dkga: str
+    eas: str
+    key_sealed: bytes = field(repr=False)
+    act: dt.datetime
+    exp: dt.datetime
+    refresh_days: int | None
+    kcv: str
+    state: str
+    iut: dt.datetime
+    clm: str | None
+    resource_limit: int | None
+    expires_at: dt.datetime | None
+
+    @property
+    def identity(self) -> KeyIdentity:
+        return KeyIdentity(self.sgc, self.krn, self.kt)
+
+
+def _refusal_for(grant: _Grant | None, key: _Grant | VendingKey, now: dt.datetime) -> str | None:
+    """Why `key` cannot go to the SM under `grant` (None: not authorised) now, or None if it can."""
     if key.state == "compromised":
         return "key_compromised"
     if key.state != "active":
@@ -175,83 +211,105 @@ def _refusal_for(auth: Authorisation | None, key: VendingKey, now: dt.datetime) 
         return "key_not_yet_active"
     if now > key.exp:
         return "key_expired"
-    if auth is None:
+    if grant is None:
         return "key_not_authorised"
-    if auth.iut <= now or (auth.expires_at is not None and auth.expires_at <= now):
+    if grant.iut <= now or (grant.expires_at is not None and grant.expires_at <= now):
         return "authorisation_expired"
     return None
 
 
+# Built once, like the other statements here; columns, not ORM objects (loading an SM's five
+# authorisations and keys as objects cost more than the query).
+_GRANTS_OF_SM = (
+    select(
+        VendingKey.id.label("key_id"),
+        VendingKey.sgc,
+        VendingKey.krn,
+        VendingKey.kt,
+        VendingKey.ken,
+        VendingKey.base_date,
+        VendingKey.dkga,
+        VendingKey.eas,
+        VendingKey.key_sealed,
+        VendingKey.act,
+        VendingKey.exp,
+        VendingKey.refresh_days,
+        VendingKey.kcv,
+        VendingKey.state,
+        Authorisation.iut,
+        Authorisation.clm,
+        Authorisation.resource_limit,
+        Authorisation.expires_at,
+    )
+    .join_from(Authorisation, VendingKey, Authorisation.key_id == VendingKey.id)
+    .where(Authorisation.smid == bindparam("smid"))
+    .order_by(Authorisation.id)
+)
 # FOR SHARE on the keys about to be issued: a compromise or deactivation (which locks the key
 # row FOR UPDATE, or updates it) then waits for this issuance to commit, so the key's "issued
-# to" list names this SM; or this waits for the compromise and sees the key's new state.
-# populate_existing: the key objects already read with the authorisations take the state read
-# under the lock. Built once, like the other statements here.
+# to" list names this SM; or this waits for the compromise, and the state read here under the
+# lock is the state checked.
 _LOCK_KEYS = (
-    select(VendingKey)
+    select(VendingKey.id, VendingKey.state)
     .where(VendingKey.id.in_(bindparam("ids", expanding=True)))
     .order_by(VendingKey.id)
     .with_for_update(read=True)
-    .execution_options(populate_existing=True)
 )
 
 
-def _lock_keys(authorisations: Iterable[Authorisation]) -> None:
-    """Hold the keys of `authorisations` against a state change until this transaction ends.
+def _locked(grants: list[_Grant]) -> list[_Grant]:
+    """`grants` with their keys held against a state change until this transaction ends, and
+    with the key state read under that lock.
 
     SQLite needs nothing: every KMC transaction there takes the database's write lock at
     BEGIN IMMEDIATE, so a compromise and a key load never overlap.
     """
-    ids = [a.key_id for a in authorisations]
-    if ids and db.session.get_bind().dialect.name != "sqlite":
-        db.session.scalars(_LOCK_KEYS, {"ids": ids}).all()  # fetched: that refreshes the keys
+    connection = db.session.connection()
+    if not grants or connection.dialect.name == "sqlite":
+        return grants
+    states = dict(connection.execute(_LOCK_KEYS, {"ids": [g.key_id for g in grants]}).all())
+    return [replace(g, state=states[g.key_id]) for g in grants]
 
 
 def _selected_keys(
     smid: str, wanted: Sequence[KeyIdentity] | None, now: dt.datetime
-) -> list[tuple[VendingKey, Authorisation]]:
+) -> list[_Grant]:
     """The keys to issue; a named key that cannot be issued refuses the whole request.
 
     The keys are checked after they are locked, so the state checked is the state issued.
     """
-    authorised = {keys.identity_of(a.key): a for a in keys.authorisations_for(smid)}
-    _lock_keys(
-        authorised.values()
-        if wanted is None
-        else (authorised[i] for i in wanted if i in authorised)
-    )
+    rows = db.session.connection().execute(_GRANTS_OF_SM, {"smid": smid})
+    authorised = {grant.identity: grant for grant in (_Grant(*row) for row in rows)}
     if wanted is None:
-        chosen = [(a.key, a) for a in authorised.values() if _refusal_for(a, a.key, now) is None]
+        chosen = [g for g in _locked(list(authorised.values())) if _refusal_for(g, g, now) is None]
         if not chosen:
             raise PolicyRefusal("no_authorised_keys", f"SM {smid} has no key it may receive now")
         return chosen
-    chosen = []
+    locked = {g.identity: g for g in _locked([authorised[i] for i in wanted if i in authorised])}
     for identity in wanted:
-        auth = authorised.get(identity)
+        grant = locked.get(identity)
         # Not authorised: look the key up only to say precisely why (unknown or not authorised).
-        key = auth.key if auth is not None else keys.find_key(identity)
-        problem = _refusal_for(auth, key, now)
+        problem = _refusal_for(grant, grant or keys.find_key(identity), now)
         if problem is not None:
             raise PolicyRefusal(problem, f"{identity} cannot be issued to SM {smid}: {problem}")
-        assert auth is not None
-        chosen.append((key, auth))
-    return chosen
+    return [locked[identity] for identity in wanted]
 
 
-def _loaded(key: VendingKey, auth: Authorisation) -> LoadedKey:
+def _loaded(grant: _Grant) -> LoadedKey:
+    keystore = current_app.extensions["kmc.keystore"]
     return LoadedKey(
-        identity=keys.identity_of(key),
-        ken=key.ken,
-        base_date=key.base_date,
-        dkga=key.dkga,
-        eas=frozenset(key.eas.split(",")),
-        key_value=keys.open_key(key),
-        act=key.act,
-        exp=key.exp,
-        iut=auth.iut,
-        clm=keys.clm_value(auth),
-        resource_limit=auth.resource_limit,
-        refresh_days=key.refresh_days,
+        identity=grant.identity,
+        ken=grant.ken,
+        base_date=grant.base_date,
+        dkga=grant.dkga,
+        eas=frozenset(grant.eas.split(",")),
+        key_value=keystore.open(grant.key_sealed, sealing_identity(grant.identity)),
+        act=grant.act,
+        exp=grant.exp,
+        iut=grant.iut,
+        clm=None if grant.clm is None else Decimal(grant.clm),
+        resource_limit=grant.resource_limit,
+        refresh_days=grant.refresh_days,
     )
 
 
@@ -259,8 +317,7 @@ def _issue_once(actor: str, signed: SignedRequest) -> Issued:
     now = clock.now()
     smid = signed.request.smid
     nonce_sha256 = _nonce_sha256(signed)
-    sm, history = _security_module(smid, nonce_sha256)
-    certificate = _certificate(smid)
+    certificate, history = _security_module(smid, nonce_sha256)
     _verify(signed, certificate, now)
     if history.replayed:
         raise Conflict("replayed_nonce", "this request was answered before; replays are refused")
@@ -273,7 +330,7 @@ def _issue_once(actor: str, signed: SignedRequest) -> Issued:
         issue_time=now,
         sequence=sequence,
         kmc_id=current_app.config["KMC_NAME"],
-        keys=tuple(_loaded(key, auth) for key, auth in chosen),
+        keys=tuple(_loaded(grant) for grant in chosen),
     )
     eklf = build_eklf(
         klf,
@@ -285,10 +342,11 @@ def _issue_once(actor: str, signed: SignedRequest) -> Issued:
     file_sha256 = hashlib.sha256(eklf).hexdigest()
     request_sha256 = signed.digest.hex()
     # Core inserts: the ORM unit of work cost more than the EKLF's cryptography.
-    issue_id = db.session.scalar(
+    connection = db.session.connection()
+    issue_id = connection.scalar(
         _INSERT_ISSUE,
         {
-            "smid": sm.smid,
+            "smid": smid,
             "sequence": sequence,
             "nonce_sha256": nonce_sha256,
             "request_sha256": request_sha256,
@@ -299,16 +357,13 @@ def _issue_once(actor: str, signed: SignedRequest) -> Issued:
             "issued_by": actor,
         },
     )
-    db.session.execute(
+    connection.execute(
         _INSERT_ISSUED_KEYS,
-        [
-            {"issue_id": issue_id, "key_id": key.id, "kcv": key.kcv, "iut": auth.iut}
-            for key, auth in chosen
-        ],
+        [{"issue_id": issue_id, "key_id": g.key_id, "kcv": g.kcv, "iut": g.iut} for g in chosen],
     )
     described = tuple(
-        {"sgc": key.sgc, "krn": key.krn, "kt": key.kt, "kcv": key.kcv, "iut": auth.iut.isoformat()}
-        for key, auth in chosen
+        {"sgc": g.sgc, "krn": g.krn, "kt": g.kt, "kcv": g.kcv, "iut": g.iut.isoformat()}
+        for g in chosen
     )
     audit.record(
         actor,

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import DateTime, event, select, text, type_coerce
+from sqlalchemy import DateTime, event, insert, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from kmc import clock, pki
@@ -39,6 +39,9 @@ def _check_no_secrets(details: dict[str, Any]) -> None:
         raise ValueError(f"audit details must not carry secret fields: {sorted(leaked)}")
 
 
+_PG_LOCK_STATEMENT = text("SELECT pg_advisory_xact_lock(:k)")
+
+
 def _lock_chain() -> None:
     """Serialise appenders until the surrounding transaction ends.
 
@@ -46,7 +49,7 @@ def _lock_chain() -> None:
     BEGIN IMMEDIATE (see kmc.database.configure_sqlite), so the write lock is held.
     """
     if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+        db.session.connection().execute(_PG_LOCK_STATEMENT, {"k": _PG_AUDIT_LOCK})
 
 
 _HEAD = "kmc.audit.head"
@@ -64,6 +67,9 @@ def _forget_head_after_transaction(session: Session, transaction: Any) -> None:
         session.info.pop(_HEAD, None)
 
 
+_HEAD_ENTRY = select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+
+
 def _chain_head() -> tuple[int, str]:
     """(seq, entry_hash) of the last entry, locking the chain for this transaction.
 
@@ -75,10 +81,12 @@ def _chain_head() -> tuple[int, str]:
     if cached is not None:
         return cached
     _lock_chain()
-    last = db.session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
+    last = db.session.connection().execute(_HEAD_ENTRY).first()
     return (last[0], last[1]) if last else (0, GENESIS)
+
+
+# Built once: compiling the statement per append would cost about as much as running it.
+_INSERT_ENTRY = insert(AuditEntry.__table__)
 
 
 def record(
@@ -87,30 +95,37 @@ def record(
     object_type: str,
     object_id: str,
     details: dict[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one entry in the current transaction; the caller commits it with its change."""
+) -> None:
+    """Append one entry in the current transaction; the caller commits it with its change.
+
+    A Core INSERT sent at once, not an ORM object flushed later: key loading appends one entry
+    per EKLF, and the unit of work cost more than the row.
+    """
     details = details or {}
     _check_no_secrets(details)
     head_seq, prev = _chain_head()
     seq = head_seq + 1
     at = clock.now()
     details_text = canonical_json(details)
-    entry = AuditEntry(
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        object_type=object_type,
-        object_id=str(object_id),
-        details=details_text,
-        prev_hash=prev,
-        entry_hash=entry_hash(
-            seq, format_time(at), actor, action, object_type, str(object_id), details_text, prev
-        ),
+    object_id = str(object_id)
+    digest = entry_hash(
+        seq, format_time(at), actor, action, object_type, object_id, details_text, prev
     )
-    db.session.add(entry)
-    db.session.info[_HEAD] = (seq, entry.entry_hash)
-    return entry
+    db.session.connection().execute(
+        _INSERT_ENTRY,
+        {
+            "seq": seq,
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "details": details_text,
+            "prev_hash": prev,
+            "entry_hash": digest,
+        },
+    )
+    db.session.info[_HEAD] = (seq, digest)
 
 
 def _rows(batch: int = 20_000) -> Iterator[Row]:
