@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -216,12 +216,19 @@ def list_tokens() -> list[ApiToken]:
     return list(db.session.scalars(select(ApiToken).order_by(ApiToken.id)))
 
 
+# Built once: every API request runs it, and `session.get` with a loader option built and
+# cached a new query each time, which cost more than the lookup.
+_TOKEN_WITH_USER = (
+    select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.id == bindparam("id"))
+)
+
+
 def user_for_token(presented: str) -> User | None:
     """The active user behind a bearer token, or None; the secret is compared in constant time."""
     match = re.fullmatch(rf"{TOKEN_PREFIX}(\d{{1,12}})_([A-Za-z0-9_-]{{20,100}})", presented)
     if match is None:
         return None
-    token = db.session.get(ApiToken, int(match.group(1)), options=[joinedload(ApiToken.user)])
+    token = db.session.scalar(_TOKEN_WITH_USER, {"id": int(match.group(1))})
     if token is None or token.revoked_at is not None or not token.user.active:
         return None
     if not hmac.compare_digest(token.secret_hash, _secret_digest(match.group(2))):
