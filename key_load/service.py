@@ -37,7 +37,6 @@ from kmc.database import db
 from kmc.errors import Conflict, InvalidInput, KMCError, NotFound, PolicyRefusal
 from sm_registry.models import SecurityModule
 from vending_keys import service as keys
-from vending_keys.domain import sealing_identity
 from vending_keys.models import Authorisation, VendingKey
 
 # How far a request's time may be from the KMC clock, either way (docs/keys.md).
@@ -296,14 +295,13 @@ def _selected_keys(
 
 
 def _loaded(grant: _Grant) -> LoadedKey:
-    keystore = current_app.extensions["kmc.keystore"]
     return LoadedKey(
         identity=grant.identity,
         ken=grant.ken,
         base_date=grant.base_date,
         dkga=grant.dkga,
         eas=frozenset(grant.eas.split(",")),
-        key_value=keystore.open(grant.key_sealed, sealing_identity(grant.identity)),
+        key_value=keys.unseal(grant.identity, grant.key_sealed),
         act=grant.act,
         exp=grant.exp,
         iut=grant.iut,

@@ -13,13 +13,11 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
 
 from key_load_protocol import KeyIdentity, key_check_value
 from kmc import audit, clock
@@ -217,7 +215,12 @@ def list_keys(sgc: str | None = None) -> Sequence[VendingKey]:
 
 def open_key(key: VendingKey) -> bytes:
     """The key material, unsealed for building a key-load file; never log or show it."""
-    return _keystore().open(key.key_sealed, sealing_identity(identity_of(key)))
+    return unseal(identity_of(key), key.key_sealed)
+
+
+def unseal(identity: KeyIdentity, sealed: bytes) -> bytes:
+    """Open sealed key material bound to `identity` (a row moved to another key does not open)."""
+    return _keystore().open(sealed, sealing_identity(identity))
 
 
 def _check_key_can_be_generated(spec: KeySpec) -> None:
@@ -396,18 +399,10 @@ def propose_authorisation(actor: str, spec: AuthorisationSpec) -> Outcome:
     return Outcome(authorisation=_authorise(spec, actor, None))
 
 
-# Built once: key loading runs it for every request, and building it cost as much as running it.
-_AUTHORISATIONS_OF_SM = (
-    select(Authorisation)
-    .options(joinedload(Authorisation.key))
-    .where(Authorisation.smid == bindparam("smid"))
-    .order_by(Authorisation.id)
-)
-
-
 def authorisations_for(smid: str) -> Sequence[Authorisation]:
-    """An SM's authorisations with their keys (one query: key loading reads both)."""
-    return db.session.scalars(_AUTHORISATIONS_OF_SM, {"smid": smid}).all()
+    """An SM's authorisations, oldest first."""
+    query = select(Authorisation).where(Authorisation.smid == smid).order_by(Authorisation.id)
+    return db.session.scalars(query).all()
 
 
 # Approvals
@@ -507,7 +502,3 @@ def expiring(within_days: int) -> list[ExpiryWarning]:
             if at is not None and at <= horizon
         )
     return sorted(warnings, key=lambda w: (w.at, w.sgc, w.krn, w.kt, w.smid or ""))
-
-
-def clm_value(auth: Authorisation) -> Decimal | None:
-    return None if auth.clm is None else Decimal(auth.clm)
