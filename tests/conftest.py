@@ -66,6 +66,14 @@ def require_shared_sts() -> Path:
     return SHARED_STS
 
 
+@pytest.fixture(scope="module")
+def pki() -> Any:
+    """The key-load protocol's test PKI (KMC root, key-load signers, one SM), fresh keys per module."""
+    from tests.data.protocol.pki import make_pki
+
+    return make_pki()
+
+
 def _postgres_reachable() -> str | None:
     try:
         engine = create_engine(POSTGRES_URL)

@@ -50,11 +50,6 @@ from tests.data.protocol.pki import (
 )
 
 
-@pytest.fixture(scope="module")
-def pki() -> ProtocolPki:
-    return make_pki()
-
-
 def _eklf(
     pki: ProtocolPki,
     klf: KeyLoadFile | None = None,

@@ -32,16 +32,10 @@ from tests.data.protocol.pki import (
     ProtocolPki,
     agreement_usage,
     certify,
-    make_pki,
     make_sm,
     signing_usage,
     sm_name,
 )
-
-
-@pytest.fixture(scope="module")
-def pki() -> ProtocolPki:
-    return make_pki()
 
 
 def _signed(pki: ProtocolPki, request: KeyLoadRequest | None = None, **options: bool) -> bytes:
