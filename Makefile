@@ -26,6 +26,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy sts_token key_load_protocol
+	$(BIN)/lint-imports --no-cache
 
 test: lint
 	STS_EA07_TABLES=$(STS_EA07_TABLES) $(BIN)/pytest $(PYTEST_ARGS)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert
 
 from bench._instances import BACKENDS, bench_instance, postgres_available
-from kmc import audit
+from kmc.audit import service as audit
 from kmc.audit.chain import GENESIS, canonical_json, entry_hash, format_time
 from kmc.audit.models import AuditEntry
 from kmc.audit.service import verify

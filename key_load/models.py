@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kmc.database import UTCDateTime, db
-from vending_keys.models import VendingKey
+
+if TYPE_CHECKING:
+    from vending_keys.models import VendingKey
 
 
 class KeyLoadIssue(db.Model):
@@ -56,6 +59,6 @@ class IssuedKey(db.Model):
     iut: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
     issue: Mapped[KeyLoadIssue] = relationship(back_populates="keys")
-    key: Mapped[VendingKey] = relationship()
+    key: Mapped[VendingKey] = relationship("VendingKey")
 
     __table_args__ = (UniqueConstraint("issue_id", "key_id", name="uq_issued_keys_issue_key"),)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -32,12 +32,12 @@ from key_load_protocol import (
     build_eklf,
     parse_request,
 )
-from kmc import audit, clock, pki
+from kmc import clock, pki
+from kmc.audit import service as audit
 from kmc.database import db
 from kmc.errors import Conflict, InvalidInput, KMCError, NotFound, PolicyRefusal
-from sm_registry.models import SecurityModule
+from sm_registry import service as registry
 from vending_keys import service as keys
-from vending_keys.models import Authorisation, VendingKey
 
 # How far a request's time may be from the KMC clock, either way (docs/keys.md).
 REQUEST_TIME_WINDOW = dt.timedelta(minutes=10)
@@ -111,12 +111,8 @@ class _History:
     last_sequence: int
 
 
-# Built once: constructing a statement per request cost about as much as executing it. Columns,
-# not the ORM entity: loading a SecurityModule object cost more than the query.
-_SM_WITH_HISTORY = select(
-    SecurityModule.state,
-    SecurityModule.kind,
-    SecurityModule.certificate_der,
+# Built once: constructing a statement per request cost about as much as executing it.
+_HISTORY = select(
     select(func.max(KeyLoadIssue.sequence))
     .where(KeyLoadIssue.smid == bindparam("smid"))
     .scalar_subquery(),
@@ -126,7 +122,7 @@ _SM_WITH_HISTORY = select(
         KeyLoadIssue.nonce_sha256 == bindparam("nonce_sha256"),
     )
     .exists(),
-).where(SecurityModule.smid == bindparam("smid"))
+)
 # Table (Core) inserts on the session's connection: the ORM's bulk-insert path around them cost
 # more than the statements.
 _INSERT_ISSUE = insert(KeyLoadIssue.__table__).returning(KeyLoadIssue.__table__.c.id)
@@ -135,21 +131,13 @@ _INSERT_ISSUED_KEYS = insert(IssuedKey.__table__)
 
 def _security_module(smid: str, nonce_sha256: str) -> tuple[x509.Certificate, _History]:
     """The SM's registered certificate, whether this nonce was answered before and its last
-    sequence number; refused unless the SM is active (and certified, in a live KMC)."""
-    row = (
+    sequence number; refused unless the SM may receive keys (`registry.loadable`)."""
+    certificate_der = registry.loadable_certificate(smid)
+    last_sequence, replayed = (
         db.session.connection()
-        .execute(_SM_WITH_HISTORY, {"smid": smid, "nonce_sha256": nonce_sha256})
-        .first()
+        .execute(_HISTORY, {"smid": smid, "nonce_sha256": nonce_sha256})
+        .one()
     )
-    if row is None:
-        raise NotFound("unknown_smid", f"no security module {smid} is registered")
-    state, kind, certificate_der, last_sequence, replayed = row
-    if state != "active":
-        raise PolicyRefusal(f"sm_{state}", f"SM {smid} is {state}, not active")
-    if current_app.config["KMC_MODE"] == "live" and kind != "certified":
-        raise PolicyRefusal("sm_virtual", f"a live KMC serves certified SMs only ({smid})")
-    if certificate_der is None:
-        raise PolicyRefusal("sm_not_certified", f"SM {smid} has no KMC certificate yet")
     return x509.load_der_x509_certificate(certificate_der), _History(
         replayed=bool(replayed), last_sequence=last_sequence or 0
     )
@@ -172,129 +160,34 @@ def _nonce_sha256(signed: SignedRequest) -> str:
     return hashlib.sha256(signed.request.nonce).hexdigest()
 
 
-@dataclass(frozen=True)
-class _Grant:
-    """One authorised key as key loading reads it: the key's columns and its authorisation's."""
-
-    key_id: int
-    sgc: str
-    krn: int
-    kt: int
-    ken: int
-    base_date: int
-    dkga: str
-    eas: str
-    key_sealed: bytes = field(repr=False)
-    act: dt.datetime
-    exp: dt.datetime
-    refresh_days: int | None
-    kcv: str
-    state: str
-    iut: dt.datetime
-    clm: str | None
-    resource_limit: int | None
-    expires_at: dt.datetime | None
-
-    @property
-    def identity(self) -> KeyIdentity:
-        return KeyIdentity(self.sgc, self.krn, self.kt)
-
-
-def _refusal_for(grant: _Grant | None, key: _Grant | VendingKey, now: dt.datetime) -> str | None:
-    """Why `key` cannot go to the SM under `grant` (None: not authorised) now, or None if it can."""
-    if key.state == "compromised":
-        return "key_compromised"
-    if key.state != "active":
-        return "key_not_active"
-    if now < key.act:
-        return "key_not_yet_active"
-    if now > key.exp:
-        return "key_expired"
-    if grant is None:
-        return "key_not_authorised"
-    if grant.iut <= now or (grant.expires_at is not None and grant.expires_at <= now):
-        return "authorisation_expired"
-    return None
-
-
-# Built once, like the other statements here; columns, not ORM objects (loading an SM's five
-# authorisations and keys as objects cost more than the query).
-_GRANTS_OF_SM = (
-    select(
-        VendingKey.id.label("key_id"),
-        VendingKey.sgc,
-        VendingKey.krn,
-        VendingKey.kt,
-        VendingKey.ken,
-        VendingKey.base_date,
-        VendingKey.dkga,
-        VendingKey.eas,
-        VendingKey.key_sealed,
-        VendingKey.act,
-        VendingKey.exp,
-        VendingKey.refresh_days,
-        VendingKey.kcv,
-        VendingKey.state,
-        Authorisation.iut,
-        Authorisation.clm,
-        Authorisation.resource_limit,
-        Authorisation.expires_at,
-    )
-    .join_from(Authorisation, VendingKey, Authorisation.key_id == VendingKey.id)
-    .where(Authorisation.smid == bindparam("smid"))
-    .order_by(Authorisation.id)
-)
-# FOR SHARE on the keys about to be issued: a compromise or deactivation (which locks the key
-# row FOR UPDATE, or updates it) then waits for this issuance to commit, so the key's "issued
-# to" list names this SM; or this waits for the compromise, and the state read here under the
-# lock is the state checked.
-_LOCK_KEYS = (
-    select(VendingKey.id, VendingKey.state)
-    .where(VendingKey.id.in_(bindparam("ids", expanding=True)))
-    .order_by(VendingKey.id)
-    .with_for_update(read=True)
-)
-
-
-def _locked(grants: list[_Grant]) -> list[_Grant]:
-    """`grants` with their keys held against a state change until this transaction ends, and
-    with the key state read under that lock.
-
-    SQLite needs nothing: every KMC transaction there takes the database's write lock at
-    BEGIN IMMEDIATE, so a compromise and a key load never overlap.
-    """
-    connection = db.session.connection()
-    if not grants or connection.dialect.name == "sqlite":
-        return grants
-    states = dict(connection.execute(_LOCK_KEYS, {"ids": [g.key_id for g in grants]}).all())
-    return [replace(g, state=states[g.key_id]) for g in grants]
-
-
 def _selected_keys(
     smid: str, wanted: Sequence[KeyIdentity] | None, now: dt.datetime
-) -> list[_Grant]:
+) -> list[keys.Grant]:
     """The keys to issue; a named key that cannot be issued refuses the whole request.
 
     The keys are checked after they are locked, so the state checked is the state issued.
     """
-    rows = db.session.connection().execute(_GRANTS_OF_SM, {"smid": smid})
-    authorised = {grant.identity: grant for grant in (_Grant(*row) for row in rows)}
+    authorised = {grant.identity: grant for grant in keys.grants_of(smid)}
     if wanted is None:
-        chosen = [g for g in _locked(list(authorised.values())) if _refusal_for(g, g, now) is None]
+        chosen = [
+            g for g in keys.locked(list(authorised.values())) if keys.refusal_for(g, g, now) is None
+        ]
         if not chosen:
             raise PolicyRefusal("no_authorised_keys", f"SM {smid} has no key it may receive now")
         return chosen
-    locked = {g.identity: g for g in _locked([authorised[i] for i in wanted if i in authorised])}
+    locked = {
+        g.identity: g for g in keys.locked([authorised[i] for i in wanted if i in authorised])
+    }
     for identity in wanted:
         grant = locked.get(identity)
         # Not authorised: look the key up only to say precisely why (unknown or not authorised).
-        problem = _refusal_for(grant, grant or keys.find_key(identity), now)
+        problem = keys.refusal_for(grant, grant or keys.find_key(identity), now)
         if problem is not None:
             raise PolicyRefusal(problem, f"{identity} cannot be issued to SM {smid}: {problem}")
     return [locked[identity] for identity in wanted]
 
 
-def _loaded(grant: _Grant) -> LoadedKey:
+def _loaded(grant: keys.Grant) -> LoadedKey:
     return LoadedKey(
         identity=grant.identity,
         ken=grant.ken,
@@ -403,13 +296,13 @@ def process_request(actor: str, der: bytes) -> Issued:
         raise
 
 
-def recipients_of(key: VendingKey) -> list[str]:
+def recipients_of(key_id: int) -> list[str]:
     """Every SMID an EKLF carrying `key` was issued to (for a compromised key's notice)."""
     return list(
         db.session.scalars(
             select(KeyLoadIssue.smid)
             .join(IssuedKey, IssuedKey.issue_id == KeyLoadIssue.id)
-            .where(IssuedKey.key_id == key.id)
+            .where(IssuedKey.key_id == key_id)
             .distinct()
             .order_by(KeyLoadIssue.smid)
         )

@@ -8,18 +8,40 @@ session cookie, so the API needs no CSRF token and a browser session cannot driv
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from flask import current_app, g, redirect, request, url_for
+from flask import Flask, current_app, g, redirect, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from kmc.accounts.models import User
-from kmc.accounts.service import user_for_token
 from kmc.errors import Forbidden, NotAuthenticated
+from kmc.extensions import login_manager
+
+
+class User(Protocol):
+    """What access control needs of an account (the accounts feature's model provides it)."""
+
+    username: str
+    role: str
+    must_change_password: bool
+
 
 PUBLIC = "public"
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def init_app(
+    app: Flask,
+    *,
+    session_user: Callable[[str], User | None],
+    token_user: Callable[[str], User | None],
+    named_user: Callable[[str], User],
+) -> None:
+    """Register how a session identity, a bearer token and a CLI `--as` name become an account
+    (the accounts feature provides them; access control itself knows no tables)."""
+    login_manager.user_loader(session_user)
+    app.extensions["kmc.token_user"] = token_user
+    app.extensions["kmc.named_user"] = named_user
 
 
 def allow(*roles: str) -> Callable[[F], F]:
@@ -59,7 +81,11 @@ def enforce() -> Response | None:
     if is_api_request():
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
-        g.api_user = user_for_token(presented.strip()) if scheme.lower() == "bearer" else None
+        g.api_user = (
+            current_app.extensions["kmc.token_user"](presented.strip())
+            if scheme.lower() == "bearer"
+            else None
+        )
     if PUBLIC in roles:
         return None
     user = current_actor()

@@ -11,11 +11,10 @@ from typing import Any
 import click
 from flask import Flask, current_app
 
-from kmc import create_app
-from kmc.accounts import service as accounts
 from kmc.database import db
 from kmc.errors import Forbidden, KMCError, PolicyRefusal
 from kmc.keystore import KeyStoreError
+from kmc.permissions import ADMIN, Caller
 
 
 class KmcCommand(click.Command):
@@ -25,7 +24,7 @@ class KmcCommand(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         root = ctx.find_root()
         if not isinstance(root.obj, Flask):
-            root.obj = create_app()
+            root.obj = root.command.app_factory()  # type: ignore[attr-defined]
         with root.obj.app_context():
             try:
                 return super().invoke(ctx)
@@ -59,7 +58,7 @@ def emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:
 def resolve_actor(as_user: str | None, roles: tuple[str, ...]) -> str:
     """The account a state-changing command acts as (see docs/architecture.md, "Actors")."""
     if as_user:
-        user = accounts.find_user(as_user)
+        user = current_app.extensions["kmc.named_user"](as_user)
         if not user.active:
             raise Forbidden("inactive_user", f"user {user.username} is disabled")
         if roles and user.role not in roles:
@@ -68,6 +67,13 @@ def resolve_actor(as_user: str | None, roles: tuple[str, ...]) -> str:
     if current_app.config["KMC_MODE"] == "live":
         raise PolicyRefusal("actor_required", "a live KMC records who acted: pass --as USERNAME")
     return system_actor()
+
+
+def caller_for(actor: str) -> Caller:
+    """The caller behind a resolved actor; the shell user (test mode only) acts as an admin."""
+    if actor.startswith("cli:"):
+        return Caller(actor, ADMIN)
+    return Caller.of(current_app.extensions["kmc.named_user"](actor))
 
 
 def system_actor() -> str:

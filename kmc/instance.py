@@ -9,9 +9,9 @@ from flask import current_app
 from flask_migrate import upgrade
 from sqlalchemy import func, select
 
-from kmc import audit
 from kmc.accounts.models import User
 from kmc.accounts.service import create_user, generate_password
+from kmc.audit import service as audit
 from kmc.database import db, use_case
 from kmc.keystore import SoftwareKeyStore
 from kmc.pki import KmcPki

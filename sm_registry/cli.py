@@ -11,21 +11,13 @@ from pathlib import Path
 import click
 from cryptography.hazmat.primitives import serialization
 
-from kmc.accounts import service as accounts
-from kmc.accounts.models import ROLES
-from kmc.command_line import KmcGroup, acting, emit, json_option, resolve_actor
+from kmc.command_line import KmcGroup, acting, caller_for, emit, json_option, resolve_actor
+from kmc.permissions import ROLES
 from sm_registry import service
 from sm_registry.bulk import items_at
 from sm_registry.export import FORMATS, record_of
 from sm_registry.identifiers import KINDS, CertificationReference
 from sm_registry.models import SM_STATES, SecurityModule
-
-
-def _caller(actor: str) -> service.Caller:
-    """The caller behind `--as`; without it (test mode only) the shell user acts as an admin."""
-    if actor.startswith("cli:"):
-        return service.Caller(actor, "admin")
-    return service.Caller.of(accounts.find_user(actor))
 
 
 def _certification(text: str | None) -> CertificationReference | None:
@@ -107,7 +99,7 @@ def sm_register(
 ) -> None:
     """Register one SM from its CSR (PEM or DER, signed by the SM key); it starts pending."""
     registered = service.register(
-        _caller(actor),
+        caller_for(actor),
         csr_file.read_bytes(),
         kind,
         _certification(certification),
@@ -139,7 +131,7 @@ def sm_register_bulk(
 
     Exits 1 when any item was refused (the accepted ones stay registered).
     """
-    caller, reference = _caller(actor), _certification(certification)
+    caller, reference = caller_for(actor), _certification(certification)
     count, items = items_at(path)
     results = []
     with click.progressbar(
@@ -171,7 +163,7 @@ def _transition(action: str) -> None:
     @json_option
     @acting("admin", "operator", "manufacturer")
     def command(actor: str, smid: str, reason: str, as_json: bool) -> None:
-        changed = service.change_state(_caller(actor), smid, action, reason)
+        changed = service.change_state(caller_for(actor), smid, action, reason)
         emit(
             {"smid": changed.smid, "state": changed.state},
             as_json,
@@ -274,7 +266,7 @@ def sm_export(
     """Write the signed allocation records: FILE, and FILE.sig (detached CMS, DER)."""
     # Read-only for the registry, so no actor is demanded even in live mode; it is still audited.
     caller = (
-        _caller(resolve_actor(as_user, ROLES))
+        caller_for(resolve_actor(as_user, ROLES))
         if as_user
         else service.Caller(f"cli:{getpass.getuser()}", "admin")
     )

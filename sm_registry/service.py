@@ -18,14 +18,15 @@ from typing import cast
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from flask import current_app
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from kmc import audit, clock, pki
-from kmc.accounts.models import User
+from kmc import clock, pki
+from kmc.audit import service as audit
 from kmc.database import db
 from kmc.errors import Conflict, Forbidden, InvalidInput, KMCError, NotFound, PolicyRefusal
+from kmc.permissions import Caller
 from sm_registry import certificates, export
 from sm_registry.csr import RegistrationRequest, parse_request
 from sm_registry.identifiers import CertificationReference, IdMan, Smid, parse_kind
@@ -44,23 +45,6 @@ TRANSITIONS = {
 }
 # A manufacturer may give up its own SM (lost, destroyed, compromised), nothing more.
 MANUFACTURER_ACTIONS = ("revoke",)
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is acting: the audit name, the role, and for a manufacturer its ID_man."""
-
-    name: str
-    role: str
-    id_man: str | None = None
-
-    @classmethod
-    def of(cls, user: User) -> Caller:
-        return cls(user.username, user.role, user.id_man)
-
-    @property
-    def is_manufacturer(self) -> bool:
-        return self.role == "manufacturer"
 
 
 def _live() -> bool:
@@ -96,6 +80,49 @@ def create_manufacturer(actor: str, id_man: str, name: str, contact: str = "") -
         db.session.rollback()
         raise Conflict("duplicate_id_man", f"manufacturer {ident} already exists") from None
     return manufacturer
+
+
+def _refuse_virtual_when_live(smid: str, kind: str) -> None:
+    """STS 600-10-1: a live KMC never binds a key to a non-certified SM."""
+    if _live() and kind != "certified":
+        raise PolicyRefusal("sm_virtual", f"a live KMC binds keys to certified SMs only ({smid})")
+
+
+def require_usable(smid: str) -> SecurityModule:
+    """The SM a vending key may be authorised for: registered, active, and in a live KMC
+    certified (STS 600-10-1: a live KMC never binds a key to a non-certified SM)."""
+    sm = db.session.get(SecurityModule, smid)
+    if sm is None:
+        raise NotFound("unknown_smid", f"no security module {smid}")
+    if sm.state != "active":
+        raise PolicyRefusal("sm_not_active", f"SM {smid} is {sm.state}, not active")
+    _refuse_virtual_when_live(smid, sm.kind)
+    return sm
+
+
+# Built once, columns only: it runs on every key load (docs/keys.md, "Figures").
+_LOADABLE = select(SecurityModule.state, SecurityModule.kind, SecurityModule.certificate_der).where(
+    SecurityModule.smid == bindparam("smid")
+)
+
+
+def loadable_certificate(smid: str) -> bytes:
+    """The KMC certificate (DER) of an SM that may receive keys now: registered, active,
+    certified in a live KMC, and holding a KMC certificate."""
+    row = db.session.connection().execute(_LOADABLE, {"smid": smid}).first()
+    if row is None:
+        raise NotFound("unknown_smid", f"no security module {smid} is registered")
+    state, kind, certificate_der = row
+    if state != "active":
+        raise PolicyRefusal(f"sm_{state}", f"SM {smid} is {state}, not active")
+    _refuse_virtual_when_live(smid, kind)
+    if certificate_der is None:
+        raise PolicyRefusal("sm_not_certified", f"SM {smid} has no KMC certificate yet")
+    return bytes(certificate_der)
+
+
+def manufacturer_exists(id_man: str) -> bool:
+    return db.session.get(Manufacturer, id_man) is not None
 
 
 def list_manufacturers(caller: Caller) -> list[Manufacturer]:

@@ -13,7 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select, text
 
-from kmc import audit, pki
+from kmc import pki
+from kmc.audit import service as audit
 from kmc.audit.chain import GENESIS, ROW_FIELDS, canonical_json, entry_hash, format_time
 from kmc.audit.models import AuditEntry
 from kmc.audit.service import checkpoint, verify
@@ -156,7 +157,8 @@ def test_concurrent_threads_keep_the_chain_linear_and_gap_free(app):
 
 APPENDER = """
 import sys
-from kmc import audit, create_app
+from kmc import create_app
+from kmc.audit import service as audit
 from kmc.database import db
 app = create_app()
 with app.app_context():

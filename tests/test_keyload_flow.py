@@ -636,7 +636,7 @@ def test_compromise_waits_for_a_key_load_in_progress_and_names_its_sm(app, devic
         with app.app_context():
             try:
                 changed = keys.compromise_key("operator2", identity, "leaked")
-                outcomes["issued_to"] = service.recipients_of(changed)
+                outcomes["issued_to"] = keys.recipients_of(changed)
             finally:
                 db.session.remove()
 

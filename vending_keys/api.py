@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from key_load.service import recipients_of
 from kmc import clock
 from kmc.access import actor_name, allow
 from kmc.api.openapi import error_responses, json_body, json_response
@@ -113,7 +112,7 @@ def change_state(sgc: str, krn: int, kt: int, change: str) -> dict[str, Any]:
         key = service.deactivate_key(actor_name(), identity, reason)
     else:
         key = service.compromise_key(actor_name(), identity, reason)
-    recipients = recipients_of(key)
+    recipients = service.recipients_of(key)
     return {**service.describe_key(key), "issued_to": recipients}
 
 

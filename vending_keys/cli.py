@@ -6,7 +6,6 @@ from typing import Any
 
 import click
 
-from key_load import service as key_load
 from kmc import clock
 from kmc.command_line import KmcGroup, acting, emit, json_option
 from vending_keys import service
@@ -196,7 +195,7 @@ def _change_state(change: str) -> Any:
             changed = service.deactivate_key(actor, identity, reason)
         else:
             changed = service.compromise_key(actor, identity, reason)
-        recipients = key_load.recipients_of(changed)
+        recipients = service.recipients_of(changed)
         data = {**service.describe_key(changed), "issued_to": recipients}
         listed = ", ".join(recipients) or "no SM"
         emit(data, as_json, f"vending key {identity} is {changed.state}; issued to: {listed}")

@@ -11,20 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flask import current_app
-from sqlalchemy import select
+from flask import Flask, current_app
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from key_load_protocol import KeyIdentity, key_check_value
-from kmc import audit, clock
+from kmc import clock
+from kmc.audit import service as audit
 from kmc.database import db, use_case
 from kmc.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyRefusal
 from kmc.keystore import KeyStore
-from sm_registry.models import SecurityModule
+from sm_registry import service as registry
 from vending_keys.domain import (
     KEY_TYPES,
     AuthorisationSpec,
@@ -47,6 +48,17 @@ AUTHORISE = "key.authorize"
 
 def _live() -> bool:
     return bool(current_app.config["KMC_MODE"] == "live")
+
+
+def init_app(app: Flask, *, holders: Callable[[int], list[str]]) -> None:
+    """Register who can tell which SMs hold a key (key loading, a feature above this one)."""
+    app.extensions["kmc.key_holders"] = holders
+
+
+def recipients_of(key: VendingKey) -> list[str]:
+    """Every SMID the key was issued to (for a compromised key's notice)."""
+    holders: Callable[[int], list[str]] = current_app.extensions["kmc.key_holders"]
+    return holders(key.id)
 
 
 def _keystore() -> KeyStore:
@@ -330,6 +342,112 @@ def compromise_key(actor: str, identity: KeyIdentity, reason: str) -> VendingKey
     return _set_key_state(actor, identity, "compromised", reason)
 
 
+# Grants: what key loading reads of the keys authorised for an SM
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One authorised key as key loading reads it: the key's columns and its authorisation's."""
+
+    key_id: int
+    sgc: str
+    krn: int
+    kt: int
+    ken: int
+    base_date: int
+    dkga: str
+    eas: str
+    key_sealed: bytes = field(repr=False)
+    act: dt.datetime
+    exp: dt.datetime
+    refresh_days: int | None
+    kcv: str
+    state: str
+    iut: dt.datetime
+    clm: str | None
+    resource_limit: int | None
+    expires_at: dt.datetime | None
+
+    @property
+    def identity(self) -> KeyIdentity:
+        return KeyIdentity(self.sgc, self.krn, self.kt)
+
+
+def refusal_for(grant: Grant | None, key: Grant | VendingKey, now: dt.datetime) -> str | None:
+    """Why `key` cannot go to the SM under `grant` (None: not authorised) now, or None if it can."""
+    if key.state == "compromised":
+        return "key_compromised"
+    if key.state != "active":
+        return "key_not_active"
+    if now < key.act:
+        return "key_not_yet_active"
+    if now > key.exp:
+        return "key_expired"
+    if grant is None:
+        return "key_not_authorised"
+    if grant.iut <= now or (grant.expires_at is not None and grant.expires_at <= now):
+        return "authorisation_expired"
+    return None
+
+
+# Built once, like the other statements here; columns, not ORM objects (loading an SM's five
+# authorisations and keys as objects cost more than the query).
+_GRANTS_OF_SM = (
+    select(
+        VendingKey.id.label("key_id"),
+        VendingKey.sgc,
+        VendingKey.krn,
+        VendingKey.kt,
+        VendingKey.ken,
+        VendingKey.base_date,
+        VendingKey.dkga,
+        VendingKey.eas,
+        VendingKey.key_sealed,
+        VendingKey.act,
+        VendingKey.exp,
+        VendingKey.refresh_days,
+        VendingKey.kcv,
+        VendingKey.state,
+        Authorisation.iut,
+        Authorisation.clm,
+        Authorisation.resource_limit,
+        Authorisation.expires_at,
+    )
+    .join_from(Authorisation, VendingKey, Authorisation.key_id == VendingKey.id)
+    .where(Authorisation.smid == bindparam("smid"))
+    .order_by(Authorisation.id)
+)
+# FOR SHARE on the keys about to be issued: a compromise or deactivation (which locks the key
+# row FOR UPDATE, or updates it) then waits for this issuance to commit, so the key's "issued
+# to" list names this SM; or this waits for the compromise, and the state read here under the
+# lock is the state checked.
+_LOCK_KEYS = (
+    select(VendingKey.id, VendingKey.state)
+    .where(VendingKey.id.in_(bindparam("ids", expanding=True)))
+    .order_by(VendingKey.id)
+    .with_for_update(read=True)
+)
+
+
+def locked(grants: list[Grant]) -> list[Grant]:
+    """`grants` with their keys held against a state change until this transaction ends, and
+    with the key state read under that lock.
+
+    SQLite needs nothing: every KMC transaction there takes the database's write lock at
+    BEGIN IMMEDIATE, so a compromise and a key load never overlap.
+    """
+    connection = db.session.connection()
+    if not grants or connection.dialect.name == "sqlite":
+        return grants
+    states = dict(connection.execute(_LOCK_KEYS, {"ids": [g.key_id for g in grants]}).all())
+    return [replace(g, state=states[g.key_id]) for g in grants]
+
+
+def grants_of(smid: str) -> list[Grant]:
+    """Every key authorised for the SM, with its authorisation, read as columns (hot path)."""
+    return [Grant(*row) for row in db.session.connection().execute(_GRANTS_OF_SM, {"smid": smid})]
+
+
 # Authorisations
 
 
@@ -337,13 +455,7 @@ def _check_authorisation(spec: AuthorisationSpec) -> tuple[VendingKey, dt.dateti
     key = find_key(spec.identity)
     if key.state != "active":
         raise PolicyRefusal("key_not_active", f"vending key {spec.identity} is {key.state}")
-    sm = db.session.get(SecurityModule, spec.smid)
-    if sm is None:
-        raise NotFound("unknown_smid", f"no security module {spec.smid}")
-    if sm.state != "active":
-        raise PolicyRefusal("sm_not_active", f"SM {spec.smid} is {sm.state}, not active")
-    if _live() and sm.kind != "certified":
-        raise PolicyRefusal("sm_virtual", f"a live KMC authorises certified SMs only ({spec.smid})")
+    registry.require_usable(spec.smid)
     iut = spec.iut or key.exp
     if not key.act <= iut <= key.exp:
         raise InvalidInput("invalid_iut", "the IUT must lie between the key's ACT and EXP")

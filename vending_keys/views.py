@@ -7,7 +7,6 @@ from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
-from key_load.service import recipients_of
 from kmc import clock
 from kmc.access import actor_name, allow
 from kmc.errors import KMCError
@@ -133,7 +132,7 @@ def detail(sgc: str, krn: int, kt: int) -> str:
         key=key,
         info=service.describe_key(key),
         authorisations=[service.describe_authorisation(a) for a in key.authorisations],
-        recipients=recipients_of(key),
+        recipients=service.recipients_of(key),
         authorise_form=AuthoriseForm(),
         state_form=KeyStateForm(),
     )

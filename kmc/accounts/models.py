@@ -11,8 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kmc.database import UTCDateTime, db
 
-ROLES = ("admin", "operator", "manufacturer", "auditor")
-
 
 def new_session_nonce() -> str:
     return secrets.token_hex(16)

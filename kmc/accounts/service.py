@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -13,18 +14,18 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from kmc import audit, clock
-from kmc.accounts.models import ROLES, ApiToken, User
+from kmc import clock
+from kmc.accounts.models import ApiToken, User
+from kmc.audit import service as audit
 from kmc.database import db, use_case
 from kmc.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
-from sm_registry.models import Manufacturer
+from kmc.permissions import ROLES
+from sm_registry import service as registry
 
 MIN_PASSWORD_LENGTH = 12
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
-# Checked against when the username is unknown, so both paths cost one scrypt computation.
-_DUMMY_HASH = generate_password_hash("timing-equaliser-not-a-password")
 TOKEN_PREFIX = "kmc_"
 TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 
@@ -32,6 +33,13 @@ TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 def generate_password() -> str:
     """A random one-time password for accounts created without one."""
     return secrets.token_urlsafe(18)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the username is unknown or locked, so every path costs one scrypt
+    computation (made on first use, not at import: `kmc --help` must not pay for it)."""
+    return generate_password_hash("timing-equaliser-not-a-password")
 
 
 def _hash_password(password: str) -> str:
@@ -65,7 +73,7 @@ def create_user(
                 "manufacturer_required", "a manufacturer account must be bound to an ID_man"
             )
         id_man = id_man.upper()
-        if db.session.get(Manufacturer, id_man) is None:
+        if not registry.manufacturer_exists(id_man):
             raise NotFound("unknown_manufacturer", f"no manufacturer with ID_man {id_man}")
     elif id_man:
         raise InvalidInput(
@@ -114,7 +122,7 @@ def authenticate(username: str, password: str) -> LoginOutcome:
     user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
     bad_credentials = NotAuthenticated("bad_credentials", "invalid username or password")
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         audit.record(
             "anonymous", "login.failure", "user", username[:120], {"reason": "unknown_user"}
         )
@@ -122,7 +130,7 @@ def authenticate(username: str, password: str) -> LoginOutcome:
     if user.locked_until is not None and user.locked_until > now:
         # The same answer, and the same scrypt cost, as a wrong password: a lockout must not
         # reveal that the account exists.
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         audit.record("anonymous", "login.failure", "user", user.username, {"reason": "locked"})
         return LoginOutcome(None, bad_credentials)
     if not user.active or not check_password_hash(user.password_hash, password):
@@ -221,6 +229,15 @@ def list_tokens() -> list[ApiToken]:
 _TOKEN_WITH_USER = (
     select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.id == bindparam("id"))
 )
+
+
+def user_for_session(session_id: str) -> User | None:
+    """The user of a session, unless its sessions were ended since (nonce compared in constant time)."""
+    user_id, _, nonce = session_id.partition(":")
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    if user is None or not hmac.compare_digest(user.session_nonce, nonce):
+        return None
+    return user
 
 
 def user_for_token(presented: str) -> User | None:

@@ -1,27 +1,25 @@
-"""The JSON API (`/api/v1`): bearer-token clients, JSON errors, and its OpenAPI document."""
+"""The JSON API front door (`/api/v1`): one blueprint for bearer-token clients, and its OpenAPI
+document. Features contribute their routes (`*/api.py`); this package imports none of them."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from types import ModuleType
 
 from flask import Blueprint, Flask
 
-from key_load import api as key_load_api
-from kmc import csrf
-from kmc.api import accounts
+from kmc.access import PUBLIC, allow
 from kmc.api.openapi import build_document
-from sm_registry import api as sm_registry_api
-from vending_keys import api as vending_keys_api
-
-# Each API module contributes its routes to `bp` and its paths to the OpenAPI document.
-API_MODULES: tuple[Any, ...] = (accounts, vending_keys_api, key_load_api, sm_registry_api)
+from kmc.extensions import csrf
 
 
-def register_api(app: Flask) -> None:
+def init_app(app: Flask, modules: Iterable[ModuleType]) -> None:
+    """Each module adds its routes to the blueprint (`register(bp)`) and its paths (`PATHS`)."""
+    modules = tuple(modules)
     bp = Blueprint("api", __name__, url_prefix="/api/v1")
-    for module in API_MODULES:
+    for module in modules:
         module.register(bp)
-    document = build_document(app.config["KMC_NAME"], [m.PATHS for m in API_MODULES])
-    bp.add_url_rule("/openapi.json", "openapi", accounts.public_view(lambda: document))
+    document = build_document(app.config["KMC_NAME"], [m.PATHS for m in modules])
+    bp.add_url_rule("/openapi.json", "openapi", allow(PUBLIC)(lambda: document))
     csrf.exempt(bp)
     app.register_blueprint(bp)

@@ -1,5 +1,1 @@
 """Tamper-evident audit log: a hash chain of entries appended in the same transaction as the change."""
-
-from kmc.audit.service import record
-
-__all__ = ["record"]

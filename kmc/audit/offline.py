@@ -21,8 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from key_load_protocol import ID_KP_KMC_AUDIT_SIGNING
 from kmc.audit.chain import ROW_FIELDS, Row, verify_rows
-from kmc.pki import AUDIT_SIGNING
 
 CHECKPOINT_PREFIX = "kmc-audit-checkpoint"
 
@@ -54,7 +54,7 @@ def _check_audit_signer(signer: x509.Certificate, root: x509.Certificate) -> Non
         purposes = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         signs, purposes = False, x509.ExtendedKeyUsage([])
-    if not signs or AUDIT_SIGNING not in purposes:
+    if not signs or x509.ObjectIdentifier(ID_KP_KMC_AUDIT_SIGNING) not in purposes:
         raise ExportProblem(
             "the certificate in the export is not the KMC audit signer"
             " (needs keyUsage digitalSignature and extended key usage id-kp-kmcAuditSigning)"

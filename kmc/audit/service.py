@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import DateTime, event, insert, select, text, type_coerce
+from sqlalchemy import DateTime, Select, event, func, insert, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from kmc import clock, pki
@@ -263,3 +263,52 @@ def export_lines(mode: str) -> Iterator[str]:
             )
             + "\n"
         )
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """What an auditor searches for: exact actor, action, object type and id, a date range."""
+
+    actor: str | None = None
+    action: str | None = None
+    object_type: str | None = None
+    object_id: str | None = None
+    since: date | None = None
+    until: date | None = None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    page: int
+    pages: int
+    total: int
+
+
+PAGE_SIZE = 50
+
+
+def _matching(where: AuditQuery) -> Select[tuple[AuditEntry]]:
+    query = select(AuditEntry)
+    for field in ("actor", "action", "object_type", "object_id"):
+        value = getattr(where, field)
+        if value:
+            query = query.where(getattr(AuditEntry, field) == value.strip())
+    if where.since:
+        query = query.where(AuditEntry.at >= datetime.combine(where.since, time(), UTC))
+    if where.until:
+        query = query.where(
+            AuditEntry.at < datetime.combine(where.until, time(), UTC) + timedelta(days=1)
+        )
+    return query
+
+
+def search(where: AuditQuery, page: int = 1) -> AuditPage:
+    """One page of matching entries, newest first."""
+    page = max(page, 1)
+    query = _matching(where)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    entries = db.session.scalars(
+        query.order_by(AuditEntry.seq.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+    ).all()
+    return AuditPage(list(entries), page, max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), total)

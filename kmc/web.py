@@ -1,21 +1,22 @@
-"""The web UI: blueprints, error pages and the single place KMC errors become flash messages."""
+"""The web front door's frame: the layout, the home page, and the one place errors become pages.
+
+Features register their own blueprints (`*/views.py`); this module imports none of them.
+"""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
-from flask import Flask, render_template, request
+from flask import Blueprint, Flask, redirect, render_template, request, url_for
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
-from key_load import views as key_load_views
-from kmc import access, login_manager
-from kmc.accounts.models import User
+from kmc import access
 from kmc.database import db
 from kmc.errors import KMCError
-from sm_registry import views as sm_registry_views
-from vending_keys import views as vending_keys_views
+from kmc.permissions import ROLES
 
 NAVIGATION = (
     # (endpoint, label, roles that see it)
@@ -31,14 +32,19 @@ NAVIGATION = (
 )
 
 
-@login_manager.user_loader
-def _load_user(session_id: str) -> User | None:
-    """The user of a session, unless its sessions were ended since (nonce compared in constant time)."""
-    user_id, _, nonce = session_id.partition(":")
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    if user is None or not hmac.compare_digest(user.session_nonce, nonce):
-        return None
-    return user
+main = Blueprint("main", __name__)
+
+
+@main.route("/")
+@access.allow(access.PUBLIC)
+def index() -> Response:
+    return redirect(url_for("main.home" if current_user.is_authenticated else "auth.login"))
+
+
+@main.route("/home")
+@access.allow(*ROLES)
+def home() -> str:
+    return render_template("home.html")
 
 
 def _error_page(status: int, message: str) -> tuple[str, int]:
@@ -51,14 +57,8 @@ def _api_or_page(status: int, reason: str, message: str) -> Any:
     return _error_page(status, message)
 
 
-def register_web(app: Flask) -> None:
-    from kmc.web import admin, audit_ui, auth, main
-
-    for module in (auth, main, admin, audit_ui):
-        app.register_blueprint(module.bp)
-    app.register_blueprint(sm_registry_views.bp)
-    app.register_blueprint(vending_keys_views.bp)
-    app.register_blueprint(key_load_views.bp)
+def init_app(app: Flask) -> None:
+    """The layout's context, deny-by-default access before every request, the error pages."""
     app.before_request(access.enforce)
 
     @app.context_processor

@@ -1,13 +1,13 @@
-"""WTForms for the foundation pages (each form carries Flask-WTF's CSRF token)."""
+"""WTForms for the account pages (each form carries Flask-WTF's CSRF token)."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, PasswordField, SelectField, StringField, SubmitField
+from wtforms import PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
-from kmc.accounts.models import ROLES
 from kmc.accounts.service import MIN_PASSWORD_LENGTH
+from kmc.permissions import ROLES
 
 
 class LoginForm(FlaskForm):
@@ -49,16 +49,3 @@ class CreateTokenForm(FlaskForm):
 
 class RevokeTokenForm(FlaskForm):
     submit = SubmitField("Revoke")
-
-
-class AuditFilterForm(FlaskForm):
-    class Meta:
-        csrf = False  # a GET search form: it changes nothing
-
-    actor = StringField("Actor", validators=[Optional(), Length(max=120)])
-    action = StringField("Action", validators=[Optional(), Length(max=80)])
-    object_type = StringField("Object type", validators=[Optional(), Length(max=40)])
-    object_id = StringField("Object id", validators=[Optional(), Length(max=120)])
-    since = DateField("From", validators=[Optional()])
-    until = DateField("Until", validators=[Optional()])
-    submit = SubmitField("Filter")

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint
 
-from kmc.access import PUBLIC, allow, current_actor
+from kmc.access import allow, current_actor
 from kmc.accounts import service
-from kmc.accounts.models import ROLES, User
+from kmc.accounts.models import User
 from kmc.api.openapi import error_responses, json_response
-
-
-def public_view(view: Callable[[], Any]) -> Callable[[], Any]:
-    return allow(PUBLIC)(view)
+from kmc.permissions import ROLES
 
 
 def user_json(user: User) -> dict[str, Any]:

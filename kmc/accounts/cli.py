@@ -1,0 +1,92 @@
+"""`kmc user`: accounts of people and machine clients, and their API tokens."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kmc.accounts import service as accounts
+from kmc.command_line import KmcGroup, acting, emit, json_option
+from kmc.errors import InvalidInput
+from kmc.permissions import ROLES
+
+
+@click.group(cls=KmcGroup)
+def user() -> None:
+    """Accounts of people and machine clients."""
+
+
+@user.command("create")
+@click.option("--username", required=True)
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option(
+    "--manufacturer", "id_man", metavar="ID_MAN", help="Binds a manufacturer account to its ID_man."
+)
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+@json_option
+@acting("admin")
+def user_create(
+    actor: str, username: str, role: str, id_man: str | None, password_stdin: bool, as_json: bool
+) -> None:
+    """Create an account (without --password-stdin a one-time password is generated and shown once)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise InvalidInput("empty_password", "no password on stdin")
+        must_change = False
+    else:
+        password, must_change = accounts.generate_password(), True
+    created = accounts.create_user(actor, username, role, password, id_man, must_change=must_change)
+    data = {"username": created.username, "role": created.role, "id_man": created.id_man}
+    if not password_stdin:
+        data["one_time_password"] = password
+    emit(
+        data,
+        as_json,
+        lambda: (
+            f"created {created.username} ({created.role})"
+            + ("" if password_stdin else f"; one-time password: {password}")
+        ),
+    )
+
+
+@user.command("list")
+@json_option
+def user_list(as_json: bool) -> None:
+    """List accounts."""
+    rows = [
+        {
+            "username": u.username,
+            "role": u.role,
+            "id_man": u.id_man,
+            "active": u.active,
+            "locked": u.locked_until is not None,
+        }
+        for u in accounts.list_users()
+    ]
+    emit(
+        rows,
+        as_json,
+        lambda: "\n".join(
+            f"{r['username']:<24} {r['role']:<12} {r['id_man'] or '':<6} {'active' if r['active'] else 'disabled'}"
+            for r in rows
+        ),
+    )
+
+
+@user.command("token")
+@click.option("--username", required=True, help="The account the token acts as.")
+@click.option("--name", required=True, help="What the token is for (e.g. 'upload script').")
+@json_option
+@acting("admin")
+def user_token(actor: str, username: str, name: str, as_json: bool) -> None:
+    """Create an API bearer token; it is printed once and stored only hashed."""
+    issued = accounts.create_token(actor, username, name)
+    emit(
+        {"id": issued.token.id, "username": username, "token": issued.secret},
+        as_json,
+        issued.secret,
+    )

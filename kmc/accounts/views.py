@@ -1,0 +1,156 @@
+"""Account pages: login, logout and password change (`auth`), accounts and API tokens (`admin`)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+from werkzeug.wrappers import Response
+
+from kmc.access import PUBLIC, actor_name, allow
+from kmc.accounts import service
+from kmc.accounts.forms import (
+    ChangePasswordForm,
+    CreateTokenForm,
+    CreateUserForm,
+    LoginForm,
+    RevokeTokenForm,
+    ToggleUserForm,
+)
+from kmc.errors import KMCError
+from kmc.permissions import ROLES
+
+auth = Blueprint("auth", __name__)
+admin = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths are followed after login (no open redirect)."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and not urlsplit(target).netloc
+    ):
+        return target
+    return url_for("main.home")
+
+
+@auth.route("/login", methods=["GET", "POST"])
+@allow(PUBLIC)
+def login() -> str | Response:
+    form = LoginForm()
+    if form.validate_on_submit():
+        outcome = service.authenticate(form.username.data or "", form.password.data or "")
+        if outcome.user is None:
+            assert outcome.refusal is not None
+            flash(outcome.refusal.message, "danger")
+        else:
+            session.permanent = (
+                True  # idle timeout: PERMANENT_SESSION_LIFETIME, renewed per request
+            )
+            login_user(outcome.user)
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", form=form)
+
+
+@auth.route("/logout", methods=["POST"])
+@allow(*ROLES)
+def logout() -> Response:
+    service.record_logout(current_user)
+    logout_user()
+    flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@auth.route("/account/password", methods=["GET", "POST"])
+@allow(*ROLES)
+def change_password() -> str | Response:
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            service.change_password(current_user, form.current.data or "", form.new.data or "")
+        except KMCError as refused:
+            flash(refused.message, "danger")
+        else:
+            login_user(current_user)  # this session continues under the new nonce; others end
+            flash("Password changed.", "success")
+            return redirect(url_for("main.home"))
+    return render_template("auth/change_password.html", form=form)
+
+
+@admin.route("/users", methods=["GET", "POST"])
+@allow("admin")
+def users() -> str | Response:
+    form = CreateUserForm()
+    if form.validate_on_submit():
+        try:
+            user = service.create_user(
+                actor_name(),
+                form.username.data or "",
+                form.role.data or "",
+                form.password.data or "",
+                form.id_man.data or None,
+                must_change=True,
+            )
+        except KMCError as refused:
+            flash(refused.message, "danger")
+        else:
+            flash(
+                f"User {user.username} created; they must change the password at first login.",
+                "success",
+            )
+            return redirect(url_for("admin.users"))
+    return render_template(
+        "admin/users.html", form=form, users=service.list_users(), toggle=ToggleUserForm()
+    )
+
+
+@admin.route("/users/<username>/<any(enable, disable):change>", methods=["POST"])
+@allow("admin")
+def toggle_user(username: str, change: str) -> Response:
+    if ToggleUserForm().validate_on_submit():
+        try:
+            service.set_active(actor_name(), username, change == "enable")
+        except KMCError as refused:
+            flash(refused.message, "danger")
+        else:
+            flash(f"User {username} {change}d.", "success")
+    return redirect(url_for("admin.users"))
+
+
+@admin.route("/tokens", methods=["GET", "POST"])
+@allow("admin")
+def tokens() -> str | Response:
+    form = CreateTokenForm()
+    issued = None
+    if form.validate_on_submit():
+        try:
+            issued = service.create_token(
+                actor_name(), form.username.data or "", form.name.data or ""
+            )
+        except KMCError as refused:
+            flash(refused.message, "danger")
+        else:
+            flash("Token created. Copy it now: it is shown only once.", "warning")
+    return render_template(
+        "admin/tokens.html",
+        form=form,
+        tokens=service.list_tokens(),
+        issued=issued,
+        revoke=RevokeTokenForm(),
+    )
+
+
+@admin.route("/tokens/<int:token_id>/revoke", methods=["POST"])
+@allow("admin")
+def revoke_token(token_id: int) -> Response:
+    if RevokeTokenForm().validate_on_submit():
+        try:
+            service.revoke_token(actor_name(), token_id)
+        except KMCError as refused:
+            flash(refused.message, "danger")
+        else:
+            flash(f"Token {token_id} revoked.", "success")
+    return redirect(url_for("admin.tokens"))

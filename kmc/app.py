@@ -1,0 +1,102 @@
+"""The app factory: the one place (with the root CLI) that imports and wires every feature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from key_load import api as key_load_api
+from key_load import models as key_load_models
+from key_load import service as key_load_service
+from key_load import views as key_load_views
+from kmc import access, config, web
+from kmc import api as api_layer
+from kmc.accounts import api as accounts_api
+from kmc.accounts import models as accounts_models
+from kmc.accounts import service as accounts_service
+from kmc.accounts import views as accounts_views
+from kmc.audit import models as audit_models
+from kmc.audit import views as audit_views
+from kmc.clock import SystemClock
+from kmc.database import configure_sqlite, db, migrate
+from kmc.extensions import bootstrap, csrf, login_manager
+from kmc.keystore import MASTER_KEY_FILE, SoftwareKeyStore
+from sm_registry import api as sm_registry_api
+from sm_registry import models as sm_registry_models
+from sm_registry import views as sm_registry_views
+from vending_keys import api as vending_keys_api
+from vending_keys import models as vending_keys_models
+from vending_keys import service as vending_keys_service
+from vending_keys import views as vending_keys_views
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+# Every table, so the metadata (and Alembic) sees them all.
+MODELS = (accounts_models, audit_models, sm_registry_models, vending_keys_models, key_load_models)
+BLUEPRINTS = (
+    accounts_views.auth,
+    accounts_views.admin,
+    web.main,
+    audit_views.bp,
+    sm_registry_views.bp,
+    vending_keys_views.bp,
+    key_load_views.bp,
+)
+API_MODULES = (accounts_api, vending_keys_api, key_load_api, sm_registry_api)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the KMC app; settings come from the environment, then `test_config` overrides."""
+    settings = config.settings_from_env()
+    if test_config:
+        settings.update(test_config)
+    instance = Path(settings["KMC_INSTANCE"])
+    config.ensure_instance_folder(instance)
+    app = Flask(
+        __name__,
+        instance_path=str(instance),
+        template_folder=str(PROJECT_ROOT / "templates"),
+    )
+    app.config.update(
+        SECRET_KEY=config.ensure_secret_key(instance),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        BOOTSTRAP_SERVE_LOCAL=True,
+        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+        KMC_NAME="STS KMC",
+    )
+    app.config.update(settings)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS))
+    csrf.init_app(app)
+    bootstrap.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = "strong"
+    app.extensions["kmc.clock"] = app.config.get("KMC_CLOCK") or SystemClock()
+    if (instance / MASTER_KEY_FILE).exists():
+        app.extensions["kmc.keystore"] = SoftwareKeyStore.from_instance(instance)
+    access.init_app(
+        app,
+        session_user=accounts_service.user_for_session,
+        token_user=accounts_service.user_for_token,
+        named_user=accounts_service.find_user,
+    )
+    vending_keys_service.init_app(app, holders=key_load_service.recipients_of)
+
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            configure_sqlite(db.engine)
+
+    web.init_app(app)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    api_layer.init_app(app, API_MODULES)
+    return app

@@ -1,0 +1,87 @@
+"""`kmc init`, `kmc serve` and `kmc ca`: set up the instance, serve it, hand out its CA certificates."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from flask import current_app
+
+from kmc.command_line import KmcCommand, KmcGroup, system_actor
+from kmc.instance import initialise
+from kmc.pki import current as current_pki
+
+
+@click.command(cls=KmcCommand)
+def init() -> None:
+    """Create or upgrade the instance: keys, database, PKI and the bootstrap admin (idempotent).
+
+    It runs before any account exists, so it acts as the system user (`cli:<user>`) in every mode.
+    """
+    report = initialise(system_actor())
+    instance = current_app.config["KMC_INSTANCE"]
+    click.echo(f"KMC instance ready at {instance} (mode {current_app.config['KMC_MODE']})")
+    if report.created_pki:
+        click.echo(f"KMC root certificate: {current_pki().root_pem_path}")
+    if report.admin_password:
+        click.echo(f"Bootstrap account 'admin' created; one-time password: {report.admin_password}")
+        click.echo("It is shown only now; you must change it at first login.")
+
+
+@click.command(cls=KmcCommand)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option(
+    "--threads", default=8, show_default=True, type=click.IntRange(1), help="Threads per process."
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Processes. 1: waitress in this process; more: gunicorn forks that many workers.",
+)
+def serve(host: str, port: int, threads: int, workers: int) -> None:
+    """Serve the KMC with a production WSGI server (waitress, or gunicorn with --workers)."""
+    # Imported here: the servers take ~40 ms to import and no other command needs them.
+    from kmc.serving import serve_single_process, serve_workers
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    server = "waitress" if workers == 1 else f"gunicorn, {workers} workers"
+    click.echo(f"KMC ({app.config['KMC_MODE']} mode) serving at http://{host}:{port}/ ({server})")
+    sys.stdout.flush()
+    if workers == 1:
+        serve_single_process(app, host, port, threads)
+    else:
+        serve_workers(app, host, port, workers, threads)
+
+
+@click.group(cls=KmcGroup)
+def ca() -> None:
+    """The KMC's own certificate authority."""
+
+
+def _write_certificate(out: Path, certificate: x509.Certificate) -> None:
+    out.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    click.echo(f"wrote {out}")
+
+
+@ca.command("root")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def ca_root(out: Path) -> None:
+    """Write the KMC root certificate (PEM): what SMs, auditors and OpenSSL trust."""
+    _write_certificate(out, current_pki().root.certificate)
+
+
+@ca.command("audit-signer")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def ca_audit_signer(out: Path) -> None:
+    """Write the KMC audit signer certificate (PEM), to pin when verifying signed exports.
+
+    Every certificate under the root can sign; OpenSSL accepts a registry export as this KMC's
+    only when its signer is this one (`-nointern -certfile`, docs/registry.md).
+    """
+    _write_certificate(out, current_pki().audit_signer.certificate)
