@@ -5,9 +5,10 @@ Features register their own blueprints (`*/views.py`); this module imports none 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -30,6 +31,26 @@ NAVIGATION = (
     ("keys.index", "Keys", ("admin", "operator", "auditor")),
     ("keyload.index", "Key loading", ("admin", "operator", "auditor")),
 )
+
+
+R = TypeVar("R")
+
+
+def attempt(action: Callable[[], R]) -> R | None:
+    """Run a page's service call: a refusal becomes the page's flash message (and None), the
+    one place a `KMCError` becomes a flash; the view then redirects or re-renders its form."""
+    try:
+        return action()
+    except KMCError as refused:
+        flash(refused.message, "danger")
+        return None
+
+
+def flash_form_errors(form: Any) -> None:
+    """A form that failed its own validation, as one flash message naming each field."""
+    flash(
+        "; ".join(f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()), "danger"
+    )
 
 
 main = Blueprint("main", __name__)

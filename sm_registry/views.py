@@ -12,7 +12,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 
 from kmc.access import actor_name, allow, current_actor
-from kmc.errors import InvalidInput, KMCError
+from kmc.errors import InvalidInput
+from kmc.web import attempt
 from sm_registry import service
 from sm_registry.csr import MAX_CSR_BYTES
 from sm_registry.forms import ManufacturerForm, RegisterForm, SmFilterForm, StateChangeForm
@@ -46,11 +47,9 @@ def _filter(form: SmFilterForm) -> service.SmFilter:
 @allow(*EVERYONE)
 def sms() -> str:
     form = SmFilterForm(request.args)
-    try:
-        where = _filter(form)
-        listed = service.list_sms(_caller(), where)
-    except KMCError as refused:
-        flash(refused.message, "danger")
+    where = attempt(lambda: _filter(form))
+    listed = attempt(lambda: service.list_sms(_caller(), where)) if where is not None else None
+    if where is None or listed is None:
         where, listed = service.SmFilter(), []
     return render_template(
         "registry/sms.html", form=form, sms=listed, args=where.as_dict(), caller=_caller()
@@ -94,13 +93,12 @@ def sm(smid: str) -> str:
 def change_state(smid: str) -> Response:
     form = StateChangeForm()
     if form.validate_on_submit():
-        try:
-            changed = service.change_state(
+        changed = attempt(
+            lambda: service.change_state(
                 _caller(), smid, form.action.data or "", form.reason.data or ""
             )
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        )
+        if changed is not None:
             flash(f"SM {changed.smid} is now {changed.state}.", "success")
     else:
         flash("choose an action and give a reason", "danger")
@@ -126,6 +124,24 @@ def _uploads(files: list[FileStorage]) -> list[tuple[str, bytes]]:
     ]
 
 
+def _register(form: RegisterForm, items: list[tuple[str, bytes]]) -> list[service.ItemResult]:
+    if not items:
+        raise InvalidInput("no_files", "choose at least one CSR file")
+    certification = None
+    if any((form.model.data, form.firmware.data, form.version.data, form.number.data)):
+        certification = CertificationReference(
+            model=(form.model.data or "").strip(),
+            firmware=(form.firmware.data or "").strip(),
+            version=(form.version.data or "").strip(),
+            number=(form.number.data or "").strip(),
+        )
+    return list(
+        service.register_many(
+            _caller(), items, form.kind.data or "", certification, form.id_man.data or None
+        )
+    )
+
+
 @bp.route("/register", methods=["GET", "POST"])
 @allow("admin", "manufacturer")
 def register() -> str:
@@ -133,29 +149,9 @@ def register() -> str:
     results: list[service.ItemResult] = []
     if form.validate_on_submit():
         items = _uploads(request.files.getlist(form.csrs.name))
-        try:
-            if not items:
-                raise InvalidInput("no_files", "choose at least one CSR file")
-            certification = None
-            if any((form.model.data, form.firmware.data, form.version.data, form.number.data)):
-                certification = CertificationReference(
-                    model=(form.model.data or "").strip(),
-                    firmware=(form.firmware.data or "").strip(),
-                    version=(form.version.data or "").strip(),
-                    number=(form.number.data or "").strip(),
-                )
-            results = list(
-                service.register_many(
-                    _caller(),
-                    items,
-                    form.kind.data or "",
-                    certification,
-                    form.id_man.data or None,
-                )
-            )
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        registered = attempt(lambda: _register(form, items))
+        if registered is not None:
+            results = registered
             accepted = sum(r.accepted for r in results)
             flash(
                 f"{accepted} accepted, {len(results) - accepted} refused.",
@@ -170,13 +166,12 @@ def manufacturers() -> str | Response:
     caller = _caller()
     form = ManufacturerForm() if caller.role == "admin" else None
     if form is not None and form.validate_on_submit():
-        try:
-            made = service.create_manufacturer(
+        made = attempt(
+            lambda: service.create_manufacturer(
                 actor_name(), form.id_man.data or "", form.name.data or "", form.contact.data or ""
             )
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        )
+        if made is not None:
             flash(f"Manufacturer {made.id_man} created.", "success")
             return redirect(url_for("registry.manufacturers"))
     return render_template(

@@ -14,10 +14,7 @@ from vending_keys.domain import (
     EAS,
     AuthorisationSpec,
     KeySpec,
-    default_exp,
     key_identity,
-    parse_clm,
-    parse_time,
 )
 
 
@@ -118,16 +115,18 @@ def key_generate(
     as_json: bool,
 ) -> None:
     """Generate a vending key (live mode: propose it for approval); prints the KCV, never the key."""
-    active_from = parse_time(act, "--act") or clock.now()
-    spec = KeySpec(
-        key_identity(sgc, krn, kt),
-        dkga,
-        frozenset(eas),
-        int(base_date),
-        ken,
-        active_from,
-        parse_time(exp, "--exp") or default_exp(active_from),
-        refresh_days,
+    spec = KeySpec.from_input(
+        sgc=sgc,
+        krn=krn,
+        kt=kt,
+        dkga=dkga,
+        eas=eas,
+        base_date=int(base_date),
+        ken=ken,
+        act=act,
+        exp=exp,
+        refresh_days=refresh_days,
+        now=clock.now(),
     )
     outcome = service.propose_key(actor, spec)
     emit(outcome.as_dict(), as_json, outcome_text(outcome))
@@ -172,13 +171,15 @@ def key_authorize(
     as_json: bool,
 ) -> None:
     """Authorise an active SM for a key (live mode: propose it for approval)."""
-    spec = AuthorisationSpec(
-        key_identity(sgc, krn, kt),
-        smid,
-        parse_time(iut, "--iut"),
-        parse_clm(clm),
-        resource_limit,
-        parse_time(expires, "--expires"),
+    spec = AuthorisationSpec.from_input(
+        sgc=sgc,
+        krn=krn,
+        kt=kt,
+        smid=smid,
+        iut=iut,
+        clm=clm,
+        resource_limit=resource_limit,
+        expires=expires,
     )
     outcome = service.propose_authorisation(actor, spec)
     emit(outcome.as_dict(), as_json, outcome_text(outcome))
@@ -191,14 +192,10 @@ def _change_state(change: str) -> Any:
     @acting("admin", "operator")
     def command(actor: str, sgc: str, krn: int, kt: int, reason: str, as_json: bool) -> None:
         identity = key_identity(sgc, krn, kt)
-        if change == "deactivate":
-            changed = service.deactivate_key(actor, identity, reason)
-        else:
-            changed = service.compromise_key(actor, identity, reason)
-        recipients = service.recipients_of(changed)
-        data = {**service.describe_key(changed), "issued_to": recipients}
-        listed = ", ".join(recipients) or "no SM"
-        emit(data, as_json, f"vending key {identity} is {changed.state}; issued to: {listed}")
+        changed = service.change_key_state(actor, identity, change, reason)
+        data = {**service.describe_key(changed.key), "issued_to": changed.issued_to}
+        listed = ", ".join(changed.issued_to) or "no SM"
+        emit(data, as_json, f"vending key {identity} is {changed.key.state}; issued to: {listed}")
 
     command.__name__ = f"key_{change}"
     command.__doc__ = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -135,6 +136,36 @@ class KeySpec:
         if self.refresh_days is not None:
             self._check_refresh(self.refresh_days)
 
+    @classmethod
+    def from_input(
+        cls,
+        *,
+        sgc: str,
+        krn: int,
+        kt: int,
+        dkga: str,
+        eas: Iterable[str],
+        base_date: int,
+        ken: int,
+        act: str | None,
+        exp: str | None,
+        refresh_days: int | None,
+        now: dt.datetime,
+    ) -> KeySpec:
+        """The one constructor the form, the JSON schema and the CLI share: times as ISO 8601
+        text (ACT defaults to now, EXP to ACT + 10 years)."""
+        active_from = parse_time(act, "act") or now
+        return cls(
+            key_identity(sgc, krn, kt),
+            dkga,
+            frozenset(str(ea) for ea in eas),
+            int(base_date),
+            ken,
+            active_from,
+            parse_time(exp, "exp") or default_exp(active_from),
+            refresh_days,
+        )
+
     def _check_refresh(self, days: int) -> None:
         if not 1 <= days <= MAX_REFRESH_DAYS:
             raise InvalidInput(
@@ -224,6 +255,29 @@ class AuthorisationSpec:
             parse_clm(str(self.clm))
         if self.resource_limit is not None and not 0 <= self.resource_limit <= MAX_LIMIT:
             raise InvalidInput("invalid_resource_limit", "the resource limit is out of range")
+
+    @classmethod
+    def from_input(
+        cls,
+        *,
+        sgc: str,
+        krn: int,
+        kt: int,
+        smid: str,
+        iut: str | None,
+        clm: str | None,
+        resource_limit: int | None,
+        expires: str | None,
+    ) -> AuthorisationSpec:
+        """The one constructor the form, the JSON schema and the CLI share (times as text)."""
+        return cls(
+            key_identity(sgc, krn, kt),
+            smid.strip(),
+            parse_time(iut, "iut"),
+            parse_clm(clm),
+            resource_limit,
+            parse_time(expires, "expires_at"),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The proposal as JSON-ready fields: what an approver reviews."""

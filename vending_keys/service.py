@@ -330,6 +330,28 @@ def _set_key_state(actor: str, identity: KeyIdentity, state: str, reason: str) -
     return key
 
 
+@dataclass(frozen=True)
+class KeyStateChange:
+    key: VendingKey
+    issued_to: list[str]  # every SM the key went to: whom to tell of a compromise
+
+
+STATE_CHANGES = ("deactivate", "compromise")
+
+
+@use_case
+def change_key_state(actor: str, identity: KeyIdentity, change: str, reason: str) -> KeyStateChange:
+    """Deactivate or compromise a key (`change` one of STATE_CHANGES); says who holds it."""
+    if change not in STATE_CHANGES:
+        raise InvalidInput(
+            "invalid_change", f"the change must be one of {', '.join(STATE_CHANGES)}"
+        )
+    key = _set_key_state(
+        actor, identity, "deactivated" if change == "deactivate" else "compromised", reason
+    )
+    return KeyStateChange(key, recipients_of(key))
+
+
 @use_case
 def deactivate_key(actor: str, identity: KeyIdentity, reason: str) -> VendingKey:
     """Stop issuing a key (it stays on record, with its authorisations)."""

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
 from kmc import clock
 from kmc.access import actor_name, allow
-from kmc.errors import KMCError
+from kmc.web import attempt, flash_form_errors
 from vending_keys import service
 from vending_keys.domain import (
     KEY_TYPES,
     AuthorisationSpec,
     KeySpec,
-    default_exp,
     key_identity,
-    parse_clm,
-    parse_time,
 )
 from vending_keys.forms import (
     ApproveForm,
@@ -47,12 +43,6 @@ def _flash_outcome(outcome: service.Outcome) -> None:
         flash(f"SM {outcome.authorisation.smid} authorised.", "success")
 
 
-def _flash_form_errors(form: FlaskForm) -> None:
-    flash(
-        "; ".join(f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()), "danger"
-    )
-
-
 def _generate_form() -> GenerateKeyForm:
     form = GenerateKeyForm(prefix="key")
     form.sgc.choices = [
@@ -79,20 +69,19 @@ def index() -> str:
 def add_supply_group() -> Response:
     form = SupplyGroupForm(prefix="group")
     if form.validate_on_submit():
-        try:
-            group = service.add_supply_group(
+        group = attempt(
+            lambda: service.add_supply_group(
                 actor_name(),
                 form.sgc.data or "",
                 form.name.data or "",
                 form.utility.data or "",
                 form.cluster.data or "",
             )
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        )
+        if group is not None:
             flash(f"Supply group {group.sgc} added.", "success")
     else:
-        _flash_form_errors(form)
+        flash_form_errors(form)
     return redirect(url_for("keys.index"))
 
 
@@ -101,25 +90,28 @@ def add_supply_group() -> Response:
 def generate() -> Response:
     form = _generate_form()
     if form.validate_on_submit():
-        try:
-            act = parse_time(form.act.data, "ACT") or clock.now()
-            spec = KeySpec(
-                key_identity(form.sgc.data or "", form.krn.data or 0, int(form.kt.data or 0)),
-                form.dkga.data or "",
-                frozenset(form.eas.data or ()),
-                int(form.base_date.data or 0),
-                form.ken.data if form.ken.data is not None else -1,
-                act,
-                parse_time(form.exp.data, "EXP") or default_exp(act),
-                form.refresh_days.data,
+        outcome = attempt(
+            lambda: service.propose_key(
+                actor_name(),
+                KeySpec.from_input(
+                    sgc=form.sgc.data or "",
+                    krn=form.krn.data or 0,
+                    kt=int(form.kt.data or 0),
+                    dkga=form.dkga.data or "",
+                    eas=form.eas.data or (),
+                    base_date=int(form.base_date.data or 0),
+                    ken=form.ken.data if form.ken.data is not None else -1,
+                    act=form.act.data,
+                    exp=form.exp.data,
+                    refresh_days=form.refresh_days.data,
+                    now=clock.now(),
+                ),
             )
-            outcome = service.propose_key(actor_name(), spec)
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        )
+        if outcome is not None:
             _flash_outcome(outcome)
     else:
-        _flash_form_errors(form)
+        flash_form_errors(form)
     return redirect(url_for("keys.index"))
 
 
@@ -143,19 +135,22 @@ def detail(sgc: str, krn: int, kt: int) -> str:
 def authorise(sgc: str, krn: int, kt: int) -> Response:
     form = AuthoriseForm()
     if form.validate_on_submit():
-        try:
-            spec = AuthorisationSpec(
-                key_identity(sgc, krn, kt),
-                (form.smid.data or "").strip(),
-                parse_time(form.iut.data, "IUT"),
-                parse_clm(form.clm.data),
-                form.resource_limit.data,
-                parse_time(form.expires.data, "expiry"),
+        outcome = attempt(
+            lambda: service.propose_authorisation(
+                actor_name(),
+                AuthorisationSpec.from_input(
+                    sgc=sgc,
+                    krn=krn,
+                    kt=kt,
+                    smid=form.smid.data or "",
+                    iut=form.iut.data,
+                    clm=form.clm.data,
+                    resource_limit=form.resource_limit.data,
+                    expires=form.expires.data,
+                ),
             )
-            outcome = service.propose_authorisation(actor_name(), spec)
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        )
+        if outcome is not None:
             _flash_outcome(outcome)
     return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
 
@@ -165,17 +160,13 @@ def authorise(sgc: str, krn: int, kt: int) -> Response:
 def change_state(sgc: str, krn: int, kt: int, change: str) -> Response:
     form = KeyStateForm()
     if form.validate_on_submit():
-        try:
-            identity = key_identity(sgc, krn, kt)
-            reason = form.reason.data or ""
-            if change == "deactivate":
-                key = service.deactivate_key(actor_name(), identity, reason)
-            else:
-                key = service.compromise_key(actor_name(), identity, reason)
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
-            flash(f"{identity} is now {key.state}.", "warning")
+        changed = attempt(
+            lambda: service.change_key_state(
+                actor_name(), key_identity(sgc, krn, kt), change, form.reason.data or ""
+            )
+        )
+        if changed is not None:
+            flash(f"{service.identity_of(changed.key)} is now {changed.key.state}.", "warning")
     else:
         flash("Give a reason.", "danger")
     return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
@@ -198,11 +189,8 @@ def decide(approval_id: int, decision: str) -> Response:
     if decision == "reject":
         return _reject(approval_id)
     if ApproveForm().validate_on_submit():
-        try:
-            outcome = service.approve(actor_name(), approval_id)
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        outcome = attempt(lambda: service.approve(actor_name(), approval_id))
+        if outcome is not None:
             _flash_outcome(outcome)
     return redirect(url_for("keys.approvals"))
 
@@ -210,11 +198,7 @@ def decide(approval_id: int, decision: str) -> Response:
 def _reject(approval_id: int) -> Response:
     form = RejectForm()
     if form.validate_on_submit():
-        try:
-            service.reject(actor_name(), approval_id, form.reason.data or "")
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        if attempt(lambda: service.reject(actor_name(), approval_id, form.reason.data or "")):
             flash(f"Proposal {approval_id} rejected.", "info")
     else:
         flash("Give a reason for the rejection (at most 500 characters).", "danger")

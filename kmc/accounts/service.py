@@ -149,7 +149,7 @@ def authenticate(username: str, password: str) -> LoginOutcome:
 
 
 @use_case
-def change_password(user: User, current: str, new: str) -> None:
+def change_password(user: User, current: str, new: str) -> User:
     if not check_password_hash(user.password_hash, current):
         raise Forbidden("bad_credentials", "the current password is wrong")
     if hmac.compare_digest(current, new):
@@ -158,6 +158,7 @@ def change_password(user: User, current: str, new: str) -> None:
     user.must_change_password = False
     user.end_sessions()
     audit.record(user.username, "user.password_change", "user", user.username)
+    return user
 
 
 @use_case

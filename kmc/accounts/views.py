@@ -18,8 +18,8 @@ from kmc.accounts.forms import (
     RevokeTokenForm,
     ToggleUserForm,
 )
-from kmc.errors import KMCError
 from kmc.permissions import ROLES
+from kmc.web import attempt
 
 auth = Blueprint("auth", __name__)
 admin = Blueprint("admin", __name__, url_prefix="/admin")
@@ -69,11 +69,12 @@ def logout() -> Response:
 def change_password() -> str | Response:
     form = ChangePasswordForm()
     if form.validate_on_submit():
-        try:
-            service.change_password(current_user, form.current.data or "", form.new.data or "")
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        changed = attempt(
+            lambda: service.change_password(
+                current_user, form.current.data or "", form.new.data or ""
+            )
+        )
+        if changed is not None:
             login_user(current_user)  # this session continues under the new nonce; others end
             flash("Password changed.", "success")
             return redirect(url_for("main.home"))
@@ -85,8 +86,8 @@ def change_password() -> str | Response:
 def users() -> str | Response:
     form = CreateUserForm()
     if form.validate_on_submit():
-        try:
-            user = service.create_user(
+        user = attempt(
+            lambda: service.create_user(
                 actor_name(),
                 form.username.data or "",
                 form.role.data or "",
@@ -94,9 +95,8 @@ def users() -> str | Response:
                 form.id_man.data or None,
                 must_change=True,
             )
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        )
+        if user is not None:
             flash(
                 f"User {user.username} created; they must change the password at first login.",
                 "success",
@@ -111,11 +111,7 @@ def users() -> str | Response:
 @allow("admin")
 def toggle_user(username: str, change: str) -> Response:
     if ToggleUserForm().validate_on_submit():
-        try:
-            service.set_active(actor_name(), username, change == "enable")
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        if attempt(lambda: service.set_active(actor_name(), username, change == "enable")):
             flash(f"User {username} {change}d.", "success")
     return redirect(url_for("admin.users"))
 
@@ -126,13 +122,12 @@ def tokens() -> str | Response:
     form = CreateTokenForm()
     issued = None
     if form.validate_on_submit():
-        try:
-            issued = service.create_token(
+        issued = attempt(
+            lambda: service.create_token(
                 actor_name(), form.username.data or "", form.name.data or ""
             )
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        )
+        if issued is not None:
             flash("Token created. Copy it now: it is shown only once.", "warning")
     return render_template(
         "admin/tokens.html",
@@ -147,10 +142,6 @@ def tokens() -> str | Response:
 @allow("admin")
 def revoke_token(token_id: int) -> Response:
     if RevokeTokenForm().validate_on_submit():
-        try:
-            service.revoke_token(actor_name(), token_id)
-        except KMCError as refused:
-            flash(refused.message, "danger")
-        else:
+        if attempt(lambda: service.revoke_token(actor_name(), token_id)):
             flash(f"Token {token_id} revoked.", "success")
     return redirect(url_for("admin.tokens"))
