@@ -31,8 +31,11 @@ from vending_keys import models as vending_keys_models
 from vending_keys import service as vending_keys_service
 from vending_keys import views as vending_keys_views
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+PACKAGE = Path(__file__).resolve().parent
+# The top-level templates/ folder; in the source tree kmc/templates links to it, in a wheel it
+# is a copy, so the same path serves both.
+TEMPLATES = Path(__file__).parent / "templates"
+MIGRATIONS = PACKAGE / "migrations"
 
 # Every table, so the metadata (and Alembic) sees them all.
 MODELS = (accounts_models, audit_models, sm_registry_models, vending_keys_models, key_load_models)
@@ -58,7 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__,
         instance_path=str(instance),
-        template_folder=str(PROJECT_ROOT / "templates"),
+        template_folder=str(TEMPLATES),
     )
     app.config.update(
         SECRET_KEY=config.ensure_secret_key(instance),
