@@ -16,7 +16,7 @@ from kmc.accounts import service as accounts
 from kmc.accounts.models import ROLES
 from kmc.audit import service as audit_service
 from kmc.command_line import KmcGroup, acting, emit, json_option, system_actor
-from kmc.errors import InvalidInput
+from kmc.errors import InvalidInput, KMCError
 from kmc.instance import initialise
 from kmc.pki import current as current_pki
 from sm_registry.cli import manufacturer as manufacturer_group
@@ -179,9 +179,10 @@ def audit_verify(as_json: bool) -> None:
         message = f"audit chain broken at seq {result.chain.first_bad_seq}: {result.chain.problem}"
     else:
         message = f"audit checkpoint at seq {result.bad_checkpoint} does not match the chain or its signature"
-    if as_json:
+    if as_json:  # the report (`"ok": false`) is the answer; exit 1 as for a refusal
         click.echo(json.dumps(data, indent=2))
-    raise click.ClickException(message)
+        sys.exit(1)
+    raise KMCError("audit_broken", message)
 
 
 @audit.command("checkpoint")
