@@ -117,6 +117,14 @@ def _json_in(args: Sequence[str]) -> bool:
     return "--json" in (options[: options.index("--")] if "--" in options else options)
 
 
+# click >= 8.2 raises this (a UsageError whose message is the help) for a group run bare.
+_NO_ARGS_IS_HELP: tuple[type[click.UsageError], ...] = tuple(
+    getattr(click.exceptions, name)
+    for name in ("NoArgsIsHelpError",)
+    if hasattr(click.exceptions, name)
+)
+
+
 class OneLineErrorGroup(click.Group):
     """Every failure is one line on stderr (or a JSON object on stdout under `--json`) and a
     non-zero exit, never a traceback.
@@ -156,6 +164,9 @@ class OneLineErrorGroup(click.Group):
         if isinstance(error, self.refusals):
             echo_refusal(self.program, self.reason(error), refusal_message(error), as_json=as_json)
             return 1
+        if isinstance(error, _NO_ARGS_IS_HELP):  # the program or a group run bare: its help
+            click.echo(error.format_message(), err=True)
+            return error.exit_code
         if isinstance(error, click.UsageError):
             message = error.format_message()
             if as_json:

@@ -221,3 +221,16 @@ def test_kmc_internal_error_is_one_line_unless_kmc_debug(kmc, monkeypatch) -> No
     monkeypatch.setenv("KMC_DEBUG", "1")
     result = kmc("user", "list")
     assert isinstance(result.exception, RuntimeError)
+
+
+@pytest.mark.parametrize("main", [sts_main, sm_main, meter_main])
+def test_a_program_run_bare_prints_its_help_not_a_usage_line(main) -> None:
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code in (0, 2)  # click >= 8.2: 2
+    assert result.output.startswith("Usage: ")
+
+
+def test_kmc_group_run_bare_prints_its_help(kmc) -> None:
+    result = kmc("user")
+    assert result.exit_code in (0, 2)
+    assert result.output.startswith("Usage: ")
