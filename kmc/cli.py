@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from kmc.errors import KeyStoreError, KMCError
+from sts_token.command_line import OneLineErrorGroup
+
 if TYPE_CHECKING:
     from flask import Flask
 
@@ -32,11 +35,22 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(OneLineErrorGroup):
     """The root group: each command is imported when invoked, not to list it in `--help`
     (click's documented lazy-loading pattern, with the one-line help kept beside the path).
 
-    Its `app_factory` builds the KMC app the commands run in (`kmc.command_line.KmcCommand`)."""
+    Its `app_factory` builds the KMC app the commands run in (`kmc.command_line.KmcCommand`).
+    It reports failures in the one refusal format of `sts_token.command_line`: a KMCError as
+    `kmc: <reason>: <message>` (exit 1), a KeyStoreError with reason `keystore`, a usage error
+    as `kmc: usage: ...` (exit 2), anything else as `kmc: internal_error: ...` (KMC_DEBUG=1
+    shows the traceback to a developer). Under `--json` a refusal is a JSON object on stdout."""
+
+    program = "kmc"
+    refusals = (KMCError, KeyStoreError)
+    debug_variable = "KMC_DEBUG"
+
+    def reason(self, error: Exception) -> str:
+        return "keystore" if isinstance(error, KeyStoreError) else super().reason(error)
 
     def __init__(
         self, *args: Any, lazy_commands: Mapping[str, tuple[str, str]], **kwargs: Any

@@ -49,3 +49,9 @@ class Conflict(KMCError):
 
 class PolicyRefusal(KMCError):
     http_status = 422
+
+
+class KeyStoreError(Exception):
+    """A sealed value does not open (wrong key, wrong identity or tampered); carries no secret.
+
+    Not a KMCError: it is a fault of the instance, never of the caller's input."""

@@ -16,14 +16,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kmc.config import write_private_file
+from kmc.errors import KeyStoreError
 
 MASTER_KEY_FILE = "master.key"
 _NONCE_BYTES = 12
 _FORMAT = b"\x01"  # version byte of the sealed format: 01 | nonce(12) | ciphertext+tag
-
-
-class KeyStoreError(Exception):
-    """A sealed value does not open (wrong key, wrong identity or tampered); carries no secret."""
 
 
 class KeyStore(Protocol):

@@ -26,7 +26,7 @@ from sts_token import (
     VendingKey,
     derive_decoder_key,
 )
-from sts_token.command_line import OneLineErrorGroup, secret_key_option
+from sts_token.command_line import OneLineErrorGroup, json_option, secret_key_option
 
 
 class _MeterErrors(OneLineErrorGroup):
@@ -41,7 +41,7 @@ _state_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="The meter's state folder ($METER_EMULATOR_STATE).",
 )
-_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_json_option = json_option()
 _tables_option = click.option(
     "--ea07-tables", type=click.Path(dir_okay=False), help="EA07 tables JSON ($STS_EA07_TABLES)."
 )

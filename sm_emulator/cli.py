@@ -34,7 +34,7 @@ from sts_token import (
     TransferAmount,
     meter_test_token,
 )
-from sts_token.command_line import OneLineErrorGroup
+from sts_token.command_line import OneLineErrorGroup, json_option
 
 
 class _SmErrors(OneLineErrorGroup):
@@ -50,7 +50,7 @@ _state_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="The SM's state folder ($SM_EMULATOR_STATE).",
 )
-_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_json_option = json_option()
 
 
 def _emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:

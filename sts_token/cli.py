@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from sts_token.amounts import TransferAmount
-from sts_token.command_line import OneLineErrorGroup, secret_key_option
+from sts_token.command_line import OneLineErrorGroup, json_option, secret_key_option
 from sts_token.decoding import decode_token
 from sts_token.dkga import derive_decoder_key
 from sts_token.ea07 import load_ea07_tables
@@ -212,7 +212,7 @@ def _timing_options(func: _F) -> _F:
     return click.option("--at", help="Issue time YYYY-MM-DDTHH:MM[:SS] (naive).")(func)
 
 
-_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_json_option = json_option()
 
 
 def _emit_tokens(tokens: tuple[Token, ...], key: TokenKey | None, as_json: bool) -> None:

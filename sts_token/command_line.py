@@ -1,11 +1,16 @@
-"""Click pieces shared by `sts-token` and the vending-side emulators: the one-line-error group
-and the secret key option (hex, `@FILE` or `-` for stdin)."""
+"""Click pieces shared by `sts-token`, the emulators and `kmc`: the one refusal format (a line
+on stderr, or a JSON object on stdout under `--json`), the `--json` option and the secret key
+option (hex, `@FILE` or `-` for stdin). No Flask, no database: the KMC imports this, not the
+other way round."""
 
 from __future__ import annotations
 
 import enum
+import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, ClassVar, TypeVar
 
 import click
@@ -58,34 +63,125 @@ def secret_key_option(*names: str, **kwargs: Any) -> Callable[[_F], _F]:
     return click.option(*names, metavar="HEX|@FILE|-", callback=_secret_key, **kwargs)
 
 
-def refusal_line(error: Exception) -> str:
-    """`<reason>: <message>` of an error carrying a stable `reason` (a string or an Enum)."""
+def refusal_reason(error: Exception) -> str:
+    """The stable `reason` an error carries (a string or an Enum), else its type's name."""
     reason = getattr(error, "reason", type(error).__name__)
     if isinstance(reason, enum.Enum):
         reason = str(reason.value).replace("-", "_")
-    return f"{reason}: {getattr(error, 'message', None) or error}"
+    return str(reason)
+
+
+def refusal_message(error: Exception) -> str:
+    """The message an error carries for the user."""
+    return str(getattr(error, "message", None) or error)
+
+
+def refusal_line(error: Exception) -> str:
+    """`<reason>: <message>` of an error carrying a stable `reason` (a string or an Enum)."""
+    return f"{refusal_reason(error)}: {refusal_message(error)}"
+
+
+def echo_refusal(program: str, reason: str, message: str, *, as_json: bool) -> None:
+    """The one refusal format: `<program>: <reason>: <message>` on stderr, or with `--json`
+    the object `{"error": reason, "message": message}` on stdout (where scripts read)."""
+    if as_json:
+        click.echo(json.dumps({"error": reason, "message": message}))
+    else:
+        click.echo(f"{program}: {reason}: {message}", err=True)
+
+
+# Whether the command being run was given `--json` (set by `json_option`, read by the group).
+_JSON_ASKED: ContextVar[bool] = ContextVar("sts_token_json_asked", default=False)
+
+
+def _note_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        _JSON_ASKED.set(True)
+    return value
+
+
+def json_option(help: str = "Machine-readable output.") -> Callable[[_F], _F]:
+    """`--json` (passed as `as_json`): JSON output, and refusals as JSON objects on stdout.
+
+    Eager, so a later usage error in the same command (a missing option) is reported in JSON.
+    """
+    return click.option(
+        "--json", "as_json", is_flag=True, is_eager=True, callback=_note_json, help=help
+    )
+
+
+def _json_in(args: Sequence[str]) -> bool:
+    """Whether `--json` is among the options (before any `--`) of a command line that did not
+    parse far enough for the option to be processed."""
+    options = list(args)
+    return "--json" in (options[: options.index("--")] if "--" in options else options)
+
+
+# click >= 8.2 raises this (a UsageError whose message is the help) for a group run bare.
+_NO_ARGS_IS_HELP: tuple[type[click.UsageError], ...] = tuple(
+    getattr(click.exceptions, name)
+    for name in ("NoArgsIsHelpError",)
+    if hasattr(click.exceptions, name)
+)
 
 
 class OneLineErrorGroup(click.Group):
-    """Every failure is one line on stderr and a non-zero exit, never a traceback.
+    """Every failure is one line on stderr (or a JSON object on stdout under `--json`) and a
+    non-zero exit, never a traceback.
 
-    Subclasses name the program and the refusal types they report (exit status 1); usage
-    errors keep click's exit status (2).
+    Refusals (the `refusals` types, exit 1): `<program>: <reason>: <message>`. Usage errors
+    (exit 2): `<program>: usage: <message>`. Any other exception is a bug: `<program>:
+    internal_error: ...` (exit 1), or its traceback when `$<debug_variable>` is set. Subclasses
+    name the program, its refusal types and, with `reason`, reasons for errors without one.
     """
 
     program: ClassVar[str] = "sts-token"
     refusals: ClassVar[tuple[type[Exception], ...]] = (TokenError,)
+    debug_variable: ClassVar[str] = "STS_DEBUG"
+
+    def reason(self, error: Exception) -> str:
+        """The reason reported for a refusal."""
+        return refusal_reason(error)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        given = args[0] if args else kwargs.get("args")
+        argv = sys.argv[1:] if given is None else given
         kwargs["standalone_mode"] = False
+        asked = _JSON_ASKED.set(False)
         try:
             return super().main(*args, **kwargs)
-        except self.refusals as error:
-            click.echo(f"{self.program}: {refusal_line(error)}", err=True)
-            sys.exit(1)
-        except click.ClickException as error:
-            click.echo(f"{self.program}: usage: {error.format_message()}", err=True)
-            sys.exit(error.exit_code)
-        except click.Abort:
-            click.echo(f"{self.program}: aborted", err=True)
-            sys.exit(1)
+        except Exception as error:
+            known = (*self.refusals, click.ClickException, click.Abort)
+            if not isinstance(error, known) and os.environ.get(self.debug_variable):
+                raise
+            usage = isinstance(error, click.UsageError)
+            sys.exit(self._report(error, as_json=_JSON_ASKED.get() or (usage and _json_in(argv))))
+        finally:
+            _JSON_ASKED.reset(asked)
+
+    def _report(self, error: Exception, *, as_json: bool) -> int:
+        """Report a failure in the one format; returns the exit status."""
+        if isinstance(error, self.refusals):
+            echo_refusal(self.program, self.reason(error), refusal_message(error), as_json=as_json)
+            return 1
+        if isinstance(error, _NO_ARGS_IS_HELP):  # the program or a group run bare: its help
+            click.echo(error.format_message(), err=True)
+            return error.exit_code
+        if isinstance(error, click.UsageError):
+            message = error.format_message()
+            if as_json:
+                echo_refusal(self.program, "usage", message, as_json=True)
+            click.echo(f"{self.program}: usage: {message}", err=True)
+            return error.exit_code
+        if isinstance(error, click.ClickException):
+            echo_refusal(self.program, "error", error.format_message(), as_json=as_json)
+            return error.exit_code
+        if isinstance(error, click.Abort):
+            if as_json:
+                echo_refusal(self.program, "aborted", "aborted", as_json=True)
+            else:
+                click.echo(f"{self.program}: aborted", err=True)
+            return 1
+        message = f"internal error ({type(error).__name__}); rerun with {self.debug_variable}=1"
+        echo_refusal(self.program, "internal_error", message, as_json=as_json)
+        return 1

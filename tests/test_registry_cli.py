@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import zipfile
 
@@ -77,7 +78,7 @@ def test_manufacturer_add_and_list(kmc):
 def test_manufacturer_add_refuses_a_duplicate_and_a_bad_id_man(app, kmc):
     result = kmc("manufacturer", "add", "--id-man", "1A2B", "--name", "Again")
     assert result.exit_code == 1
-    assert result.output.strip() == "Error: manufacturer 1A2B already exists"
+    assert result.output.strip() == "kmc: duplicate_id_man: manufacturer 1A2B already exists"
     result = kmc("manufacturer", "add", "--id-man", "12345", "--name", "Long")
     assert result.exit_code == 1 and "ID_man must be 4 hexadecimal digits" in result.output
     with app.app_context():
@@ -126,7 +127,7 @@ def test_register_refuses_bad_csrs_with_one_line(app, kmc, name, message):
         "sm", "register", "--csr", str(DATA / name), "--kind", "virtual", "--as", "maker1"
     )  # fmt: skip
     assert result.exit_code == 1
-    assert result.output.startswith("Error: ") and message in result.output
+    assert re.match(r"kmc: [a-z0-9_]+: ", result.output) and message in result.output
     assert result.output.count("\n") == 1
     assert counts(app) == before
 
@@ -179,7 +180,8 @@ def test_lifecycle_from_the_cli(kmc, tmp_path):
 
 def test_state_change_of_unknown_smid_fails_cleanly(kmc):
     result = kmc("sm", "approve", "4242", "--reason", "x", "--as", "operator1")
-    assert result.exit_code == 1 and result.output.strip() == "Error: no SM with SMID 4242"
+    assert result.exit_code == 1
+    assert result.output.strip() == "kmc: unknown_sm: no SM with SMID 4242"
 
 
 def test_manufacturer_cannot_touch_anothers_sm_from_the_cli(app, kmc, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ from flask import current_app
 
 from kmc.audit import service as audit_service
 from kmc.command_line import KmcGroup, acting, emit, json_option
+from kmc.errors import KMCError
 
 
 @click.group(cls=KmcGroup)
@@ -35,9 +37,10 @@ def audit_verify(as_json: bool) -> None:
         message = f"audit chain broken at seq {result.chain.first_bad_seq}: {result.chain.problem}"
     else:
         message = f"audit checkpoint at seq {result.bad_checkpoint} does not match the chain or its signature"
-    if as_json:
+    if as_json:  # the report (`"ok": false`) is the answer; exit 1 as for a refusal
         click.echo(json.dumps(data, indent=2))
-    raise click.ClickException(message)
+        sys.exit(1)
+    raise KMCError("audit_broken", message)
 
 
 @audit.command("checkpoint")
