@@ -69,7 +69,7 @@ def require_shared_sts() -> Path:
 @pytest.fixture(scope="module")
 def pki() -> Any:
     """The key-load protocol's test PKI (KMC root, key-load signers, one SM), fresh keys per module."""
-    from tests.data.protocol.pki import make_pki
+    from factories.pki import make_pki
 
     return make_pki()
 

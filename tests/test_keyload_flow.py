@@ -24,6 +24,8 @@ from cryptography.x509.oid import NameOID
 from flask import Flask
 from sqlalchemy import func, select, text, update
 
+from factories.forgery import forged_eklf
+from factories.pki import Party
 from key_load.models import KeyLoadIssue
 from key_load_protocol import (
     KeyIdentity,
@@ -44,8 +46,6 @@ from kmc.database import db
 from sm_registry import service as registry
 from sm_registry.identifiers import CertificationReference
 from sm_registry.models import SecurityModule
-from tests.data.protocol.forgery import forged_eklf
-from tests.data.protocol.pki import Party
 from vending_keys import service as keys
 from vending_keys.domain import AuthorisationSpec, KeySpec, key_identity
 from vending_keys.models import VendingKey
