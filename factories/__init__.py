@@ -1,8 +1,9 @@
-"""Factories shared by the tests and the benchmarks: the protocol PKI, messages, a mini KMC.
+"""Factories shared by the tests and the benchmarks: CSRs, the protocol PKI, messages, a mini KMC.
 
 Not part of the wheel (pyproject lists the shipped packages); importable from the repository
 root, where pytest and `python -m bench` run. Nothing here imports `tests`.
 
+- `factories.csr`: SM registration requests (fresh P-384 keys, `key_load_protocol.csr.build_csr`)
 - `factories.pki`: the key-load protocol's test PKI (root, key-load signers, SM certificates)
 - `factories.example`: the fixed messages of the worked example in docs/protocol.md
 - `factories.forgery`: EKLFs signed by any key, for the refusal tests
