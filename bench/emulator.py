@@ -4,7 +4,7 @@ Run: ``python -m bench emulator``. Beside each figure, its floor measured in the
 token engine rate (decoder key derivation + credit token, no state) and the rate of empty durable
 commits (`BEGIN IMMEDIATE` + `COMMIT`, WAL, synchronous=FULL) on the same file system; a vend
 cannot beat either. STS 600-10-1 asks 1 transaction/s of an SM; the project target is 1 000/s.
-The SM is certified by the test PKI (tests/sm_emulator_kmc.py).
+The SM is certified by the mini KMC of `factories.emulator`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+from factories.emulator import NOW, MiniKmc, loaded_key, ready_sm
 from sm_emulator.store import Store
 from sm_emulator.vending import MeterKey, Vending
 from sts_token import (
@@ -28,7 +29,6 @@ from sts_token import (
     derive_decoder_key,
 )
 from sts_token.identifiers import luhn_check_digit
-from tests.sm_emulator_kmc import NOW, MiniKmc, loaded_key, ready_sm
 
 _SECONDS = 2.0
 _METERS = 1000

@@ -11,7 +11,6 @@ and with gunicorn workers (`kmc serve --workers`).
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import os
 import statistics
@@ -23,12 +22,12 @@ from pathlib import Path
 
 from bench._instances import bench_instance, postgres_available
 from bench.keyload_crypto import crypto_floor_per_second
+from factories.keys import SGC, add_key, authorise
+from factories.registry import Device, add_manufacturer, new_device
 from key_load import service as key_load
 from key_load_protocol import KeyIdentity
 from kmc.accounts.service import create_token, create_user
 from kmc.database import db
-from sm_registry.models import Manufacturer
-from tests.test_keyload_flow import SGC, Device, add_key, authorise, new_device
 
 KEYS = tuple(KeyIdentity(SGC, krn, 1) for krn in range(1, 6))
 IN_PROCESS_REQUESTS = int(os.environ.get("BENCH_KEYLOAD_N", "300"))
@@ -42,12 +41,7 @@ HTTP_THREADS_PER_WORKER = int(os.environ.get("BENCH_KEYLOAD_THREADS", "4"))
 def _prepare(app, smids: list[str]) -> list[Device]:
     """Manufacturer, an operator, 5 keys, and the SMs authorised for all of them."""
     with app.app_context():
-        db.session.add(
-            Manufacturer(
-                id_man="1A2B", name="Bench", contact="", created_at=dt.datetime.now(dt.UTC)
-            )
-        )
-        db.session.flush()
+        add_manufacturer("1A2B", "Bench")
         create_user("bench", "operator1", "operator", "bench password 123", None)
         create_user("bench", "admin1", "admin", "bench password 123", None)
         db.session.commit()

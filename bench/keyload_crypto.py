@@ -3,7 +3,7 @@
 Run: ``python -m bench keyload_crypto``. The floor is what serving one 5-key request costs in
 primitives alone (verify the VKLOADREQ, ephemeral key, ECDH, X9.63 KDF, AES key wrap, AES-256-CBC
 of the KeyLoadFile, sign the EKLF); `crypto_floor_per_second()` is reused by the KMC benchmark.
-The full-path figures use the test PKI from ``tests/data/protocol``.
+The full-path figures use the test PKI of ``factories.pki``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
+from factories.example import key_load_file_with
+from factories.pki import make_pki
 from key_load_protocol import KeyLoadFile, build_eklf, open_eklf
 from key_load_protocol.codec import encode_key_load_file
-from tests.data.protocol.example import key_load_file_with
-from tests.data.protocol.pki import make_pki
 
 _SECONDS = 0.5
 _ECDSA = ec.ECDSA(hashes.SHA384(), deterministic_signing=True)

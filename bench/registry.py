@@ -16,14 +16,13 @@ import time
 import zipfile
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from bench._instances import BACKENDS, bench_instance, postgres_available
+from factories.csr import make_csr
 from kmc import clock
 from kmc.database import db
 from sm_registry import service
 from sm_registry.bulk import zip_items
-from sm_registry.csr import build_request, parse_request
+from sm_registry.csr import parse_request
 from sm_registry.models import Manufacturer
 
 COUNT = int(os.environ.get("BENCH_REGISTRY_N", "10000"))
@@ -31,10 +30,7 @@ ADMIN = service.Caller("bench", "admin")
 
 
 def make_archive(folder: Path) -> tuple[Path, list[bytes]]:
-    csrs = [
-        build_request(ec.generate_private_key(ec.SECP384R1()), str(600_000_000_000 + i), "BE0C")
-        for i in range(COUNT)
-    ]
+    csrs = [make_csr(str(600_000_000_000 + i), "BE0C") for i in range(COUNT)]
     archive = folder / "csrs.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
         for i, csr in enumerate(csrs):

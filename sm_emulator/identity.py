@@ -16,12 +16,12 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from key_load_protocol import ProtocolError
 from key_load_protocol.certificates import key_usage, smid_of, verify_chain
+from key_load_protocol.csr import build_csr
 from sm_emulator.errors import CertificateRefused, InvalidRequest, StateError
 
 _SMID = re.compile(r"[1-9][0-9]{0,15}")
@@ -72,15 +72,7 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 def registration_request(key: ec.EllipticCurvePrivateKey, smid: str, id_man: str) -> bytes:
     """The PKCS#10 request (PEM) the KMC registers the SM from, signed by the SM key."""
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, f"SM {smid}"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, id_man),
-            x509.NameAttribute(NameOID.SERIAL_NUMBER, smid),
-        ]
-    )
-    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA384())
-    return csr.public_bytes(serialization.Encoding.PEM)
+    return build_csr(key, smid, id_man)
 
 
 def _certificates(pem: bytes, what: str) -> list[x509.Certificate]:

@@ -1,4 +1,4 @@
-"""SM registration requests (PKCS#10 CSRs): read into a checked `RegistrationRequest`, or built.
+"""SM registration requests (PKCS#10 CSRs, built by `key_load_protocol.csr.build_csr`), read and checked.
 
 Pure: no Flask, no database. The CSR's own signature is the SM's proof that it holds the private
 key. Everything an attacker controls is checked here, before the service touches storage:
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
@@ -128,21 +128,3 @@ def parse_request(data: bytes) -> RegistrationRequest:
         ),
         csr_der=der,
     )
-
-
-def build_request(
-    key: ec.EllipticCurvePrivateKey, smid: str, id_man: str | None = None, *, der: bool = False
-) -> bytes:
-    """The CSR an SM sends to register (for SM emulators, tests and benchmarks).
-
-    Written as given, without checks, so tests can also build requests the KMC must refuse.
-    """
-    names = [x509.NameAttribute(NameOID.SERIAL_NUMBER, smid)]
-    if id_man is not None:
-        names.insert(0, x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, id_man))
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name(names))
-        .sign(key, hashes.SHA384())
-    )
-    return csr.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM)

@@ -25,11 +25,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from factories.registry import add_manufacturer
 from kmc import create_app
 from kmc.accounts.service import create_user
 from kmc.database import db
 from kmc.instance import initialise
-from sm_registry.models import Manufacturer
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get(
@@ -69,7 +69,7 @@ def require_shared_sts() -> Path:
 @pytest.fixture(scope="module")
 def pki() -> Any:
     """The key-load protocol's test PKI (KMC root, key-load signers, one SM), fresh keys per module."""
-    from tests.data.protocol.pki import make_pki
+    from factories.pki import make_pki
 
     return make_pki()
 
@@ -138,15 +138,7 @@ def _build_template(backend: str, folder: Path) -> Template:
     with app.app_context():
         report = initialise("cli:test-setup")
         for id_man, name in MANUFACTURERS.items():
-            db.session.add(
-                Manufacturer(
-                    id_man=id_man,
-                    name=name,
-                    contact="",
-                    created_at=app.extensions["kmc.clock"].now(),
-                )
-            )
-        db.session.flush()
+            add_manufacturer(id_man, name, app.extensions["kmc.clock"].now())
         for username, (role, id_man) in ACCOUNTS.items():
             create_user("cli:test-setup", username, role, PASSWORD, id_man)
         db.session.commit()

@@ -1,7 +1,7 @@
 """Processing a VKLOADREQ into an EKLF: the end-to-end path, every refusal, replays and races.
 
-The SMs here are built in the test with `cryptography` (their own P-384 key and CSR), registered
-and approved through the SM registry; their requests are built with `key_load_protocol`, and the
+The SMs here come from `factories.registry` (their own P-384 key and CSR), registered and
+approved through the SM registry; their requests are built with `key_load_protocol`, and the
 EKLFs the KMC issues are checked with OpenSSL and opened with the SM's key.
 """
 
@@ -12,159 +12,38 @@ import hashlib
 import json
 import subprocess
 import threading
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from flask import Flask
 from sqlalchemy import func, select, text, update
 
+from factories.forgery import forged_eklf
+from factories.keys import SGC, add_key, api_headers, authorise
+from factories.pki import Party
+from factories.registry import ADMIN, Device, new_device, own_certificate
 from key_load.models import KeyLoadIssue
 from key_load_protocol import (
     KeyIdentity,
     KeyLoadFile,
-    KeyLoadRequest,
     UntrustedSigner,
     build_eklf,
-    build_request,
     key_check_value,
     open_eklf,
     parse_request,
 )
 from key_load_protocol.codec import decode_key_load_file
-from kmc.accounts.service import create_token
 from kmc.audit.models import AuditEntry
 from kmc.clock import FixedClock
 from kmc.database import db
 from sm_registry import service as registry
-from sm_registry.identifiers import CertificationReference
-from sm_registry.models import SecurityModule
-from tests.data.protocol.forgery import forged_eklf
-from tests.data.protocol.pki import Party
 from vending_keys import service as keys
-from vending_keys.domain import AuthorisationSpec, KeySpec, key_identity
+from vending_keys.domain import key_identity
 from vending_keys.models import VendingKey
-
-SGC = "600727"
-ADMIN = registry.Caller("admin1", "admin")
-CERTIFICATION = CertificationReference("SM-9", "fw", "1.0", "STS-0001")
-
-
-@dataclass
-class Device:
-    """An SM as the test sees it: its SMID, its private key and the certificate it signs with."""
-
-    smid: str
-    key: ec.EllipticCurvePrivateKey
-    certificate: x509.Certificate
-
-    def request(
-        self, keys_wanted: tuple[KeyIdentity, ...] | None = None, at: dt.datetime | None = None
-    ) -> bytes:
-        request = KeyLoadRequest.new(
-            self.smid, keys_wanted, request_time=at or dt.datetime.now(dt.UTC)
-        )
-        return build_request(request, sm_private_key=self.key, sm_certificate=self.certificate)
-
-
-def _own_certificate(
-    smid: str, key: ec.EllipticCurvePrivateKey, key_id: x509.SubjectKeyIdentifier | None = None
-) -> x509.Certificate:
-    """A self-issued certificate, for devices the KMC never certified (pending, unknown, forged)."""
-    name = x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, smid)])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(key_id or x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, True, False, False, False, False), True
-        )
-        .sign(key, hashes.SHA384())
-    )
-
-
-def new_device(app: Flask, smid: str, *, kind: str = "virtual", approve: bool = True) -> Device:
-    """Register an SM from a CSR built here, and approve it (the registry certifies it)."""
-    key = ec.generate_private_key(ec.SECP384R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "1A2B"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, f"SM {smid}"),
-                    x509.NameAttribute(NameOID.SERIAL_NUMBER, smid),
-                ]
-            )
-        )
-        .sign(key, hashes.SHA384())
-    )
-    with app.app_context():
-        registry.register(
-            ADMIN,
-            csr.public_bytes(serialization.Encoding.DER),
-            kind,
-            CERTIFICATION if kind == "certified" else None,
-            as_manufacturer="1A2B",
-        )
-        if not approve:
-            return Device(smid, key, _own_certificate(smid, key))
-        registry.change_state(ADMIN, smid, "approve", "test device")
-        der = db.session.get(SecurityModule, smid).certificate_der
-    return Device(smid, key, x509.load_der_x509_certificate(der))
-
-
-def add_key(
-    app: Flask,
-    krn: int,
-    kt: int = 1,
-    *,
-    dkga: str = "04",
-    act: dt.datetime | None = None,
-    exp: dt.datetime | None = None,
-) -> None:
-    now = dt.datetime.now(dt.UTC)
-    with app.app_context():
-        if db.session.get(keys.SupplyGroup, SGC) is None:
-            keys.add_supply_group("test", SGC, "Test supply group", "Test Utility")
-        spec = KeySpec(
-            key_identity(SGC, krn, kt),
-            dkga,
-            frozenset({"07", "11"} if dkga == "04" else {"07"}),
-            2014,
-            255,
-            act or now - dt.timedelta(days=1),
-            exp or now + dt.timedelta(days=365),
-            90,
-        )
-        keys.propose_key("operator1", spec)
-        db.session.commit()
-
-
-def authorise(app: Flask, smid: str, krn: int, kt: int = 1, **limits: object) -> None:
-    with app.app_context():
-        keys.propose_authorisation(
-            "operator1", AuthorisationSpec(key_identity(SGC, krn, kt), smid, **limits)
-        )
-        db.session.commit()
-
-
-def api_headers(app: Flask, username: str = "operator1") -> dict[str, str]:
-    with app.app_context():
-        issued = create_token("test", username, "keyload tests")
-        db.session.commit()
-    return {"Authorization": f"Bearer {issued.secret}", "Content-Type": "application/cms"}
 
 
 def issue_count(app: Flask) -> int:
@@ -349,7 +228,7 @@ def test_wrong_cms_content_type_is_refused(app, client, device):
 
 def test_request_signed_by_another_key_is_refused(app, client, device):
     other = ec.generate_private_key(ec.SECP384R1())
-    forged = Device(device.smid, other, _own_certificate(device.smid, other))
+    forged = Device(device.smid, other, own_certificate(device.smid, other))
     _refused(app, client, forged.request(), 422, "signer_mismatch")
 
 
@@ -359,13 +238,13 @@ def test_request_signed_by_another_key_under_the_real_key_identifier_is_refused(
     other = ec.generate_private_key(ec.SECP384R1())
     genuine_id = device.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     # The request names the genuine SM key identifier, but another key signs it.
-    forged = Device(device.smid, other, _own_certificate(device.smid, other, genuine_id.value))
+    forged = Device(device.smid, other, own_certificate(device.smid, other, genuine_id.value))
     _refused(app, client, forged.request(), 422, "bad_signature")
 
 
 def test_unknown_smid_is_refused(app, client, device):
     key = ec.generate_private_key(ec.SECP384R1())
-    stranger = Device("999999", key, _own_certificate("999999", key))
+    stranger = Device("999999", key, own_certificate("999999", key))
     _refused(app, client, stranger.request(), 404, "unknown_smid")
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from factories.keys import SGC, add_key, api_headers, authorise
+from factories.registry import new_device
 from key_load.models import KeyLoadIssue
 from key_load_protocol import KeyIdentity
 from kmc.audit import service as audit
 from kmc.database import db
 from tests.conftest import _free_port
-from tests.test_keyload_flow import SGC, add_key, api_headers, authorise, new_device
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,13 @@ import re
 
 from sqlalchemy import func, select
 
+from factories.keys import SGC, add_key, authorise
+from factories.registry import new_device
 from key_load.models import KeyLoadIssue
 from key_load_protocol import KeyIdentity, open_eklf
 from kmc import pki
 from kmc.database import db
 from tests.conftest import csrf_token, login
-from tests.test_keyload_flow import SGC, add_key, authorise, new_device
 from vending_keys.models import VendingKey
 
 

@@ -10,10 +10,11 @@ import json
 import pytest
 from sqlalchemy import select
 
+from factories.keys import SGC, api_headers
+from factories.registry import new_device
 from kmc.audit.models import AuditEntry
 from kmc.database import db
 from tests.conftest import login, post_form
-from tests.test_keyload_flow import SGC, api_headers, new_device
 from tests.test_keys_store import GENERATE_ARGS, _ok, _refused
 from vending_keys.models import Approval
 

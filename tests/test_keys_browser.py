@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from factories.keys import SGC, authorise
+from factories.registry import new_device
 from key_load_protocol import KeyIdentity, open_eklf
 from kmc import pki
 from tests.conftest import browser_login
-from tests.test_keyload_flow import SGC, authorise, new_device
 
 pytestmark = pytest.mark.browser
 

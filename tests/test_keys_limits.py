@@ -8,9 +8,9 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from factories.keys import SGC, api_headers
 from kmc.audit.models import AuditEntry
 from kmc.database import db
-from tests.test_keyload_flow import SGC, api_headers
 from tests.test_keys_store import GENERATE_ARGS, _ok, _refused
 from vending_keys.models import Approval, SupplyGroup, VendingKey
 

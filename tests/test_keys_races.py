@@ -8,9 +8,9 @@ import time
 import pytest
 from sqlalchemy import select, text
 
+from factories.keys import SGC
 from kmc.database import db
 from kmc.errors import Conflict
-from tests.test_keyload_flow import SGC
 from tests.test_keys_store import GENERATE_ARGS, _ok
 from vending_keys import service as keys
 from vending_keys.domain import key_identity

@@ -9,11 +9,12 @@ import json
 import pytest
 from sqlalchemy import select
 
+from factories.keys import SGC, api_headers
+from factories.registry import new_device
 from key_load_protocol import key_check_value
 from kmc.audit.models import AuditEntry
 from kmc.database import db
 from kmc.keystore import KeyStoreError
-from tests.test_keyload_flow import SGC, api_headers, new_device
 from vending_keys import service as keys
 from vending_keys.domain import key_identity, sealing_identity
 from vending_keys.models import Approval, VendingKey
@@ -125,8 +126,8 @@ def test_authorisation_needs_an_active_sm(app, kmc, group):
 
 
 def test_compromise_lists_every_sm_the_key_went_to(app, kmc, group, tmp_path):
+    from factories.keys import authorise
     from key_load import service as key_load
-    from tests.test_keyload_flow import authorise
 
     _ok(kmc(*GENERATE_ARGS))
     devices = [new_device(app, smid) for smid in ("5005", "5006", "5007")]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import html
 import json
 
+from factories.keys import SGC
 from tests.conftest import login, post_form
-from tests.test_keyload_flow import SGC
 from tests.test_keys_store import _ok
 
 KEY_FORM = {"key-sgc": SGC, "key-krn": "1", "key-kt": "1", "key-dkga": "04", "key-eas": "07",

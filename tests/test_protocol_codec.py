@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from factories.example import example_key_load_file, example_request
 from key_load_protocol import (
     KeyIdentity,
     KeyLoadFile,
@@ -27,7 +28,6 @@ from key_load_protocol.codec import (
     encode_key_load_file,
     encode_request,
 )
-from tests.data.protocol.example import example_key_load_file, example_request
 from tests.data.protocol.generate import FOLDER
 
 _times = st.datetimes(

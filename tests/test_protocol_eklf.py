@@ -11,6 +11,26 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from factories.example import (
+    DES_KEY,
+    HMAC_KEY,
+    example_key_load_file,
+    example_request,
+    key_load_file_with,
+)
+from factories.forgery import forged_eklf
+from factories.pki import (
+    KEY_LOAD_SIGNING,
+    Party,
+    ProtocolPki,
+    agreement_usage,
+    certify,
+    kmc_name,
+    make_pki,
+    make_sm,
+    signing_usage,
+    sm_name,
+)
 from key_load_protocol import (
     ID_CT_ENHANCED_KEY_LOAD_FILE,
     ID_KP_KMC_AUDIT_SIGNING,
@@ -27,26 +47,6 @@ from key_load_protocol import (
     build_request,
     open_eklf,
     signed_data,
-)
-from tests.data.protocol.example import (
-    DES_KEY,
-    HMAC_KEY,
-    example_key_load_file,
-    example_request,
-    key_load_file_with,
-)
-from tests.data.protocol.forgery import forged_eklf
-from tests.data.protocol.pki import (
-    KEY_LOAD_SIGNING,
-    Party,
-    ProtocolPki,
-    agreement_usage,
-    certify,
-    kmc_name,
-    make_pki,
-    make_sm,
-    signing_usage,
-    sm_name,
 )
 
 

@@ -9,6 +9,14 @@ from decimal import Decimal
 
 import pytest
 
+from factories.example import (
+    DES_KEY,
+    HMAC_KEY,
+    NONCE,
+    example_key_load_file,
+    example_keys,
+    example_request,
+)
 from key_load_protocol import (
     InvalidValue,
     KeyIdentity,
@@ -17,14 +25,6 @@ from key_load_protocol import (
     NotAnAnswer,
     Reason,
     key_check_value,
-)
-from tests.data.protocol.example import (
-    DES_KEY,
-    HMAC_KEY,
-    NONCE,
-    example_key_load_file,
-    example_keys,
-    example_request,
 )
 
 

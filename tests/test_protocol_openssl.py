@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from factories.example import example_key_load_file, example_request
+from factories.pki import ProtocolPki, make_pki, make_sm
 from key_load_protocol import (
     ID_CT_ENHANCED_KEY_LOAD_FILE,
     ID_CT_VK_LOAD_REQUEST,
@@ -27,8 +29,6 @@ from key_load_protocol import (
     parse_request,
 )
 from key_load_protocol.codec import decode_key_load_file, encode_key_load_file, encode_request
-from tests.data.protocol.example import example_key_load_file, example_request
-from tests.data.protocol.pki import ProtocolPki, make_pki, make_sm
 
 # `openssl cms -verify` for an EKLF: any purpose, since OpenSSL cannot check ours.
 VERIFY_EKLF = ("cms", "-verify", "-purpose", "any", "-inform", "DER")

@@ -10,6 +10,16 @@ from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from factories.example import example_request
+from factories.pki import (
+    NOT_AFTER,
+    ProtocolPki,
+    agreement_usage,
+    certify,
+    make_sm,
+    signing_usage,
+    sm_name,
+)
 from key_load_protocol import (
     ID_CT_VK_LOAD_REQUEST,
     InvalidValue,
@@ -26,16 +36,6 @@ from key_load_protocol import (
 )
 from key_load_protocol.codec import encode_request
 from key_load_protocol.schema import VKLoadRequest
-from tests.data.protocol.example import example_request
-from tests.data.protocol.pki import (
-    NOT_AFTER,
-    ProtocolPki,
-    agreement_usage,
-    certify,
-    make_sm,
-    signing_usage,
-    sm_name,
-)
 
 
 def _signed(pki: ProtocolPki, request: KeyLoadRequest | None = None, **options: bool) -> bytes:

@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from factories.example import example_key_load_file, example_request
 from key_load_protocol import open_eklf, parse_request
 from key_load_protocol.codec import decode_key_load_file
-from tests.data.protocol.example import example_key_load_file, example_request
 from tests.data.protocol.generate import FOLDER, key_agreement_steps, vectors
 
 DOCS = Path(__file__).parent.parent / "docs" / "protocol.md"

@@ -9,13 +9,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
+from factories.csr import make_csr
 from kmc.accounts.service import create_token
 from kmc.audit.models import AuditEntry
 from kmc.database import db
 from kmc.pki import current as current_pki
 from sm_registry.models import SecurityModule, SmStateEvent
 from tests.test_registry_cli import verify_export
-from tests.test_registry_csr import REF, make_csr
+from tests.test_registry_csr import REF
 
 
 @pytest.fixture

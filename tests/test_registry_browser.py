@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 
+from factories.csr import make_csr
 from tests.conftest import browser_login
 from tests.test_registry_cli import verify_export
-from tests.test_registry_csr import make_csr
 
 pytestmark = pytest.mark.browser
 

@@ -11,9 +11,9 @@ import zipfile
 import pytest
 from sqlalchemy import select
 
+from factories.csr import make_csr
 from kmc.database import db
 from sm_registry.models import SecurityModule
-from tests.test_registry_csr import make_csr
 
 # Header layouts from APPNOTE.TXT 4.3.7 (local) and 4.3.12 (central): offsets of the general
 # purpose flags, the compression method and the file name length; where the name starts.

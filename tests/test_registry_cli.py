@@ -13,13 +13,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
+from factories.csr import make_csr, write_csr
 from key_load_protocol import ID_KP_KMC_AUDIT_SIGNING
 from kmc.audit.models import AuditEntry
 from kmc.database import db
 from sm_registry.certificates import ID_KMC_SM_PROFILE, SmProfile
 from sm_registry.models import Manufacturer, SecurityModule, SmStateEvent
 from tests.conftest import run_kmc
-from tests.test_registry_csr import DATA, REF, make_csr
+from tests.test_registry_csr import DATA, REF
 
 OPENSSL = "/usr/bin/openssl"
 
@@ -39,12 +40,6 @@ def verify_export(content, signature, root, audit_signer):
         "-in", str(signature), "-CAfile", str(root),
         "-purpose", "any", "-nointern", "-certfile", str(audit_signer), "-out", "/dev/null",
     )  # fmt: skip
-
-
-def write_csr(folder, smid, **kw):
-    path = folder / f"{smid}.pem"
-    path.write_bytes(make_csr(smid, **kw))
-    return path
 
 
 def registered(kmc, tmp_path, smid="1001", kind="certified", *extra):

@@ -1,6 +1,6 @@
 """Reading registration requests: OpenSSL-made CSRs, every way a CSR can be wrong, the value formats.
 
-`make_csr` is also what the other registry tests use to mint fresh SM requests.
+Fresh SM requests come from `factories.csr.make_csr` (`key_load_protocol.csr.build_csr`).
 """
 
 from __future__ import annotations
@@ -14,22 +14,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from factories.csr import make_csr
 from kmc.errors import InvalidInput, PolicyRefusal
-from sm_registry.csr import MAX_CSR_BYTES, build_request, parse_request
+from sm_registry.csr import MAX_CSR_BYTES, parse_request
 from sm_registry.identifiers import CertificationReference, IdMan, Smid
 
 DATA = Path(__file__).parent / "data" / "registry"
 REF = "model=SM-9000,firmware=smfw,version=2.1.0,number=STS-CERT-0042"
-
-
-def make_csr(
-    smid: str,
-    ou: str | None = "1A2B",
-    key: ec.EllipticCurvePrivateKey | None = None,
-    der: bool = False,
-) -> bytes:
-    """A CSR for an SM, signed by `key` (a fresh P-384 key unless given)."""
-    return build_request(key or ec.generate_private_key(ec.SECP384R1()), smid, ou, der=der)
 
 
 def test_openssl_pem_csr_is_read():

@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import event, func, select
 
+from factories.csr import make_csr
 from kmc.audit.models import AuditEntry
 from kmc.audit.service import verify
 from kmc.database import db
@@ -18,7 +19,7 @@ from sm_registry import service
 from sm_registry.certificates import SmProfile
 from sm_registry.identifiers import CertificationReference
 from sm_registry.models import SecurityModule, SmStateEvent
-from tests.test_registry_csr import DATA, REF, make_csr
+from tests.test_registry_csr import DATA, REF
 
 ADMIN = service.Caller("admin1", "admin")
 OPERATOR = service.Caller("operator1", "operator")

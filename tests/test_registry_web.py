@@ -9,12 +9,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
+from factories.csr import make_csr
 from kmc.database import db
 from kmc.pki import current as current_pki
 from sm_registry.models import Manufacturer, SecurityModule
 from tests.conftest import csrf_token, login, post_form
 from tests.test_registry_cli import verify_export
-from tests.test_registry_csr import DATA, make_csr
+from tests.test_registry_csr import DATA
 
 CERTIFIED = {"model": "SM-9000", "firmware": "smfw", "version": "2.1.0", "number": "C-42"}
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from factories.emulator import NOW, MiniKmc, loaded_key, ready_sm
+from factories.forgery import forged_eklf
+from factories.pki import make_pki, make_sm
 from key_load_protocol import KeyLoadFile, LoadedKey, parse_request
 from sm_emulator.cli import main
 from sm_emulator.errors import LoadRefused
 from sm_emulator.module import SecurityModule
-from tests.data.protocol.forgery import forged_eklf
-from tests.data.protocol.pki import make_pki, make_sm
-from tests.sm_emulator_kmc import NOW, MiniKmc, loaded_key, ready_sm
 
 
 def _state(sm: SecurityModule) -> str:

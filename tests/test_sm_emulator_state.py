@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from factories.emulator import ID_MAN, NOW, SMID, MiniKmc, loaded_key, ready_sm
+from factories.pki import make_pki, make_sm
 from key_load_protocol import parse_request
 from sm_emulator.cli import main
 from sm_emulator.errors import CertificateRefused, StateError
 from sm_emulator.module import SecurityModule
-from tests.data.protocol.pki import make_pki, make_sm
-from tests.sm_emulator_kmc import ID_MAN, NOW, SMID, MiniKmc, loaded_key, ready_sm
 
 
 def _cli(*args: str) -> tuple[int, str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from factories.emulator import NOW, PAN, MiniKmc, loaded_key, ready_sm
 from key_load_protocol import KeyIdentity, LoadedKey
 from sm_emulator.cli import main
 from sm_emulator.errors import InvalidRequest, VendRefused
@@ -42,7 +43,6 @@ from sts_token import (
     decode_token,
     derive_decoder_key,
 )
-from tests.sm_emulator_kmc import NOW, PAN, MiniKmc, loaded_key, ready_sm
 
 KEY = bytes(range(20))
 UNIQUE = KeyIdentity("123457", 1, 2)

@@ -2,7 +2,7 @@
 
 Writes the certificates, the SM key and the three messages beside this file, and prints the
 hex blocks and intermediate values that docs/protocol.md quotes. The output is a pure
-function of the fixed inputs in `example.py` and `pki.py`, so running it again changes nothing.
+function of the fixed inputs in `factories/example.py` and `factories/pki.py`, so running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 
-from key_load_protocol import build_eklf, build_request
-from key_load_protocol.codec import encode_key_load_file
-from tests.data.protocol.example import (
+from factories.example import (
     CEK,
     EPHEMERAL_KEY,
     IV,
     example_key_load_file,
     example_request,
 )
-from tests.data.protocol.pki import make_pki
+from factories.pki import make_pki
+from key_load_protocol import build_eklf, build_request
+from key_load_protocol.codec import encode_key_load_file
 
 FOLDER = Path(__file__).parent
 

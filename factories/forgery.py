@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from cryptography import x509
 
+from factories.pki import Party
 from key_load_protocol import ID_CT_ENHANCED_KEY_LOAD_FILE, KeyLoadFile, enveloped_data, signed_data
 from key_load_protocol.codec import encode_key_load_file
-from tests.data.protocol.pki import Party
 
 
 def forged_eklf(

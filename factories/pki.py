@@ -1,4 +1,4 @@
-"""A miniature KMC PKI for the key-load protocol tests and the worked example.
+"""A miniature KMC PKI for the key-load protocol tests, the benchmarks and the worked example.
 
     KMC Root CA (P-384, CA, pathlen 1)
     ├── KMC Key Load Signer        keyUsage digitalSignature, EKU id-kp-kmcKeyLoadSigning
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from key_load_protocol import ID_KP_KMC_KEY_LOAD_SIGNING
+from key_load_protocol.csr import sm_subject
 
 SMID = "60042000000001"
 ID_MAN = "42"
@@ -140,13 +141,7 @@ def kmc_name(title: str) -> x509.Name:
 
 
 def sm_name(smid: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ID_MAN),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"SM {smid}"),
-            x509.NameAttribute(NameOID.SERIAL_NUMBER, smid),
-        ]
-    )
+    return sm_subject(smid, ID_MAN)
 
 
 def make_sm(

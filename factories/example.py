@@ -11,8 +11,8 @@ import datetime as dt
 import hashlib
 from decimal import Decimal
 
+from factories.pki import SMID, fixed_key
 from key_load_protocol import KeyIdentity, KeyLoadFile, KeyLoadRequest, LoadedKey
-from tests.data.protocol.pki import SMID, fixed_key
 
 REQUEST_TIME = dt.datetime(2026, 6, 1, 9, 30, tzinfo=dt.UTC)
 ISSUE_TIME = dt.datetime(2026, 6, 1, 9, 31, 15, tzinfo=dt.UTC)

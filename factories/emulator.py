@@ -1,7 +1,7 @@
-"""A miniature KMC for SM emulator tests: certifies an SM and answers its VKLOADREQs with EKLFs.
+"""A miniature KMC for the SM emulator's tests and benchmark: certifies an SM, answers its VKLOADREQs.
 
-Built only from `key_load_protocol` and the protocol tests' PKI (tests/data/protocol/pki.py), so
-SM tests run without Flask or a database; the real KMC is driven in tests/test_round_trip.py.
+Built only from `key_load_protocol` and the shared test PKI (`factories.pki`), so SM tests run
+without Flask or a database; the real KMC is driven in tests/test_round_trip.py.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from factories.pki import Party, ProtocolPki, make_pki, make_sm
 from key_load_protocol import KeyIdentity, KeyLoadFile, LoadedKey, build_eklf, parse_request
 from sm_emulator.module import SecurityModule
-from tests.data.protocol.pki import Party, ProtocolPki, make_pki, make_sm
 
 NOW = dt.datetime(2030, 3, 1, 12, 0, tzinfo=dt.UTC)
 PAN = "600727000000000009"
