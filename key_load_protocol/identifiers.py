@@ -8,8 +8,8 @@ KRN is 1..9 on the wire, the token field has 4 bits).
 
 A refusal is `InvalidIdentifier`: a `ValueError` (and a protocol `InvalidValue`, so `.field` names
 the field and `.reason` is `Reason.INVALID_FIELD`) whose `.code` is stable: `invalid_smid`,
-`invalid_id_man`, `invalid_sgc`, `invalid_krn`, `invalid_kt`, `invalid_ken`. `.detail` is the
-message without the field prefix. The KMC maps it to its `InvalidInput` in one place
+`invalid_id_man`, `invalid_sgc`, `invalid_krn`, `invalid_kt`, `invalid_ken`; its message starts
+with the field name (`krn: the KRN must be ...`). The KMC maps it to its `InvalidInput` in one place
 (`kmc.errors.identifier_input`).
 """
 
@@ -39,7 +39,6 @@ class InvalidIdentifier(InvalidValue):
     def __init__(self, field: str, code: str, detail: str) -> None:
         super().__init__(field, detail)
         self.code = code
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -83,11 +82,11 @@ class IdMan:
         return self.value
 
 
-def _token_value(field: str, code: str, make: Callable[[], _T]) -> _T:
+def _token_value(field: str, code: str, make: Callable[[], _T], rule: str | None = None) -> _T:
     try:
         return make()
     except TokenError as error:
-        raise InvalidIdentifier(field, code, str(error)) from None
+        raise InvalidIdentifier(field, code, rule or str(error)) from None
 
 
 def supply_group_code(value: str) -> SupplyGroupCode:
@@ -99,21 +98,20 @@ def supply_group_code(value: str) -> SupplyGroupCode:
 
 def key_revision_number(value: int) -> KeyRevisionNumber:
     """The KRN of a vending key: an integer 1..9 (`sts_token.KeyRevisionNumber`, narrowed)."""
-    krn = _token_value("krn", "invalid_krn", lambda: KeyRevisionNumber(value))
+    rule = f"the KRN must be an integer from 1 to {MAX_KRN}"
+    krn = _token_value("krn", "invalid_krn", lambda: KeyRevisionNumber(value), rule)
     if krn.value > MAX_KRN:
-        raise InvalidIdentifier(
-            "krn",
-            "invalid_krn",
-            f"key revision number must be an integer 1..{MAX_KRN}, got {value!r}",
-        )
+        raise InvalidIdentifier("krn", "invalid_krn", rule)
     return krn
 
 
 def key_type(value: int) -> KeyType:
     """The KT: an integer 0..3 (`sts_token.KeyType`)."""
-    return _token_value("kt", "invalid_kt", lambda: KeyType(value))
+    rule = "the KT must be an integer from 0 to 3"
+    return _token_value("kt", "invalid_kt", lambda: KeyType(value), rule)
 
 
 def key_expiry_number(value: int) -> KeyExpiryNumber:
     """The KEN: an integer 0..255 (`sts_token.KeyExpiryNumber`)."""
-    return _token_value("ken", "invalid_ken", lambda: KeyExpiryNumber(value))
+    rule = "the KEN must be an integer from 0 to 255"
+    return _token_value("ken", "invalid_ken", lambda: KeyExpiryNumber(value), rule)

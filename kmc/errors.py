@@ -65,4 +65,4 @@ def identifier_input() -> Iterator[None]:
     try:
         yield
     except InvalidIdentifier as error:
-        raise InvalidInput(error.code, error.detail) from None
+        raise InvalidInput(error.code, str(error)) from None
