@@ -17,6 +17,7 @@ from key_load_protocol.errors import (
     UnsupportedAlgorithm,
     UntrustedSigner,
 )
+from key_load_protocol.identifiers import IdMan, InvalidIdentifier, Smid
 from key_load_protocol.kcv import key_check_value
 from key_load_protocol.model import KeyIdentity, KeyLoadFile, KeyLoadRequest, LoadedKey
 from key_load_protocol.request import (
@@ -40,6 +41,8 @@ __all__ = [
     "MAX_EKLF_SIZE",
     "MAX_REQUEST_SIZE",
     "DecryptionFailed",
+    "IdMan",
+    "InvalidIdentifier",
     "InvalidValue",
     "KeyIdentity",
     "KeyLoadFile",
@@ -50,6 +53,7 @@ __all__ = [
     "ProtocolError",
     "Reason",
     "SignatureInvalid",
+    "Smid",
     "SignedRequest",
     "UnsuitableRecipient",
     "UnsupportedAlgorithm",

@@ -2,7 +2,8 @@
 
 Ranges follow IEC 62055-41 / STS 600-4-2 vocabulary: SMID (security module ID), SGC (supply group
 code), KRN (key revision number), KT (key type), KEN (key expiry number), BDT (base date), DKGA
-(decoder key generation algorithm), EA (encryption algorithm).
+(decoder key generation algorithm), EA (encryption algorithm). The identifiers (SMID, SGC, KRN,
+KT, KEN) are checked by `key_load_protocol.identifiers`, the one rule every layer uses.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from key_load_protocol.errors import InvalidValue, NotAnAnswer, Reason
+from key_load_protocol.identifiers import (
+    Smid,
+    key_expiry_number,
+    key_revision_number,
+    key_type,
+    supply_group_code,
+)
 from key_load_protocol.kcv import DKGA02_KEY_LENGTH, DKGA04_KEY_LENGTH, key_check_value
 
 PROTOCOL_VERSION = 1
@@ -27,14 +35,6 @@ MAX_KMC_ID_LENGTH = 64
 BASE_DATES = frozenset({1993, 2014, 2035})
 KEY_LENGTHS = {"02": DKGA02_KEY_LENGTH, "04": DKGA04_KEY_LENGTH}
 ALLOWED_EAS = {"02": frozenset({"07"}), "04": frozenset({"07", "11"})}
-
-
-def _digits(name: str, value: object, low: int, high: int) -> None:
-    if not (isinstance(value, str) and value.isascii() and value.isdigit()):
-        raise InvalidValue(name, "must be a string of decimal digits")
-    if not low <= len(value) <= high:
-        width = str(low) if low == high else f"{low} to {high}"
-        raise InvalidValue(name, f"must have {width} digits, not {len(value)}")
 
 
 def _integer(name: str, value: object, low: int, high: int) -> None:
@@ -80,9 +80,9 @@ class KeyIdentity:
     kt: int
 
     def __post_init__(self) -> None:
-        _digits("sgc", self.sgc, 6, 6)
-        _integer("krn", self.krn, 1, 9)
-        _integer("kt", self.kt, 0, 3)
+        supply_group_code(self.sgc)
+        key_revision_number(self.krn)
+        key_type(self.kt)
 
     def __str__(self) -> str:
         return f"SGC {self.sgc} KRN {self.krn} KT {self.kt}"
@@ -98,7 +98,7 @@ class KeyLoadRequest:
     keys: tuple[KeyIdentity, ...] | None
 
     def __post_init__(self) -> None:
-        _digits("smid", self.smid, 1, 16)
+        Smid(self.smid)
         _nonce(self.nonce)
         _utc_seconds(self, "request_time")
         if self.keys is not None:
@@ -136,7 +136,7 @@ class LoadedKey:
     def __post_init__(self) -> None:
         if not isinstance(self.identity, KeyIdentity):
             raise InvalidValue("identity", "must be a KeyIdentity")
-        _integer("ken", self.ken, 0, 255)
+        key_expiry_number(self.ken)
         if self.base_date not in BASE_DATES:
             raise InvalidValue("base_date", "must be 1993, 2014 or 2035")
         if self.dkga not in KEY_LENGTHS:
@@ -194,7 +194,7 @@ class KeyLoadFile:
     def __post_init__(self) -> None:
         if self.version != PROTOCOL_VERSION:
             raise InvalidValue("version", f"must be {PROTOCOL_VERSION}")
-        _digits("smid", self.smid, 1, 16)
+        Smid(self.smid)
         _nonce(self.nonce)
         _utc_seconds(self, "issue_time")
         _integer("sequence", self.sequence, 1, MAX_SEQUENCE)

@@ -9,10 +9,17 @@
     └── PolicyRefusal             422: well-formed but refused by a KMC rule (live-mode policy...)
 
 Messages never carry key material. Each interface maps these in exactly one place: the JSON API
-(`kmc.api`), the web UI (`kmc.web`) and the CLI (`kmc.cli`).
+(`kmc.api`), the web UI (`kmc.web`) and the CLI (`kmc.cli`). An identifier refused by the shared
+types (`key_load_protocol.identifiers`: SMID, ID_man, SGC, KRN, KT, KEN) becomes `InvalidInput`
+with the identifier's stable code only in `identifier_input`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from key_load_protocol.identifiers import InvalidIdentifier
 
 
 class KMCError(Exception):
@@ -55,3 +62,13 @@ class KeyStoreError(Exception):
     """A sealed value does not open (wrong key, wrong identity or tampered); carries no secret.
 
     Not a KMCError: it is a fault of the instance, never of the caller's input."""
+
+
+@contextmanager
+def identifier_input() -> Iterator[None]:
+    """Use around code that builds identifiers from input (also as a decorator): a refused
+    identifier becomes `InvalidInput(code, message)`, e.g. `invalid_smid`."""
+    try:
+        yield
+    except InvalidIdentifier as error:
+        raise InvalidInput(error.code, str(error)) from None

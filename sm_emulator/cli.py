@@ -164,10 +164,11 @@ def _identity(sgc: str, krn: int, kt: int) -> KeyIdentity:
         raise InvalidRequest("invalid_key", str(error)) from None
 
 
-def _key_identity(text: str) -> KeyIdentity:
+def parse_key(text: str) -> KeyIdentity:
+    """A `--key SGC:KRN:KT` argument; KRN and KT in ASCII decimal digits, checked by KeyIdentity."""
     parts = text.split(":")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts[1:]):
-        raise InvalidRequest("invalid_key", f"--key {text!r}: expected SGC:KRN:KT")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 4 for p in parts[1:]):
+        raise InvalidRequest("invalid_key", f"--key {text!r:.60}: expected SGC:KRN:KT")
     return _identity(parts[0], int(parts[1]), int(parts[2]))
 
 
@@ -183,7 +184,7 @@ def request(state: Path, keys: tuple[str, ...], all_keys: bool, out: Path, as_js
     """Write a signed VKLOADREQ (DER) with a fresh nonce, for `kmc keyload process`."""
     if bool(keys) == all_keys:
         raise click.UsageError("give --key SGC:KRN:KT (one or more) or --all")
-    wanted = None if all_keys else tuple(_key_identity(k) for k in keys)
+    wanted = None if all_keys else tuple(parse_key(k) for k in keys)
     with _opened(state) as sm:
         der = sm.request(wanted)
     out.write_bytes(der)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,31 +18,28 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from key_load_protocol import ProtocolError
+from key_load_protocol import IdMan, InvalidIdentifier, ProtocolError, Smid
 from key_load_protocol.certificates import key_usage, smid_of, verify_chain
 from key_load_protocol.csr import build_csr
 from sm_emulator.errors import CertificateRefused, InvalidRequest, StateError
 
-_SMID = re.compile(r"[1-9][0-9]{0,15}")
-_ID_MAN = re.compile(r"[0-9A-F]{4}")
 KINDS = ("virtual", "certified")
 
 
 def check_smid(smid: str) -> str:
-    """An SMID as the KMC registry spells it: 1-16 digits, no leading zero."""
-    if not _SMID.fullmatch(smid):
-        raise InvalidRequest(
-            "invalid_smid", "the SMID must be 1-16 decimal digits without a leading zero"
-        )
-    return smid
+    """An SMID as every layer spells it (`key_load_protocol.Smid`): 1-16 digits, no leading zero."""
+    try:
+        return Smid(smid).value
+    except InvalidIdentifier as error:
+        raise InvalidRequest(error.code, str(error)) from None
 
 
 def check_id_man(id_man: str) -> str:
-    """An ID_man: 4 hexadecimal digits, held upper case."""
-    value = id_man.strip().upper()
-    if not _ID_MAN.fullmatch(value):
-        raise InvalidRequest("invalid_id_man", "ID_man must be 4 hexadecimal digits")
-    return value
+    """An ID_man (`key_load_protocol.IdMan`): 4 hexadecimal digits, held upper case."""
+    try:
+        return IdMan.parse(id_man).value
+    except InvalidIdentifier as error:
+        raise InvalidRequest(error.code, str(error)) from None
 
 
 def generate_private_key(path: Path) -> ec.EllipticCurvePrivateKey:

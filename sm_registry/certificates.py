@@ -22,8 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from key_load_protocol.identifiers import IdMan, Smid
 from kmc.pki import Signer
-from sm_registry.identifiers import CertificationReference, IdMan, Smid
+from sm_registry.identifiers import CertificationReference
 
 # The project's UUID arc (ITU-T X.667, shared with key_load_protocol), sub-arc 10 = SM registry.
 ID_KMC_SM_REGISTRY = "2.25.183673205267370210918302239409037768677.10"

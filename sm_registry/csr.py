@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from kmc.errors import InvalidInput, PolicyRefusal
-from sm_registry.identifiers import IdMan, Smid
+from key_load_protocol.identifiers import IdMan, Smid
+from kmc.errors import InvalidInput, PolicyRefusal, identifier_input
 
 MAX_CSR_BYTES = 64 * 1024
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
@@ -120,9 +120,12 @@ def parse_request(data: bytes) -> RegistrationRequest:
         )
     if subject_smid is None:
         raise InvalidInput("csr_no_smid", "the CSR subject has no serialNumber (the SMID)")
+    with identifier_input():
+        smid = Smid(subject_smid)
+        id_man = None if subject_ou is None else IdMan.parse(subject_ou)
     return RegistrationRequest(
-        smid=Smid(subject_smid),
-        id_man=None if subject_ou is None else IdMan.parse(subject_ou),
+        smid=smid,
+        id_man=id_man,
         public_key_der=key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ),

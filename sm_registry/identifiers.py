@@ -1,7 +1,8 @@
-"""The registry's domain values: ID_man, SMID, SM kind and certification reference.
+"""The registry's own domain values: SM kind and certification reference.
 
 Each is validated once in its constructor (see docs/registry.md, "Formats"); code that holds one
-trusts it. Refusals are `kmc.errors.InvalidInput` with a stable reason.
+trusts it. Refusals are `kmc.errors.InvalidInput` with a stable reason. The SMID and ID_man are
+shared with the protocol and the SM: `key_load_protocol.identifiers.Smid` and `IdMan`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from dataclasses import dataclass
 
 from kmc.errors import InvalidInput
 
-_ID_MAN = re.compile(r"[0-9A-F]{4}")
-# 1-16 decimal digits, no leading zero: one SMID has exactly one spelling.
-_SMID = re.compile(r"[1-9][0-9]{0,15}")
 KINDS = ("certified", "virtual")
 # Field name in the REF syntax → (attribute, column width).
 _REF_FIELDS = {
@@ -23,43 +21,6 @@ _REF_FIELDS = {
     "number": ("number", 120),
 }
 _REF_VALUE = re.compile(r"[\x20-\x7e]+")
-
-
-@dataclass(frozen=True)
-class IdMan:
-    """A manufacturer identifier: 4 hexadecimal digits, held upper case."""
-
-    value: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.value, str) or not _ID_MAN.fullmatch(self.value):
-            raise InvalidInput(
-                "bad_id_man", f"ID_man must be 4 hexadecimal digits, got {self.value!r:.40}"
-            )
-
-    @classmethod
-    def parse(cls, text: str) -> IdMan:
-        return cls(text.strip().upper())
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class Smid:
-    """A Security Module identifier: 1 to 16 decimal digits without a leading zero."""
-
-    value: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.value, str) or not _SMID.fullmatch(self.value):
-            raise InvalidInput(
-                "bad_smid",
-                f"SMID must be 1-16 decimal digits without a leading zero, got {self.value!r:.40}",
-            )
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def parse_kind(text: str) -> str:

@@ -22,14 +22,23 @@ from sqlalchemy import Select, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from key_load_protocol.identifiers import IdMan, Smid
 from kmc import clock, pki
 from kmc.audit import service as audit
 from kmc.database import db
-from kmc.errors import Conflict, Forbidden, InvalidInput, KMCError, NotFound, PolicyRefusal
+from kmc.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    KMCError,
+    NotFound,
+    PolicyRefusal,
+    identifier_input,
+)
 from kmc.permissions import Caller
 from sm_registry import certificates, export
 from sm_registry.csr import RegistrationRequest, parse_request
-from sm_registry.identifiers import CertificationReference, IdMan, Smid, parse_kind
+from sm_registry.identifiers import CertificationReference, parse_kind
 from sm_registry.models import SM_STATES, Manufacturer, SecurityModule, SmStateEvent
 
 RULE = "STS 600-10-1 §4.5"
@@ -54,6 +63,7 @@ def _live() -> bool:
 # --- manufacturers -------------------------------------------------------------------------
 
 
+@identifier_input()
 def create_manufacturer(actor: str, id_man: str, name: str, contact: str = "") -> Manufacturer:
     ident = IdMan.parse(id_man)
     name, contact = name.strip(), contact.strip()
@@ -159,6 +169,7 @@ def _check_kind_policy(kind: str, certification: CertificationReference | None) 
         )
 
 
+@identifier_input()
 def _uploader_id_man(caller: Caller, as_manufacturer: str | None) -> IdMan:
     """The ID_man a registration is for: the manufacturer's own, or the one an admin names."""
     if caller.is_manufacturer:
@@ -586,7 +597,8 @@ class SmFilter:
 
     def __post_init__(self) -> None:
         if self.id_man:
-            IdMan.parse(self.id_man)
+            with identifier_input():
+                IdMan.parse(self.id_man)
         if self.state and self.state not in SM_STATES:
             raise InvalidInput("bad_state", f"state must be one of {', '.join(SM_STATES)}")
 

@@ -41,7 +41,7 @@ _identities = st.builds(
     krn=st.integers(1, 9),
     kt=st.integers(0, 3),
 )
-_smids = st.from_regex(r"\A[0-9]{1,16}\Z")
+_smids = st.from_regex(r"\A[1-9][0-9]{0,15}\Z")
 _nonces = st.binary(min_size=32, max_size=32)
 
 

@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from factories.csr import make_csr
+from key_load_protocol.identifiers import IdMan, InvalidIdentifier, Smid
 from kmc.errors import InvalidInput, PolicyRefusal
 from sm_registry.csr import MAX_CSR_BYTES, parse_request
-from sm_registry.identifiers import CertificationReference, IdMan, Smid
+from sm_registry.identifiers import CertificationReference
 
 DATA = Path(__file__).parent / "data" / "registry"
 REF = "model=SM-9000,firmware=smfw,version=2.1.0,number=STS-CERT-0042"
@@ -121,8 +122,9 @@ def test_request_without_serial_number_is_refused():
 
 @pytest.mark.parametrize("smid", ["", "0", "0123", "12345678901234567", "12a4", "-5", "1 2"])
 def test_bad_smids_are_refused(smid):
-    with pytest.raises(InvalidInput, match="SMID must be 1-16 decimal digits"):
+    with pytest.raises(InvalidIdentifier, match="SMID must be 1-16 decimal digits") as refused:
         Smid(smid)
+    assert refused.value.code == "invalid_smid"
 
 
 @pytest.mark.parametrize("smid", ["1", "600727000001", "9999999999999999"])
@@ -131,14 +133,16 @@ def test_smids_of_up_to_16_digits_are_accepted(smid):
 
 
 def test_smid_in_a_csr_is_checked():
-    with pytest.raises(InvalidInput, match="SMID must be"):
+    with pytest.raises(InvalidInput, match="SMID must be") as refused:
         parse_request(make_csr("00042"))
+    assert refused.value.reason == "invalid_smid"
 
 
 @pytest.mark.parametrize("id_man", ["", "123", "12345", "GHIJ", "1A2"])
 def test_bad_id_mans_are_refused(id_man):
-    with pytest.raises(InvalidInput, match="ID_man must be 4 hexadecimal digits"):
+    with pytest.raises(InvalidIdentifier, match="ID_man must be 4 hexadecimal digits") as refused:
         IdMan.parse(id_man)
+    assert refused.value.code == "invalid_id_man"
 
 
 def test_id_man_is_held_upper_case():

@@ -2,7 +2,8 @@
 
 Key types follow IEC 62055-41 naming for the keys a KMC vends: KT 1 = VDDK (default key),
 KT 2 = VUDK (unique key), KT 3 = VCDK (common key). KT 0 (the initialisation key) is not vended
-by this KMC. The ranges of SGC, KRN, KEN, DKGA, EA and base date are those of the key-load
+by this KMC. The identifiers (SGC, KRN, KT, KEN, SMID) are the shared types of
+`key_load_protocol.identifiers`, and the ranges of DKGA, EA and base date those of the key-load
 protocol (`key_load_protocol.model`), so every key stored here can be carried in an EKLF.
 """
 
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from key_load_protocol import InvalidValue, KeyIdentity
+from key_load_protocol import KeyIdentity
+from key_load_protocol.identifiers import Smid, key_expiry_number
 from key_load_protocol.model import (
     ALLOWED_EAS,
     BASE_DATES,
@@ -25,22 +27,19 @@ from key_load_protocol.model import (
     MAX_REFRESH_DAYS,
     decimal_parts,
 )
-from kmc.errors import InvalidInput
+from kmc.errors import InvalidInput, identifier_input
 
 KEY_TYPES = {1: "VDDK", 2: "VUDK", 3: "VCDK"}
 DKGAS = tuple(sorted(KEY_LENGTHS))
 EAS = ("07", "11")
-MAX_KEN = 255
 # EXP when none is given: ten years after ACT, so every key has a bounded, reviewable life.
 DEFAULT_LIFETIME = dt.timedelta(days=3652)
 
 
 def key_identity(sgc: str, krn: int, kt: int) -> KeyIdentity:
     """The (SGC, KRN, KT) of a vending key this KMC manages, or `InvalidInput`."""
-    try:
+    with identifier_input():
         identity = KeyIdentity(sgc, krn, kt)
-    except InvalidValue as error:
-        raise InvalidInput("invalid_key_identity", str(error)) from None
     if kt not in KEY_TYPES:
         raise InvalidInput(
             "invalid_key_type",
@@ -52,12 +51,6 @@ def key_identity(sgc: str, krn: int, kt: int) -> KeyIdentity:
 def sealing_identity(identity: KeyIdentity) -> bytes:
     """The associated data binding a sealed key to its row (a ciphertext cannot be moved)."""
     return f"vk:{identity.sgc}:{identity.krn}:{identity.kt}".encode()
-
-
-def check_sgc(sgc: str) -> str:
-    if not (isinstance(sgc, str) and len(sgc) == 6 and sgc.isascii() and sgc.isdigit()):
-        raise InvalidInput("invalid_sgc", "the SGC must be exactly 6 decimal digits")
-    return sgc
 
 
 def parse_time(text: str | None, name: str) -> dt.datetime | None:
@@ -127,8 +120,8 @@ class KeySpec:
             )
         if self.base_date not in BASE_DATES:
             raise InvalidInput("invalid_base_date", "the base date must be 1993, 2014 or 2035")
-        if not 0 <= self.ken <= MAX_KEN:
-            raise InvalidInput("invalid_ken", f"the KEN must be 0 to {MAX_KEN}")
+        with identifier_input():
+            key_expiry_number(self.ken)
         object.__setattr__(self, "act", _aware("act", self.act))
         object.__setattr__(self, "exp", _aware("exp", self.exp))
         if not self.act < self.exp:
@@ -245,8 +238,8 @@ class AuthorisationSpec:
     expires_at: dt.datetime | None = None
 
     def __post_init__(self) -> None:
-        if not (self.smid.isascii() and self.smid.isdigit() and 1 <= len(self.smid) <= 16):
-            raise InvalidInput("invalid_smid", "the SMID must be 1 to 16 decimal digits")
+        with identifier_input():
+            Smid(self.smid)
         if self.iut is not None:
             object.__setattr__(self, "iut", _aware("iut", self.iut))
         if self.expires_at is not None:

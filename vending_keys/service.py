@@ -20,17 +20,24 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from key_load_protocol import KeyIdentity, key_check_value
+from key_load_protocol.identifiers import supply_group_code
 from kmc import clock
 from kmc.audit import service as audit
 from kmc.database import db, use_case
-from kmc.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyRefusal
+from kmc.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PolicyRefusal,
+    identifier_input,
+)
 from kmc.keystore import KeyStore
 from sm_registry import service as registry
 from vending_keys.domain import (
     KEY_TYPES,
     AuthorisationSpec,
     KeySpec,
-    check_sgc,
     sealing_identity,
 )
 from vending_keys.models import (
@@ -164,7 +171,8 @@ def _reason(text: str, what: str) -> str:
 def add_supply_group(
     actor: str, sgc: str, name: str, utility: str = "", cluster: str = ""
 ) -> SupplyGroup:
-    check_sgc(sgc)
+    with identifier_input():
+        supply_group_code(sgc)
     name = _fitting(name, NAME_LENGTH, "invalid_name", "the name")
     if not name:
         raise InvalidInput("invalid_name", "a supply group needs a name")
