@@ -25,6 +25,7 @@ ERROR_STATUSES = {
     409: "Conflict",
     413: "Too large",
     422: "Refused by KMC policy",
+    500: "Internal error; nothing was changed",
 }
 _VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
 _PATH_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
@@ -65,7 +66,7 @@ def _response(reply: Reply) -> dict[str, Any]:
 
 def _operation(declared: Operation, roles: frozenset[str], path_parameters: list[Any]) -> Any:
     public = PUBLIC in roles
-    statuses = set(declared.errors)
+    statuses = {*declared.errors, 500}  # any route may fail internally (kmc/web.py maps it)
     if declared.body is not None or declared.query is not None:
         statuses.add(400)
     if not public:
