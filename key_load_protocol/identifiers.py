@@ -30,6 +30,7 @@ _ID_MAN = re.compile(r"[0-9A-F]{4}", re.ASCII)
 MAX_SMID_DIGITS = 16
 # IEC 62055-41 key revision numbers; the key change token's 4-bit field could carry up to 15.
 MAX_KRN = 9
+MAX_KEN = 255  # the key expiry number is one byte
 _T = TypeVar("_T")
 
 
@@ -112,6 +113,6 @@ def key_type(value: int) -> KeyType:
 
 
 def key_expiry_number(value: int) -> KeyExpiryNumber:
-    """The KEN: an integer 0..255 (`sts_token.KeyExpiryNumber`)."""
-    rule = "the KEN must be an integer from 0 to 255"
+    """The KEN: an integer 0..MAX_KEN (`sts_token.KeyExpiryNumber`)."""
+    rule = f"the KEN must be an integer from 0 to {MAX_KEN}"
     return _token_value("ken", "invalid_ken", lambda: KeyExpiryNumber(value), rule)

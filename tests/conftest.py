@@ -8,6 +8,8 @@ tests that need it, with the reason; under CI (CI=true) it fails them.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import shutil
@@ -203,6 +205,51 @@ def instance(template: Template, tmp_path: Path, kmc_mode: str) -> Iterator[Inst
     yield Instance(folder, url, kmc_mode, template.admin_password)
 
 
+class DocumentedClient(FlaskClient):
+    """A test client that checks every `/api/v1` response (status, headers, body) against the
+    generated OpenAPI document, so a response the document does not describe fails the test that
+    produced it."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        if response.request.path.startswith(API_PREFIX):
+            check_documented(self.application, response)
+        return response
+
+
+API_PREFIX = "/api/v1/"
+
+
+@functools.cache
+def _openapi(document: str) -> Any:
+    from openapi_core import OpenAPI
+
+    return OpenAPI.from_dict(json.loads(document))
+
+
+def check_documented(app: Flask, response: Any) -> None:
+    """`response` fits the app's OpenAPI document, or AssertionError saying how it does not."""
+    from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+    from openapi_core.exceptions import OpenAPIError
+
+    from kmc.api import document
+
+    class Sent(WerkzeugOpenAPIRequest):
+        body = None  # the view read the stream; only the response is checked
+
+    spec = _openapi(json.dumps(document(app), sort_keys=True))
+    try:
+        spec.validate_response(Sent(response.request), WerkzeugOpenAPIResponse(response))
+    except OpenAPIError as error:
+        causes = getattr(error.__cause__, "schema_errors", ()) or ()
+        raise AssertionError(
+            f"{response.request.method} {response.request.path} -> {response.status_code} "
+            f"is not what the OpenAPI document says: {error}; "
+            + "; ".join(getattr(c, "message", str(c)) for c in causes)
+            + f"\n{response.get_data(as_text=True)[:300]}"
+        ) from error
+
+
 @pytest.fixture
 def app(instance: Instance) -> Iterator[Flask]:
     app = create_app(
@@ -213,6 +260,7 @@ def app(instance: Instance) -> Iterator[Flask]:
             "TESTING": True,
         }
     )
+    app.test_client_class = DocumentedClient
     yield app
     with app.app_context():
         db.session.remove()

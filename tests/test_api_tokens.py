@@ -97,6 +97,6 @@ def test_every_api_route_is_in_the_openapi_document(app, client):
     assert document["openapi"].startswith("3.")
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/api/"):
+        if rule.rule.startswith("/api/v1/"):
             routes.add(re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule))
     assert routes == set(document["paths"])

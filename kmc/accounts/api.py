@@ -9,7 +9,8 @@ from flask import Blueprint
 from kmc.access import allow, current_actor
 from kmc.accounts import service
 from kmc.accounts.models import User
-from kmc.api.openapi import error_responses, json_response
+from kmc.accounts.schemas import Account, Accounts
+from kmc.api.schema import operation
 from kmc.permissions import ROLES
 
 
@@ -23,6 +24,7 @@ def user_json(user: User) -> dict[str, Any]:
 
 
 @allow(*ROLES)
+@operation("The account behind the bearer token", responses={200: Account})
 def whoami() -> dict[str, Any]:
     user = current_actor()
     assert user is not None
@@ -30,6 +32,7 @@ def whoami() -> dict[str, Any]:
 
 
 @allow("admin", "auditor")
+@operation("All accounts", responses={200: Accounts})
 def users() -> dict[str, Any]:
     return {"users": [user_json(u) for u in service.list_users()]}
 
@@ -37,34 +40,3 @@ def users() -> dict[str, Any]:
 def register(bp: Blueprint) -> None:
     bp.add_url_rule("/whoami", "whoami", whoami)
     bp.add_url_rule("/users", "users", users)
-
-
-_USER = {
-    "type": "object",
-    "properties": {
-        "username": {"type": "string"},
-        "role": {"type": "string", "enum": list(ROLES)},
-        "id_man": {"type": ["string", "null"]},
-        "active": {"type": "boolean"},
-    },
-}
-PATHS = {
-    "/api/v1/whoami": {
-        "get": {
-            "summary": "The account behind the bearer token",
-            "responses": {"200": json_response("The caller", _USER), **error_responses(401)},
-        }
-    },
-    "/api/v1/users": {
-        "get": {
-            "summary": "All accounts (admin, auditor)",
-            "responses": {
-                "200": json_response(
-                    "Accounts",
-                    {"type": "object", "properties": {"users": {"type": "array", "items": _USER}}},
-                ),
-                **error_responses(401, 403),
-            },
-        }
-    },
-}

@@ -1,71 +1,125 @@
-"""Assembles the OpenAPI 3.1 document from the path fragments each API module declares."""
+"""Builds the OpenAPI 3.1 document from the routes of the API blueprint: each route's path and
+methods from Flask's URL map, its roles from `@allow`, its schemas from `@operation` (apispec with
+its marshmallow plugin turns the schemas into JSON Schema components)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
 from typing import Any
 
-ERROR = {"$ref": "#/components/schemas/Error"}
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Flask
+from marshmallow import Schema, fields
+from werkzeug.routing import Rule
+
+from kmc.access import PUBLIC
+from kmc.api.schema import Binary, Operation, Output, Reply
+from kmc.permissions import ROLES
+
+ERROR_STATUSES = {
+    400: "Bad input",
+    401: "No or bad token",
+    403: "Role or binding forbids it",
+    404: "Not found",
+    409: "Conflict",
+    413: "Too large",
+    422: "Refused by KMC policy",
+    500: "Internal error; nothing was changed",
+}
+_VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
+_PATH_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
 
 
-def json_response(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": schema or {"type": "object"}}},
-    }
+class Error(Output):
+    """Every refusal: a stable machine-readable reason and a safe message."""
+
+    error = fields.String(required=True, metadata={"description": "stable machine-readable reason"})
+    message = fields.String(required=True)
 
 
-def json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    """A required JSON request body: an object with these properties."""
-    schema = {"type": "object", "required": required, "properties": properties}
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
+    """The OpenAPI path template and path parameters of a Flask rule."""
+    parameters = []
+    for match in _VARIABLE.finditer(rule.rule):
+        converter, name = match["converter"], match["name"]
+        schema: dict[str, Any] = dict(_PATH_TYPES.get(converter or "", {"type": "string"}))
+        if converter == "any":
+            schema["enum"] = [item.strip() for item in match["args"].split(",")]
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return _VARIABLE.sub(r"{\g<name>}", rule.rule), parameters
 
 
-def error_responses(*statuses: int) -> dict[str, Any]:
-    names = {
-        400: "Bad input",
-        401: "No or bad token",
-        403: "Role or binding forbids it",
-        404: "Not found",
-        409: "Conflict",
-        413: "Too large",
-        422: "Refused by KMC policy",
-    }
-    return {str(s): json_response(names[s], ERROR) for s in statuses}
+def _content(reply: Reply | type[Schema]) -> dict[str, Any]:
+    if isinstance(reply, Binary):
+        # OpenAPI 3.1: a binary body is a media type without a schema (no "format": "binary").
+        return {media: {} for media in reply.media_types}
+    return {"application/json": {"schema": reply}}
 
 
-def build_document(kmc_name: str, fragments: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    paths: dict[str, Any] = {
-        "/api/v1/openapi.json": {
-            "get": {
-                "summary": "This OpenAPI document",
-                "security": [],
-                "responses": {"200": json_response("The document")},
-            }
-        }
-    }
-    for fragment in fragments:
-        paths.update(fragment)
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": f"{kmc_name} API", "version": "1"},
-        "servers": [{"url": "/"}],
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "message"],
-                    "properties": {
-                        "error": {
-                            "type": "string",
-                            "description": "stable machine-readable reason",
-                        },
-                        "message": {"type": "string"},
-                    },
-                }
+def _response(reply: Reply) -> dict[str, Any]:
+    if isinstance(reply, Binary):
+        headers = {name: {"schema": schema} for name, schema in reply.headers.items()}
+        return {"description": reply.description, "headers": headers, "content": _content(reply)}
+    return {"description": (reply.__doc__ or reply.__name__).strip(), "content": _content(reply)}
+
+
+def _operation(declared: Operation, roles: frozenset[str], path_parameters: list[Any]) -> Any:
+    public = PUBLIC in roles
+    statuses = {*declared.errors, 500}  # any route may fail internally (kmc/web.py maps it)
+    if declared.body is not None or declared.query is not None:
+        statuses.add(400)
+    if not public:
+        statuses.add(401)
+        if not roles >= set(ROLES):
+            statuses.add(403)
+    operation: dict[str, Any] = {
+        "summary": declared.summary,
+        "x-roles": sorted(roles),
+        "parameters": list(path_parameters),
+        "responses": {
+            **{str(status): _response(reply) for status, reply in declared.responses.items()},
+            **{
+                str(status): {"description": ERROR_STATUSES[status], "content": _content(Error)}
+                for status in sorted(statuses)
             },
         },
     }
+    who = "anyone" if public else ", ".join(r for r in ROLES if r in roles)
+    operation["description"] = f"{declared.description}\n\nMay be called by: {who}.".strip()
+    if public:
+        operation["security"] = []
+    if declared.query is not None:
+        operation["parameters"].append({"in": "query", "schema": declared.query})
+    if declared.body is not None:
+        operation["requestBody"] = {"required": True, "content": _content(declared.body)}
+    return operation
+
+
+def build_document(app: Flask, blueprint: str, title: str) -> dict[str, Any]:
+    """The document of every route of `blueprint`; a route without `@operation` is an error."""
+    spec = APISpec(
+        title=title,
+        version="1",
+        openapi_version="3.1.0",
+        plugins=[MarshmallowPlugin()],
+        servers=[{"url": "/"}],
+        security=[{"bearer": []}],
+    )
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.schema("Error", schema=Error)
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint.partition(".")[0] != blueprint:
+            continue
+        view = app.view_functions[rule.endpoint]
+        declared: Operation | None = getattr(view, "kmc_operation", None)
+        if declared is None:
+            raise LookupError(f"API route {rule.endpoint} declares no @operation")
+        path, parameters = _path(rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            operation = _operation(declared, view.kmc_roles, parameters)
+            paths.setdefault(path, {})[method.lower()] = operation
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()

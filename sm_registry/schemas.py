@@ -1,0 +1,197 @@
+"""The JSON shapes of the SM registry API. Requests are checked for types and presence here; the
+value rules (kinds, states, formats, identifiers) stay with the domain that enforces them for the
+web and the CLI too, and are documented here from the same constants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate
+
+from kmc.api.schema import Input, Output, Query, Timestamp, WholeNumber
+from sm_registry.bulk import MAX_ITEMS
+from sm_registry.export import FORMATS
+from sm_registry.identifiers import KINDS, CertificationReference
+from sm_registry.models import SM_STATES
+from sm_registry.service import MAX_REASON
+
+_REF_FIELDS = ("model", "firmware", "version", "number")
+
+
+class CertificationParts(Output):
+    """An SM's certification reference, field by field"""
+
+    model = fields.String(required=True)
+    firmware = fields.String(required=True)
+    version = fields.String(required=True)
+    number = fields.String(required=True)
+
+
+class Certification(fields.Field):
+    """A certification reference: a REF string (`model=...,firmware=...,version=...,number=...`)
+    or an object with those four fields; refused as `bad_certification` otherwise."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        described = {
+            "reason": "bad_certification",
+            "oneOf": [
+                {"type": "string", "description": "model=...,firmware=...,version=...,number=..."},
+                {"$ref": "#/components/schemas/CertificationParts"},
+                {"type": "null"},
+            ],
+        }
+        super().__init__(load_default=None, allow_none=True, metadata=described, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            return CertificationReference.parse(value)
+        if isinstance(value, dict) and set(value) == set(_REF_FIELDS):
+            return CertificationReference(**value)
+        raise ValidationError("a REF string or an object with model, firmware, version, number")
+
+
+class Upload(Input):
+    kind = fields.String(required=True, metadata={"enum": list(KINDS)})
+    certification = Certification()
+    id_man = fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "admins: the manufacturer the SMs belong to"},
+    )
+
+
+class CsrFields(Input):
+    """Exactly one of `csr` (PEM) or `csr_base64` (DER, base64)"""
+
+    csr = fields.String(
+        load_default=None, allow_none=True, metadata={"description": "PKCS#10, PEM"}
+    )
+    csr_base64 = fields.String(
+        load_default=None, allow_none=True, metadata={"description": "PKCS#10, DER, base64"}
+    )
+
+
+class Registration(Upload, CsrFields):
+    pass
+
+
+class BulkItem(CsrFields):
+    name = fields.String(metadata={"description": "echoed in the item's verdict"})
+
+
+class Unchecked(fields.Nested):
+    """Documented as the nested schema, passed through as given: a bulk item that does not fit
+    gets its own refused verdict instead of refusing the whole upload."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        return value
+
+
+class BulkRegistration(Upload):
+    items = fields.List(
+        Unchecked(BulkItem),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_ITEMS),
+        metadata={"reason": "bad_items"},
+    )
+
+
+class NewManufacturer(Input):
+    id_man = fields.String(required=True, metadata={"pattern": "^[0-9A-F]{4}$"})
+    name = fields.String(required=True)
+    contact = fields.String(load_default="", allow_none=True)
+
+
+class Manufacturer(Output):
+    """A manufacturer"""
+
+    id_man = fields.String(required=True)
+    name = fields.String(required=True)
+    contact = fields.String(required=True)
+
+
+class Manufacturers(Output):
+    """Manufacturers"""
+
+    manufacturers = fields.List(fields.Nested(Manufacturer), required=True)
+
+
+class SmFilter(Query):
+    id_man = fields.String()
+    smid = fields.String()
+    state = fields.String(metadata={"enum": list(SM_STATES)})
+    since = fields.Date(metadata={"reason": "bad_date", "description": "registered on or after"})
+    until = fields.Date(metadata={"reason": "bad_date", "description": "registered on or before"})
+
+
+class ExportQuery(SmFilter):
+    format = fields.String(required=True, metadata={"reason": "bad_format", "enum": list(FORMATS)})
+
+
+class StateChange(Input):
+    reason = fields.String(required=True, metadata={"maxLength": MAX_REASON})
+
+
+class HistoryEntry(Output):
+    at = Timestamp(required=True)
+    from_state = fields.String(
+        data_key="from", attribute="from", required=True, allow_none=True,
+        validate=validate.OneOf(SM_STATES),
+    )  # fmt: skip
+    to = fields.String(required=True, validate=validate.OneOf(SM_STATES))
+    actor = fields.String(required=True)
+    reason = fields.String(required=True, allow_none=True)
+
+
+class SecurityModule(Output):
+    """An SM with its history"""
+
+    smid = fields.String(required=True)
+    id_man = fields.String(required=True)
+    manufacturer = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    certification = fields.Nested(CertificationParts, required=True, allow_none=True)
+    state = fields.String(required=True, validate=validate.OneOf(SM_STATES))
+    registered_at = Timestamp(required=True)
+    registered_by = fields.String(required=True)
+    public_key_sha256 = fields.String(required=True)
+    certificate_sha256 = fields.String(required=True, allow_none=True)
+    history = fields.List(fields.Nested(HistoryEntry), required=True)
+
+
+class SecurityModules(Output):
+    """SMs"""
+
+    security_modules = fields.List(fields.Nested(SecurityModule), required=True)
+
+
+class Verdict(Output):
+    name = fields.String(required=True)
+    result = fields.String(required=True, validate=validate.OneOf(("accepted", "refused")))
+    smid = fields.String(required=True, allow_none=True)
+    reason = fields.String(required=True, allow_none=True)
+    message = fields.String(required=True, allow_none=True)
+
+
+class Verdicts(Output):
+    """Each item's verdict"""
+
+    accepted = WholeNumber(required=True)
+    refused = WholeNumber(required=True)
+    items = fields.List(fields.Nested(Verdict), required=True)
+
+
+class CertificateChain(Output):
+    """The SM certificate and the SM Issuing CA certificate (PEM)"""
+
+    smid = fields.String(required=True)
+    certificate_chain_pem = fields.String(required=True)
+
+
+class SignedExport(Output):
+    """The file and its detached CMS signature (DER), both base64"""
+
+    filename = fields.String(required=True)
+    kmc_mode = fields.String(required=True)
+    content_base64 = fields.String(required=True)
+    signature_base64 = fields.String(required=True)

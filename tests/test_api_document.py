@@ -1,0 +1,86 @@
+"""The OpenAPI document is generated from the API's schemas, every API response of the test suite
+is checked against it (tests/conftest.py `DocumentedClient`), and its interactive documentation is
+served from the KMC's own files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from marshmallow import ValidationError
+
+from kmc.accounts.schemas import Account
+from kmc.accounts.service import create_token
+from kmc.api import document
+from kmc.api.schema import operation
+from kmc.database import db
+from kmc.permissions import ROLES
+from tests.conftest import check_documented
+from vending_keys.models import KEY_STATES
+
+
+@pytest.fixture
+def auditor(app):
+    with app.app_context():
+        issued = create_token("test", "auditor1", "document tests")
+        db.session.commit()
+    return {"Authorization": f"Bearer {issued.secret}"}
+
+
+def test_a_response_with_an_undeclared_field_fails_the_check(app, client, auditor):
+    response = client.get("/api/v1/whoami", headers=auditor)
+    response.set_data(json.dumps({**response.json, "password": "x"}))
+    with pytest.raises(AssertionError, match="not what the OpenAPI document says"):
+        check_documented(app, response)
+
+
+def test_a_response_missing_a_field_fails_the_check(app, client, auditor):
+    response = client.get("/api/v1/whoami", headers=auditor)
+    response.set_data(json.dumps({k: v for k, v in response.json.items() if k != "role"}))
+    with pytest.raises(AssertionError, match="not what the OpenAPI document says"):
+        check_documented(app, response)
+
+
+def test_an_undocumented_status_fails_the_check(app, client, auditor):
+    response = client.get("/api/v1/whoami", headers=auditor)
+    response.status_code = 409  # whoami declares no conflict
+    with pytest.raises(AssertionError, match="not what the OpenAPI document says"):
+        check_documented(app, response)
+
+
+def test_a_view_returning_a_field_its_schema_lacks_fails_under_tests(app):
+    view = operation("test", responses={200: Account})(
+        lambda: {"username": "u", "role": "admin", "id_man": None, "active": True, "extra": 1}
+    )
+    with app.test_request_context("/api/v1/whoami"), pytest.raises(ValidationError):
+        view()
+
+
+def test_bad_input_is_refused_naming_the_field(client, app):
+    with app.app_context():
+        issued = create_token("test", "operator1", "document tests")
+        db.session.commit()
+    headers = {"Authorization": f"Bearer {issued.secret}"}
+    answer = client.post("/api/v1/supply-groups", json={"sgc": "123456"}, headers=headers)
+    assert (answer.status_code, answer.json["error"]) == (400, "missing_field")
+    assert "'name'" in answer.json["message"]
+
+
+def test_the_document_takes_fields_and_enums_from_the_code(app):
+    schemas = document(app)["components"]["schemas"]
+    key = schemas["Key"]["properties"]
+    assert {"state_reason", "proposed_by", "approved_by"} <= set(key)
+    assert key["state"]["enum"] == list(KEY_STATES)
+    assert schemas["Account"]["properties"]["role"]["enum"] == list(ROLES)
+    assert schemas["Key"]["additionalProperties"] is False
+
+
+def test_the_interactive_documentation_is_served_from_local_files(client):
+    page = client.get("/api/docs/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "/api/docs/swagger-ui-bundle.js" in html and "/api/v1/openapi.json" in html
+    assert "http://" not in html and "https://" not in html  # no CDN
+    script = client.get("/api/docs/swagger-ui-bundle.js")
+    assert script.status_code == 200 and b"SwaggerUIBundle" in script.data
+    script.close()
