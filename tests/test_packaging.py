@@ -51,19 +51,12 @@ def test_the_wheel_installed_in_a_fresh_environment_inits_and_serves_the_login_p
         ).strip()
     )
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # --ignore-installed: through the path entry above, the editable checkout looks installed.
+    pip = (sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            venv / "bin" / "python",
-            "install",
-            "--quiet",
-            "--no-deps",
-            wheel,
-        ],
+        [*pip, "--quiet", "--no-deps", "--ignore-installed", wheel],
         check=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     env = {
         "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
