@@ -26,7 +26,7 @@ from bench.keyload_crypto import crypto_floor_per_second
 from key_load import service as key_load
 from key_load_protocol import KeyIdentity
 from kmc.accounts.service import create_token, create_user
-from kmc.database import db
+from kmc.database import db, use_case
 from sm_registry.models import Manufacturer
 from tests.test_keyload_flow import SGC, Device, add_key, authorise, new_device
 
@@ -39,18 +39,20 @@ HTTP_WORKERS = int(os.environ.get("BENCH_KEYLOAD_WORKERS", str(2 * (os.cpu_count
 HTTP_THREADS_PER_WORKER = int(os.environ.get("BENCH_KEYLOAD_THREADS", "4"))
 
 
+@use_case
+def _add_accounts() -> None:
+    db.session.add(
+        Manufacturer(id_man="1A2B", name="Bench", contact="", created_at=dt.datetime.now(dt.UTC))
+    )
+    db.session.flush()
+    create_user("bench", "operator1", "operator", "bench password 123", None)
+    create_user("bench", "admin1", "admin", "bench password 123", None)
+
+
 def _prepare(app, smids: list[str]) -> list[Device]:
     """Manufacturer, an operator, 5 keys, and the SMs authorised for all of them."""
     with app.app_context():
-        db.session.add(
-            Manufacturer(
-                id_man="1A2B", name="Bench", contact="", created_at=dt.datetime.now(dt.UTC)
-            )
-        )
-        db.session.flush()
-        create_user("bench", "operator1", "operator", "bench password 123", None)
-        create_user("bench", "admin1", "admin", "bench password 123", None)
-        db.session.commit()
+        _add_accounts()
     for identity in KEYS:
         add_key(app, identity.krn)
     devices = [new_device(app, smid) for smid in smids]
@@ -105,7 +107,6 @@ def http_figures(workers: int, port: int = 5099) -> tuple[float, float, int]:
         devices = _prepare(app, [str(2000 + n) for n in range(HTTP_CLIENTS)])
         with app.app_context():
             token = create_token("bench", "operator1", "bench").secret
-            db.session.commit()
         work = [[d.request(KEYS) for _ in range(HTTP_REQUESTS_PER_CLIENT)] for d in devices]
         server = _serve(folder, url, port, workers)
         latencies: list[float] = []

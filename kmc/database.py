@@ -78,6 +78,10 @@ R = TypeVar("R")
 E = TypeVar("E", bound=BaseException)
 
 
+class CommitOutsideUseCase(RuntimeError):
+    """A commit of the shared session that no use case made: a programming error."""
+
+
 class RunAgain(Exception):  # noqa: N818 - an instruction to the use case, not an error
     """Raised inside a use case whose work lost a race (a concurrent transaction took the same
     unique value first): the outermost use case rolls back and runs again, at most `attempts`
@@ -145,7 +149,7 @@ def use_case(
     A refusal marked with `audited_refusal` still leaves its audit entry: after the rollback
     the entry is written and committed on its own, then the refusal is raised. A function that
     may lose a race raises `RunAgain`; with `attempts` > 1 the outermost use case then rolls
-    back and runs it again.
+    back and runs it again. Committing the session any other way raises `CommitOutsideUseCase`.
     """
 
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
@@ -182,3 +186,18 @@ def use_case(
 def in_use_case() -> bool:
     """Whether the current code runs inside a use case (which will commit it)."""
     return bool(db.session.info.get(_IN_USE_CASE))
+
+
+@event.listens_for(db.session, "before_commit")
+def _only_use_cases_commit(session: Any) -> None:
+    """Only a use case commits: a commit elsewhere (or inside a use case, half-way through it)
+    would make part of a change durable without the rest or its audit entry. A savepoint being
+    released inside a use case is fine."""
+    if session.info.get(_COMMITTING):
+        return
+    if session.info.get(_IN_USE_CASE) and session.in_nested_transaction():
+        return
+    raise CommitOutsideUseCase(
+        "the session is committed only by a use case (kmc.database.use_case); "
+        "decorate the service function instead of committing"
+    )

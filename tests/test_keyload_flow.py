@@ -149,7 +149,6 @@ def add_key(
             90,
         )
         keys.propose_key("operator1", spec)
-        db.session.commit()
 
 
 def authorise(app: Flask, smid: str, krn: int, kt: int = 1, **limits: object) -> None:
@@ -157,13 +156,11 @@ def authorise(app: Flask, smid: str, krn: int, kt: int = 1, **limits: object) ->
         keys.propose_authorisation(
             "operator1", AuthorisationSpec(key_identity(SGC, krn, kt), smid, **limits)
         )
-        db.session.commit()
 
 
 def api_headers(app: Flask, username: str = "operator1") -> dict[str, str]:
     with app.app_context():
         issued = create_token("test", username, "keyload tests")
-        db.session.commit()
     return {"Authorization": f"Bearer {issued.secret}", "Content-Type": "application/cms"}
 
 
@@ -285,7 +282,6 @@ def test_all_keys_request_gets_every_valid_authorisation_and_sequences_increase(
     authorise(app, device.smid, 6)
     with app.app_context():
         keys.deactivate_key("operator1", key_identity(SGC, 6, 1), "retired")
-        db.session.commit()
     headers = api_headers(app)
     first = client.post("/api/v1/keyload", data=device.request(), headers=headers)
     second = client.post("/api/v1/keyload", data=device.request(), headers=headers)
