@@ -19,17 +19,20 @@ from kmc.audit import service as audit
 from kmc.audit.chain import GENESIS, canonical_json, entry_hash, format_time
 from kmc.audit.models import AuditEntry
 from kmc.audit.service import verify
-from kmc.database import db
+from kmc.database import db, use_case
 
 APPENDS_PER_WRITER = 400
+
+
+# One entry per use case: each append commits, as a state change with its entry would.
+_append = use_case(audit.record)
 
 
 def append_rate(app, writers: int) -> float:
     def work(n: int) -> None:
         with app.app_context():
             for i in range(APPENDS_PER_WRITER):
-                audit.record(f"bench{n}", "bench.append", "thing", str(i), {"i": i})
-                db.session.commit()
+                _append(f"bench{n}", "bench.append", "thing", str(i), {"i": i})
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(writers)]
     start = time.perf_counter()
@@ -80,16 +83,20 @@ def floor_rate(count: int = 200_000) -> float:
 
 def fill(app, count: int) -> None:
     with app.app_context():
-        head = verify().chain
-        batch = []
-        for row in chain_rows(count, head.head_seq + 1, head.head_hash):
-            batch.append(row)
-            if len(batch) == 20_000:
-                db.session.execute(insert(AuditEntry), batch)
-                batch.clear()
-        if batch:
+        _fill(count)
+
+
+@use_case
+def _fill(count: int) -> None:
+    head = verify().chain
+    batch = []
+    for row in chain_rows(count, head.head_seq + 1, head.head_hash):
+        batch.append(row)
+        if len(batch) == 20_000:
             db.session.execute(insert(AuditEntry), batch)
-        db.session.commit()
+            batch.clear()
+    if batch:
+        db.session.execute(insert(AuditEntry), batch)
 
 
 def verify_rate(app) -> tuple[int, float]:

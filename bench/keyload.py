@@ -27,7 +27,7 @@ from factories.registry import Device, add_manufacturer, new_device
 from key_load import service as key_load
 from key_load_protocol import KeyIdentity
 from kmc.accounts.service import create_token, create_user
-from kmc.database import db
+from kmc.database import use_case
 
 KEYS = tuple(KeyIdentity(SGC, krn, 1) for krn in range(1, 6))
 IN_PROCESS_REQUESTS = int(os.environ.get("BENCH_KEYLOAD_N", "300"))
@@ -38,13 +38,17 @@ HTTP_WORKERS = int(os.environ.get("BENCH_KEYLOAD_WORKERS", str(2 * (os.cpu_count
 HTTP_THREADS_PER_WORKER = int(os.environ.get("BENCH_KEYLOAD_THREADS", "4"))
 
 
+@use_case
+def _add_accounts() -> None:
+    add_manufacturer("1A2B", "Bench")
+    create_user("bench", "operator1", "operator", "bench password 123", None)
+    create_user("bench", "admin1", "admin", "bench password 123", None)
+
+
 def _prepare(app, smids: list[str]) -> list[Device]:
     """Manufacturer, an operator, 5 keys, and the SMs authorised for all of them."""
     with app.app_context():
-        add_manufacturer("1A2B", "Bench")
-        create_user("bench", "operator1", "operator", "bench password 123", None)
-        create_user("bench", "admin1", "admin", "bench password 123", None)
-        db.session.commit()
+        _add_accounts()
     for identity in KEYS:
         add_key(app, identity.krn)
     devices = [new_device(app, smid) for smid in smids]
@@ -99,7 +103,6 @@ def http_figures(workers: int, port: int = 5099) -> tuple[float, float, int]:
         devices = _prepare(app, [str(2000 + n) for n in range(HTTP_CLIENTS)])
         with app.app_context():
             token = create_token("bench", "operator1", "bench").secret
-            db.session.commit()
         work = [[d.request(KEYS) for _ in range(HTTP_REQUESTS_PER_CLIENT)] for d in devices]
         server = _serve(folder, url, port, workers)
         latencies: list[float] = []

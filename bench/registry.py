@@ -18,12 +18,9 @@ from pathlib import Path
 
 from bench._instances import BACKENDS, bench_instance, postgres_available
 from factories.csr import make_csr
-from kmc import clock
-from kmc.database import db
 from sm_registry import service
 from sm_registry.bulk import zip_items
 from sm_registry.csr import parse_request
-from sm_registry.models import Manufacturer
 
 COUNT = int(os.environ.get("BENCH_REGISTRY_N", "10000"))
 ADMIN = service.Caller("bench", "admin")
@@ -48,10 +45,7 @@ def verification_rate(csrs: list[bytes]) -> float:
 def bulk_rate(backend: str, archive: Path) -> tuple[float, int]:
     with bench_instance(backend, "kmc_bench_registry") as (app, _folder, _url):
         with app.app_context():
-            db.session.add(
-                Manufacturer(id_man="BE0C", name="Bench", contact="", created_at=clock.now())
-            )
-            db.session.commit()
+            service.create_manufacturer("bench", "BE0C", "Bench")
             start = time.perf_counter()
             _count, items = zip_items(archive)
             accepted = sum(

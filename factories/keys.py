@@ -42,7 +42,6 @@ def add_key(
             90,
         )
         keys.propose_key("operator1", spec)
-        db.session.commit()
 
 
 def authorise(app: Flask, smid: str, krn: int, kt: int = 1, **limits: object) -> None:
@@ -52,12 +51,10 @@ def authorise(app: Flask, smid: str, krn: int, kt: int = 1, **limits: object) ->
             "operator1",
             AuthorisationSpec(key_identity(SGC, krn, kt), smid, **limits),
         )
-        db.session.commit()
 
 
 def api_headers(app: Flask, username: str = "operator1") -> dict[str, str]:
     """Headers for `POST /api/v1/keyload` with a fresh API token of `username`."""
     with app.app_context():
         issued = create_token("test", username, "keyload tests")
-        db.session.commit()
     return {"Authorization": f"Bearer {issued.secret}", "Content-Type": "application/cms"}

@@ -1,9 +1,9 @@
-"""Turning a VKLOADREQ into an EKLF: every check, then issue and record in one transaction.
+"""Turning a VKLOADREQ into an EKLF: every check, then issue and record in one use case.
 
-Unlike the key-store use cases this one owns its transaction, because a refusal must leave an
-audit entry while nothing else is written: on any refusal the work is rolled back, the refusal
-is recorded and committed, and the `KMCError` is raised. On success the EKLF, the issuance
-record (keys, per-SM sequence, request and file hashes) and the audit entry commit together.
+A refusal must leave an audit entry while nothing else is written, so every refusal is an
+`audited_refusal` (`kmc.database`): the use case rolls the work back, then commits the refusal's
+audit entry on its own and raises the `KMCError`. On success the EKLF, the issuance record
+(keys, per-SM sequence, request and file hashes) and the audit entry commit together.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from key_load_protocol import (
 )
 from kmc import clock, pki
 from kmc.audit import service as audit
-from kmc.database import db
+from kmc.database import RunAgain, audited_refusal, db, use_case
 from kmc.errors import Conflict, InvalidInput, KMCError, NotFound, PolicyRefusal
 from sm_registry import service as registry
 from vending_keys import service as keys
@@ -74,22 +74,24 @@ def _protocol_refusal(error: ProtocolError) -> KMCError:
     return PolicyRefusal(reason, f"the request is refused: {error}")
 
 
-def _record_refusal(actor: str, der: bytes, smid: str | None, refusal: KMCError) -> None:
-    """Audit a refusal in its own transaction, after everything else was rolled back."""
-    db.session.rollback()
-    audit.record(
-        actor,
-        "keyload.refuse",
-        "security_module",
-        smid or "unknown",
-        {
-            "reason": refusal.reason,
-            "message": refusal.message,
-            "request_sha256": hashlib.sha256(der).hexdigest(),
-            "request_bytes": len(der),
-        },
-    )
-    db.session.commit()
+def _audited(actor: str, der: bytes, smid: str | None, refusal: KMCError) -> KMCError:
+    """`refusal`, marked to be audited once the refused work is rolled back."""
+
+    def record() -> None:
+        audit.record(
+            actor,
+            "keyload.refuse",
+            "security_module",
+            smid or "unknown",
+            {
+                "reason": refusal.reason,
+                "message": refusal.message,
+                "request_sha256": hashlib.sha256(der).hexdigest(),
+                "request_bytes": len(der),
+            },
+        )
+
+    return audited_refusal(refusal, record)
 
 
 def _parse(der: bytes) -> SignedRequest:
@@ -204,7 +206,7 @@ def _loaded(grant: keys.Grant) -> LoadedKey:
     )
 
 
-def _issue_once(actor: str, signed: SignedRequest) -> Issued:
+def _issue(actor: str, signed: SignedRequest) -> Issued:
     now = clock.now()
     smid = signed.request.smid
     nonce_sha256 = _nonce_sha256(signed)
@@ -272,27 +274,22 @@ def _issue_once(actor: str, signed: SignedRequest) -> Issued:
     return Issued(issue_id, smid, sequence, eklf, file_sha256, described)
 
 
-def _issue_committed(actor: str, signed: SignedRequest) -> Issued:
-    for _attempt in range(_SEQUENCE_ATTEMPTS):
-        try:
-            issued = _issue_once(actor, signed)
-            db.session.commit()
-            return issued
-        except IntegrityError:
-            # Another process committed first: the same request (a replay, refused on the next
-            # attempt by the nonce check) or another request of this SM taking our sequence.
-            db.session.rollback()
-    raise Conflict("busy", "too many concurrent requests for this SM; retry")
-
-
+@use_case(attempts=_SEQUENCE_ATTEMPTS)
 def process_request(actor: str, der: bytes) -> Issued:
     """Check a VKLOADREQ and issue its EKLF, or refuse it (audited) with a precise reason."""
     signed: SignedRequest | None = None
     try:
         signed = _parse(der)
-        return _issue_committed(actor, signed)
+        return _issue(actor, signed)
+    except IntegrityError:
+        # Another process committed first: the same request (a replay, refused on the next
+        # attempt by the nonce check) or another request of this SM taking our sequence.
+        busy = Conflict("busy", "too many concurrent requests for this SM; retry")
+        raise RunAgain(
+            _audited(actor, der, signed.request.smid if signed else None, busy)
+        ) from None
     except KMCError as refusal:
-        _record_refusal(actor, der, signed.request.smid if signed else None, refusal)
+        _audited(actor, der, signed.request.smid if signed else None, refusal)
         raise
 
 

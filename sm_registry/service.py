@@ -1,9 +1,10 @@
 """Registry use cases: manufacturers, SM registration, lifecycle, listing, certificates, exports.
 
-Every function that changes something owns its transaction: it writes the change and its audit
-entry together and commits, or raises a `KMCError` having written nothing (except the audit
-record of a refused key re-use, which STS 600-10-1 §4.5 makes worth keeping). Manufacturer
-callers are confined to their own ID_man here, whichever interface they came through.
+Every function that changes something is a use case (`kmc.database.use_case`): it writes the
+change and its audit entry together and they commit, or it raises a `KMCError` having written
+nothing (except the audit record of a refused key re-use, which STS 600-10-1 §4.5 makes worth
+keeping: an `audited_refusal`). Manufacturer callers are confined to their own ID_man here,
+whichever interface they came through.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy.orm import selectinload
 from key_load_protocol.identifiers import IdMan, Smid
 from kmc import clock, pki
 from kmc.audit import service as audit
-from kmc.database import db
+from kmc.database import audited_refusal, db, keep_record, use_case
 from kmc.errors import (
     Conflict,
     Forbidden,
@@ -43,7 +44,7 @@ from sm_registry.models import SM_STATES, Manufacturer, SecurityModule, SmStateE
 
 RULE = "STS 600-10-1 §4.5"
 MAX_REASON = 500
-# Bulk registration commits this many items per transaction (see register_many).
+# Bulk registration commits this many items per use case (see register_many).
 COMMIT_EVERY = 100
 # action → (states it may start from, state it leads to)
 TRANSITIONS = {
@@ -63,6 +64,7 @@ def _live() -> bool:
 # --- manufacturers -------------------------------------------------------------------------
 
 
+@use_case
 @identifier_input()
 def create_manufacturer(actor: str, id_man: str, name: str, contact: str = "") -> Manufacturer:
     ident = IdMan.parse(id_man)
@@ -77,6 +79,11 @@ def create_manufacturer(actor: str, id_man: str, name: str, contact: str = "") -
         id_man=ident.value, name=name, contact=contact, created_at=clock.now()
     )
     db.session.add(manufacturer)
+    try:
+        # A racing creation of the same ID_man is refused by the primary key, here.
+        db.session.flush()
+    except IntegrityError:
+        raise Conflict("duplicate_id_man", f"manufacturer {ident} already exists") from None
     audit.record(
         actor,
         "manufacturer.create",
@@ -84,11 +91,6 @@ def create_manufacturer(actor: str, id_man: str, name: str, contact: str = "") -
         ident.value,
         {"name": name, "contact": contact},
     )
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict("duplicate_id_man", f"manufacturer {ident} already exists") from None
     return manufacturer
 
 
@@ -192,21 +194,27 @@ def _uploader_id_man(caller: Caller, as_manufacturer: str | None) -> IdMan:
 
 
 def _key_reuse(caller: Caller, request: RegistrationRequest, bound_to: str) -> Conflict:
-    """Audit an attempt to bind a key that already belongs to an SM; the caller commits the record."""
-    audit.record(
-        caller.name,
-        "sm.register.refused",
-        "sm",
-        request.smid.value,
-        {
-            "reason": "duplicate_public_key",
-            "public_key_sha256": request.public_key_sha256,
-            "bound_to": bound_to,
-        },
-    )
-    return Conflict(
-        "duplicate_public_key",
-        f"{RULE}: this public key already belongs to another SM; one key, one SM",
+    """The refusal of an attempt to bind a key that already belongs to an SM; it is audited."""
+
+    def record() -> None:
+        audit.record(
+            caller.name,
+            "sm.register.refused",
+            "sm",
+            request.smid.value,
+            {
+                "reason": "duplicate_public_key",
+                "public_key_sha256": request.public_key_sha256,
+                "bound_to": bound_to,
+            },
+        )
+
+    return audited_refusal(
+        Conflict(
+            "duplicate_public_key",
+            f"{RULE}: this public key already belongs to another SM; one key, one SM",
+        ),
+        record,
     )
 
 
@@ -235,6 +243,7 @@ def _upload_scope(
     return _Upload(caller, _uploader_id_man(caller, as_manufacturer), kind, certification)
 
 
+@use_case
 def register(
     caller: Caller,
     csr: bytes,
@@ -242,15 +251,10 @@ def register(
     certification: CertificationReference | None = None,
     as_manufacturer: str | None = None,
 ) -> SecurityModule:
-    """Register one SM (state pending) from its signed CSR; refusals write nothing."""
-    try:
-        upload = _upload_scope(caller, kind, certification, as_manufacturer)
-        sm = _register(upload, _read_request(csr, upload.id_man))
-        db.session.commit()
-    except KMCError:
-        db.session.rollback()
-        raise
-    return sm
+    """Register one SM (state pending) from its signed CSR; refusals write nothing (but the
+    audit entry of a key re-use attempt)."""
+    upload = _upload_scope(caller, kind, certification, as_manufacturer)
+    return _register(upload, _read_request(csr, upload.id_man))
 
 
 def _read_request(csr: bytes, id_man: IdMan) -> RegistrationRequest:
@@ -299,26 +303,21 @@ def _add_registration(upload: _Upload, request: RegistrationRequest) -> Security
 
 
 def _register(upload: _Upload, request: RegistrationRequest) -> SecurityModule:
-    """Add one SM with its history row and audit entry in a savepoint; the caller commits.
+    """Add one SM with its history row and audit entry in a savepoint of the use case.
 
     A refusal rolls the savepoint back, so nothing of this item stays in the transaction
-    (a key re-use attempt is audited and committed). Uniqueness is decided by the database
+    (a key re-use attempt raises an audited refusal). Uniqueness is decided by the database
     constraints, so racing uploads end in the same Conflicts.
     """
-    savepoint = db.session.begin_nested()
     try:
-        sm = _add_registration(upload, request)
-        savepoint.commit()
+        with db.session.begin_nested():
+            return _add_registration(upload, request)
     except IntegrityError:
         # The primary key (SMID) or the unique key hash refused it, even under racing uploads.
-        savepoint.rollback()
         bound = _bound_smid(request.public_key_sha256)
         if bound is not None and bound != request.smid.value:
-            refusal = _key_reuse(upload.caller, request, bound)
-            db.session.commit()
-            raise refusal from None
+            raise _key_reuse(upload.caller, request, bound) from None
         raise _duplicate_smid(request.smid.value) from None
-    return sm
 
 
 def _bound_smid(public_key_sha256: str) -> str | None:
@@ -359,10 +358,11 @@ def register_many(
     An item may carry, instead of the CSR, why its file could not be read: it is refused so.
 
     A refusal of the upload as a whole (kind, policy, uploader) is raised before any item.
-    Items are handled and committed in groups of `COMMIT_EVERY` (each accepted SM with its
-    history row and audit entry, each key re-use attempt with its audit entry), and verdicts
-    are yielded only once their group is committed, so an "accepted" is never reported for
-    something not yet durable.
+    Items are handled in groups of `COMMIT_EVERY`, each group one use case (each accepted SM
+    with its history row and audit entry, each key re-use attempt with its audit entry), and
+    verdicts are yielded only once their group is committed, so an "accepted" is never reported
+    for something not yet durable (called inside another use case, the groups join it and
+    commit with it).
     """
     upload = _upload_scope(caller, kind, certification, as_manufacturer)
     iterator = iter(items)
@@ -374,13 +374,15 @@ def register_many(
 _Read = tuple[str, RegistrationRequest | KMCError]
 
 
+@use_case
 def _register_group(upload: _Upload, group: list[tuple[str, bytes | KMCError]]) -> list[ItemResult]:
-    """Verify a group of CSRs, write and commit what is accepted; the verdicts in item order.
+    """Verify a group of CSRs, write what is accepted; the verdicts in item order.
 
     The fast path decides uniqueness from one look-up per group and writes every row in
-    batched INSERTs. Should those INSERTs still hit a constraint (another upload committed
-    the same SMID or key in between), the group is rolled back and redone item by item in
-    savepoints, so the database constraints decide exactly as for a single registration.
+    batched INSERTs, in a savepoint. Should those INSERTs still hit a constraint (another
+    upload committed the same SMID or key in between), the savepoint is rolled back and the
+    group redone item by item in savepoints, so the database constraints decide exactly as
+    for a single registration.
     """
     read: list[_Read] = []
     for name, data in group:
@@ -391,19 +393,16 @@ def _register_group(upload: _Upload, group: list[tuple[str, bytes | KMCError]]) 
             read.append((name, _read_request(data, upload.id_man)))
         except KMCError as refused:
             read.append((name, refused))
+    _plan_for_the_table_as_it_is()
     try:
-        verdicts = _add_group(upload, read)
-        db.session.commit()
+        with db.session.begin_nested():
+            return _add_group(upload, read)
     except IntegrityError:
-        db.session.rollback()
-        verdicts = [_register_item(upload, item) for item in read]
-        db.session.commit()
-    return verdicts
+        return [_register_item(upload, item) for item in read]
 
 
 def _add_group(upload: _Upload, read: list[_Read]) -> list[ItemResult]:
     """Add a group's accepted rows and key re-use audits, deciding as `_register` would in turn."""
-    _plan_for_the_table_as_it_is()
     requests = [request for _, request in read if isinstance(request, RegistrationRequest)]
     taken = set(
         db.session.scalars(
@@ -421,8 +420,9 @@ def _add_group(upload: _Upload, read: list[_Read]) -> list[ItemResult]:
         )
     }
     verdicts = []
-    # Nothing is flushed before the commit, which then sends one batched INSERT per table
-    # (SQLite takes history rows one by one: only so do their generated ids come back in order).
+    # Nothing is flushed before the savepoint ends, which then sends one batched INSERT per
+    # table (SQLite takes history rows one by one: only so do their generated ids come back
+    # in order).
     with db.session.no_autoflush:
         for name, request in read:
             if isinstance(request, KMCError):
@@ -436,6 +436,7 @@ def _add_group(upload: _Upload, read: list[_Read]) -> list[ItemResult]:
                     if holder is not None and holder != smid
                     else _duplicate_smid(smid)
                 )
+                keep_record(refusal)
                 verdicts.append(_refused(name, refusal))
                 continue
             _add_registration(upload, request)
@@ -451,7 +452,7 @@ def _plan_for_the_table_as_it_is() -> None:
     psycopg prepares a statement once it has run five times, and PostgreSQL may then keep a
     generic plan made while the table was nearly empty: a sequential scan, ever slower as the
     upload fills the table (measured on a fresh KMC: 0.3 ms per look-up at first, 27 ms at
-    10,000 SMs). The setting lasts until this group's transaction ends.
+    10,000 SMs). The setting lasts until the transaction ends.
     """
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
@@ -464,6 +465,7 @@ def _register_item(upload: _Upload, item: _Read) -> ItemResult:
     try:
         _register(upload, request)
     except KMCError as refused:
+        keep_record(refused)  # a key re-use attempt's audit entry stays with the group
         return _refused(name, refused)
     return ItemResult(name, True, smid=request.smid.value)
 
@@ -492,16 +494,9 @@ def get_sm(caller: Caller, smid: str, *, for_update: bool = False) -> SecurityMo
     return sm
 
 
+@use_case
 def change_state(caller: Caller, smid: str, action: str, reason: str) -> SecurityModule:
     """Move an SM along its lifecycle, with the actor and reason in the audit log and history."""
-    try:
-        return _change_state(caller, smid, action, reason)
-    except KMCError:
-        db.session.rollback()
-        raise
-
-
-def _change_state(caller: Caller, smid: str, action: str, reason: str) -> SecurityModule:
     if action not in TRANSITIONS:
         raise InvalidInput("bad_action", f"action must be one of {', '.join(TRANSITIONS)}")
     if caller.role not in ("admin", "operator", "manufacturer") or (
@@ -534,7 +529,6 @@ def _change_state(caller: Caller, smid: str, action: str, reason: str) -> Securi
     )
     sm.state = target
     audit.record(caller.name, f"sm.{action}", "sm", smid, details)
-    db.session.commit()
     return sm
 
 
@@ -640,6 +634,7 @@ class SignedExport:
     mode: str
 
 
+@use_case
 def export_registry(caller: Caller, fmt: str, where: SmFilter | None = None) -> SignedExport:
     """The allocation records the caller may see, as CSV or JSON, signed; the export is audited."""
     if caller.role not in ("admin", "operator", "auditor", "manufacturer"):
@@ -669,5 +664,4 @@ def export_registry(caller: Caller, fmt: str, where: SmFilter | None = None) -> 
             "filters": where.as_dict(),
         },
     )
-    db.session.commit()
     return SignedExport(filename, content, signature, header.kmc_mode)

@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from factories.registry import add_manufacturer
 from kmc import create_app
 from kmc.accounts.service import create_user
-from kmc.database import db
+from kmc.database import db, use_case
 from kmc.instance import initialise
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -128,6 +128,15 @@ def templates() -> Iterator[dict[str, Template]]:
         engine.dispose()
 
 
+@use_case
+def _add_fixtures(app: Flask) -> None:
+    """The test manufacturers and accounts, committed with their audit entries."""
+    for id_man, name in MANUFACTURERS.items():
+        add_manufacturer(id_man, name, app.extensions["kmc.clock"].now())
+    for username, (role, id_man) in ACCOUNTS.items():
+        create_user("cli:test-setup", username, role, PASSWORD, id_man)
+
+
 def _build_template(backend: str, folder: Path) -> Template:
     database = ""
     overrides: dict[str, Any] = {"KMC_INSTANCE": folder, "KMC_MODE": "test"}
@@ -139,11 +148,7 @@ def _build_template(backend: str, folder: Path) -> Template:
     app = create_app(overrides)
     with app.app_context():
         report = initialise("cli:test-setup")
-        for id_man, name in MANUFACTURERS.items():
-            add_manufacturer(id_man, name, app.extensions["kmc.clock"].now())
-        for username, (role, id_man) in ACCOUNTS.items():
-            create_user("cli:test-setup", username, role, PASSWORD, id_man)
-        db.session.commit()
+        _add_fixtures(app)
         db.engine.dispose()
     assert report.admin_password is not None
     return Template(backend, folder, database, report.admin_password)

@@ -13,7 +13,6 @@ from kmc.accounts.schemas import Account
 from kmc.accounts.service import create_token
 from kmc.api import document
 from kmc.api.schema import operation
-from kmc.database import db
 from kmc.permissions import ROLES
 from tests.conftest import check_documented
 from vending_keys.models import KEY_STATES
@@ -23,7 +22,6 @@ from vending_keys.models import KEY_STATES
 def auditor(app):
     with app.app_context():
         issued = create_token("test", "auditor1", "document tests")
-        db.session.commit()
     return {"Authorization": f"Bearer {issued.secret}"}
 
 
@@ -59,7 +57,6 @@ def test_a_view_returning_a_field_its_schema_lacks_fails_under_tests(app):
 def test_bad_input_is_refused_naming_the_field(client, app):
     with app.app_context():
         issued = create_token("test", "operator1", "document tests")
-        db.session.commit()
     headers = {"Authorization": f"Bearer {issued.secret}"}
     answer = client.post("/api/v1/supply-groups", json={"sgc": "123456"}, headers=headers)
     assert (answer.status_code, answer.json["error"]) == (400, "missing_field")

@@ -15,7 +15,6 @@ from tests.conftest import login
 def _token(app, username="auditor1"):
     with app.app_context():
         issued = create_token("test", username, "script")
-        db.session.commit()
         return issued.token.id, issued.secret
 
 
@@ -47,7 +46,6 @@ def test_a_wrong_or_revoked_token_gets_401_json(app, client):
     assert response.json["error"] == "not_authenticated"
     with app.app_context():
         revoke_token("test", token_id)
-        db.session.commit()
     assert (
         client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {secret}"}).status_code
         == 401

@@ -18,21 +18,29 @@ from kmc.audit import service as audit
 from kmc.audit.chain import GENESIS, ROW_FIELDS, canonical_json, entry_hash, format_time
 from kmc.audit.models import AuditEntry
 from kmc.audit.service import checkpoint, verify
-from kmc.database import db
+from kmc.database import db, use_case
 from tests.conftest import run_kmc
+
+
+@use_case
+def _append_one(actor, i):
+    audit.record(actor, "test.append", "thing", str(i), {"n": i})
 
 
 def _append(app, count, actor="tester"):
     with app.app_context():
         for i in range(count):
-            audit.record(actor, "test.append", "thing", str(i), {"n": i})
-            db.session.commit()
+            _append_one(actor, i)
+
+
+@use_case
+def _execute(statement):
+    db.session.execute(text(statement))
 
 
 def _sql(app, statement):
     with app.app_context():
-        db.session.execute(text(statement))
-        db.session.commit()
+        _execute(statement)
 
 
 def test_entries_link_to_their_predecessor_and_hash_their_content(app):
@@ -91,7 +99,9 @@ def test_reordered_rows_are_detected(app, kmc):
 def test_recomputed_hash_does_not_hide_an_edit(app, kmc):
     """Rewriting a row together with its own hash still breaks the next link."""
     _append(app, 5)
-    with app.app_context():
+
+    @use_case
+    def forge() -> None:
         row = db.session.get(AuditEntry, 3)
         row.actor = "mallory"
         row.entry_hash = entry_hash(
@@ -104,7 +114,9 @@ def test_recomputed_hash_does_not_hide_an_edit(app, kmc):
             row.details,
             row.prev_hash,
         )
-        db.session.commit()
+
+    with app.app_context():
+        forge()
     result = kmc("audit", "verify")
     assert "seq 4" in result.output and result.exit_code == 1
 
@@ -124,7 +136,6 @@ def test_forged_checkpoint_signature_is_detected(app):
     _append(app, 2)
     with app.app_context():
         seq = checkpoint().seq
-        db.session.commit()
     _sql(app, f"UPDATE audit_checkpoints SET entry_hash = '{'ab' * 32}' WHERE seq = {seq}")
     with app.app_context():
         assert verify().bad_checkpoint == seq
@@ -159,12 +170,12 @@ APPENDER = """
 import sys
 from kmc import create_app
 from kmc.audit import service as audit
-from kmc.database import db
+from kmc.database import use_case
 app = create_app()
+append = use_case(audit.record)
 with app.app_context():
     for i in range(int(sys.argv[1])):
-        audit.record(sys.argv[2], "test.append", "thing", str(i), {"n": i})
-        db.session.commit()
+        append(sys.argv[2], "test.append", "thing", str(i), {"n": i})
 """
 
 
@@ -188,7 +199,6 @@ def test_export_is_json_lines_with_entries_then_checkpoints(app, client):
     _append(app, 2)
     with app.app_context():
         checkpoint()
-        db.session.commit()
     login(client, "auditor1")
     lines = client.get("/audit/export.jsonl").get_data(as_text=True).splitlines()
     records = [json.loads(line) for line in lines]

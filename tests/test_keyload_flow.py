@@ -164,7 +164,6 @@ def test_all_keys_request_gets_every_valid_authorisation_and_sequences_increase(
     authorise(app, device.smid, 6)
     with app.app_context():
         keys.deactivate_key("operator1", key_identity(SGC, 6, 1), "retired")
-        db.session.commit()
     headers = api_headers(app)
     first = client.post("/api/v1/keyload", data=device.request(), headers=headers)
     second = client.post("/api/v1/keyload", data=device.request(), headers=headers)

@@ -24,7 +24,6 @@ def bearer(app):
     def issue(username):
         with app.app_context():
             issued = create_token("test", username, "registry tests")
-            db.session.commit()
         return {"Authorization": f"Bearer {issued.secret}"}
 
     return issue

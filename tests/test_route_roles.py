@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import pytest
 
 from kmc.accounts.service import create_token
-from kmc.database import db
 from tests.conftest import csrf_token, login
 
 ROLES = ("admin", "operator", "manufacturer", "auditor")
@@ -136,7 +135,6 @@ def test_route_role_matrix(app, client, role):
         login(client, ROLE_USER[role])
         with app.app_context():
             issued = create_token("test", ROLE_USER[role], "matrix")
-            db.session.commit()
             headers = {"Authorization": f"Bearer {issued.secret}"}
     token = csrf_token(client, "/login")
     wrong = []
