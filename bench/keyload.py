@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench._instances import bench_instance, postgres_available
 from bench.keyload_crypto import crypto_floor_per_second
+from factories.callers import caller
 from factories.keys import SGC, add_key, authorise
 from factories.registry import Device, add_manufacturer, new_device
 from key_load import service as key_load
@@ -41,8 +42,8 @@ HTTP_THREADS_PER_WORKER = int(os.environ.get("BENCH_KEYLOAD_THREADS", "4"))
 @use_case
 def _add_accounts() -> None:
     add_manufacturer("1A2B", "Bench")
-    create_user("bench", "operator1", "operator", "bench password 123", None)
-    create_user("bench", "admin1", "admin", "bench password 123", None)
+    create_user(caller("bench"), "operator1", "operator", "bench password 123", None)
+    create_user(caller("bench"), "admin1", "admin", "bench password 123", None)
 
 
 def _prepare(app, smids: list[str]) -> list[Device]:
@@ -65,10 +66,12 @@ def in_process_rates(backend: str) -> tuple[float, float]:
         (device,) = _prepare(app, ["1001"])
         requests = [device.request(KEYS) for _ in range(IN_PROCESS_REQUESTS)]
         with app.app_context():
-            key_load.process_request("bench", requests[0])  # warm caches (PKI load, templates)
+            key_load.process_request(
+                caller("bench"), requests[0]
+            )  # warm caches (PKI load, templates)
             start, cpu_start = time.perf_counter(), time.process_time()
             for der in requests[1:]:
-                key_load.process_request("bench", der)
+                key_load.process_request(caller("bench"), der)
             elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     return (len(requests) - 1) / elapsed, (len(requests) - 1) / cpu
 
@@ -102,7 +105,7 @@ def http_figures(workers: int, port: int = 5099) -> tuple[float, float, int]:
     with bench_instance("postgres", "kmc_bench_keyload_http") as (app, folder, url):
         devices = _prepare(app, [str(2000 + n) for n in range(HTTP_CLIENTS)])
         with app.app_context():
-            token = create_token("bench", "operator1", "bench").secret
+            token = create_token(caller("bench"), "operator1", "bench").secret
         work = [[d.request(KEYS) for _ in range(HTTP_REQUESTS_PER_CLIENT)] for d in devices]
         server = _serve(folder, url, port, workers)
         latencies: list[float] = []

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 from bench._instances import BACKENDS, bench_instance, postgres_available
+from factories.callers import caller
 from factories.csr import make_csr
 from sm_registry import service
 from sm_registry.bulk import zip_items
@@ -45,7 +46,7 @@ def verification_rate(csrs: list[bytes]) -> float:
 def bulk_rate(backend: str, archive: Path) -> tuple[float, int]:
     with bench_instance(backend, "kmc_bench_registry") as (app, _folder, _url):
         with app.app_context():
-            service.create_manufacturer("bench", "BE0C", "Bench")
+            service.create_manufacturer(caller("bench"), "BE0C", "Bench")
             start = time.perf_counter()
             _count, items = zip_items(archive)
             accepted = sum(

@@ -9,6 +9,7 @@ import datetime as dt
 
 from flask import Flask
 
+from factories.callers import caller
 from kmc.accounts.service import create_token
 from kmc.database import db
 from vending_keys import service as keys
@@ -30,7 +31,7 @@ def add_key(
     now = dt.datetime.now(dt.UTC)
     with app.app_context():
         if db.session.get(keys.SupplyGroup, SGC) is None:
-            keys.add_supply_group("test", SGC, "Test supply group", "Test Utility")
+            keys.add_supply_group(caller("test"), SGC, "Test supply group", "Test Utility")
         spec = KeySpec(
             key_identity(SGC, krn, kt),
             dkga,
@@ -41,14 +42,14 @@ def add_key(
             exp or now + dt.timedelta(days=365),
             90,
         )
-        keys.propose_key("operator1", spec)
+        keys.propose_key(caller("operator1"), spec)
 
 
 def authorise(app: Flask, smid: str, krn: int, kt: int = 1, **limits: object) -> None:
     """Propose the authorisation of SM `smid` for key (SGC, krn, kt)."""
     with app.app_context():
         keys.propose_authorisation(
-            "operator1",
+            caller("operator1"),
             AuthorisationSpec(key_identity(SGC, krn, kt), smid, **limits),
         )
 
@@ -56,5 +57,5 @@ def authorise(app: Flask, smid: str, krn: int, kt: int = 1, **limits: object) ->
 def api_headers(app: Flask, username: str = "operator1") -> dict[str, str]:
     """Headers for `POST /api/v1/keyload` with a fresh API token of `username`."""
     with app.app_context():
-        issued = create_token("test", username, "keyload tests")
+        issued = create_token(caller("test"), username, "keyload tests")
     return {"Authorization": f"Bearer {issued.secret}", "Content-Type": "application/cms"}

@@ -9,14 +9,12 @@ from flask import Blueprint, Response, request
 from key_load import service
 from key_load.http import eklf_response
 from key_load.schemas import EKLF, VKLOADREQ, IssueQuery, Issues
-from kmc.access import actor_name, allow
+from kmc.access import allow, current_caller
 from kmc.api.schema import operation
-
-MANAGERS = ("admin", "operator")
-READERS = ("admin", "operator", "auditor")
+from kmc.permissions import Permission
 
 
-@allow(*MANAGERS)
+@allow(Permission.KEYS_LOAD)
 @operation(
     "Process a VKLOADREQ into an EKLF (refusals are audited, nothing issued)",
     body=VKLOADREQ,
@@ -26,13 +24,13 @@ READERS = ("admin", "operator", "auditor")
 def process() -> Response:
     # One byte past the cap is enough for the service to refuse an oversized body unread.
     der = request.stream.read(service.MAX_REQUEST_SIZE + 1)
-    issued = service.process_request(actor_name(), der)
+    issued = service.process_request(current_caller(), der)
     response = eklf_response(issued.eklf, issued.smid, issued.sequence)
     response.headers["X-KMC-File-SHA256"] = issued.file_sha256
     return response
 
 
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 @operation(
     "Issued EKLFs (newest first): SM, sequence, keys with KCVs, hashes",
     query=IssueQuery,
@@ -42,7 +40,7 @@ def issues(query: dict[str, Any]) -> dict[str, Any]:
     return {"issues": [service.describe_issue(i) for i in service.list_issues(query.get("smid"))]}
 
 
-@allow(*MANAGERS)
+@allow(Permission.KEYS_LOAD)
 @operation(
     "Download an issued EKLF again (the same file, not a new issue)",
     responses={200: EKLF},

@@ -8,6 +8,7 @@ import click
 
 from key_load import service
 from kmc.command_line import KmcGroup, acting, emit, json_option
+from kmc.permissions import Caller, Permission
 
 
 @click.group(cls=KmcGroup)
@@ -30,13 +31,13 @@ def keyload() -> None:
     help="Where to write the EKLF (DER); not written when the request is refused.",
 )
 @json_option
-@acting("admin", "operator")
-def keyload_process(actor: str, request_path: Path, out: Path, as_json: bool) -> None:
+@acting(Permission.KEYS_LOAD)
+def keyload_process(caller: Caller, request_path: Path, out: Path, as_json: bool) -> None:
     """Check a VKLOADREQ and write the EKLF; any refusal writes nothing and exits 1."""
     with request_path.open("rb") as handle:
         # Read one byte past the cap so the service refuses an oversized file unread.
         der = handle.read(service.MAX_REQUEST_SIZE + 1)
-    issued = service.process_request(actor, der)
+    issued = service.process_request(caller, der)
     out.write_bytes(issued.eklf)
     emit(
         {**issued.as_dict(), "out": str(out)},

@@ -36,6 +36,7 @@ from kmc import clock, pki
 from kmc.audit import service as audit
 from kmc.database import RunAgain, audited_refusal, db, use_case
 from kmc.errors import Conflict, InvalidInput, KMCError, NotFound, PolicyRefusal
+from kmc.permissions import Caller, Permission
 from sm_registry import service as registry
 from vending_keys import service as keys
 
@@ -275,8 +276,10 @@ def _issue(actor: str, signed: SignedRequest) -> Issued:
 
 
 @use_case(attempts=_SEQUENCE_ATTEMPTS)
-def process_request(actor: str, der: bytes) -> Issued:
+def process_request(caller: Caller, der: bytes) -> Issued:
     """Check a VKLOADREQ and issue its EKLF, or refuse it (audited) with a precise reason."""
+    caller.require(Permission.KEYS_LOAD)
+    actor = caller.name
     signed: SignedRequest | None = None
     try:
         signed = _parse(der)

@@ -8,16 +8,15 @@ from werkzeug.wrappers import Response
 from key_load import service
 from key_load.forms import UploadRequestForm
 from key_load.http import eklf_response
-from kmc.access import actor_name, allow
+from kmc.access import allow, current_caller
 from kmc.errors import KMCError
+from kmc.permissions import Permission
 
 bp = Blueprint("keyload", __name__, url_prefix="/keyload")
-MANAGERS = ("admin", "operator")
-READERS = ("admin", "operator", "auditor")
 
 
 @bp.route("/")
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 def index() -> str:
     return render_template(
         "keyload/index.html", form=UploadRequestForm(), issues=service.list_issues()
@@ -25,7 +24,7 @@ def index() -> str:
 
 
 @bp.route("/process", methods=["POST"])
-@allow(*MANAGERS)
+@allow(Permission.KEYS_LOAD)
 def process() -> Response:
     form = UploadRequestForm()
     if not form.validate_on_submit():
@@ -33,7 +32,7 @@ def process() -> Response:
         return redirect(url_for("keyload.index"))
     der = form.request_file.data.stream.read(service.MAX_REQUEST_SIZE + 1)
     try:
-        issued = service.process_request(actor_name(), der)
+        issued = service.process_request(current_caller(), der)
     except KMCError as refused:
         # The service has rolled back and audited the refusal already.
         flash(f"Request refused ({refused.reason}): {refused.message}", "danger")
@@ -46,14 +45,14 @@ def process() -> Response:
 
 
 @bp.route("/issues/<int:issue_id>")
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 def issue(issue_id: int) -> str:
     record = service.find_issue(issue_id)
     return render_template("keyload/issue.html", issue=service.describe_issue(record))
 
 
 @bp.route("/issues/<int:issue_id>/eklf")
-@allow(*MANAGERS)
+@allow(Permission.KEYS_LOAD)
 def download(issue_id: int) -> Response:
     record = service.find_issue(issue_id)
     return eklf_response(record.file_der, record.smid, record.sequence)

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from kmc.errors import Forbidden, NotAuthenticated
 from kmc.extensions import login_manager
+from kmc.permissions import Caller, Permission, roles_with
 
 
 class User(Protocol):
@@ -23,6 +24,7 @@ class User(Protocol):
 
     username: str
     role: str
+    id_man: str | None
     must_change_password: bool
 
 
@@ -44,9 +46,13 @@ def init_app(
     app.extensions["kmc.named_user"] = named_user
 
 
-def allow(*roles: str) -> Callable[[F], F]:
+def allow(rule: Permission | str) -> Callable[[F], F]:
+    """Declare who may use a view: a permission (every role holding it, `kmc.permissions`) or
+    PUBLIC. The service the view calls checks the same permission again."""
+    roles = frozenset({PUBLIC}) if rule == PUBLIC else roles_with(Permission(rule))
+
     def mark(view: F) -> F:
-        view.kmc_roles = frozenset(roles)  # type: ignore[attr-defined]
+        view.kmc_roles = roles  # type: ignore[attr-defined]
         return view
 
     return mark
@@ -63,9 +69,12 @@ def current_actor() -> User | None:
     return current_user if current_user.is_authenticated else None
 
 
-def actor_name() -> str:
+def current_caller() -> Caller:
+    """The caller of this request, for the service it calls (the route has authenticated it)."""
     user = current_actor()
-    return user.username if user is not None else "anonymous"
+    if user is None:
+        raise NotAuthenticated("not_authenticated", "log in or send a valid API token")
+    return Caller.of(user)
 
 
 def enforce() -> Response | None:

@@ -12,7 +12,7 @@ from flask import Flask, current_app
 
 from kmc.database import db
 from kmc.errors import Forbidden, PolicyRefusal
-from kmc.permissions import ADMIN, Caller
+from kmc.permissions import ADMIN, Caller, Permission
 from sts_token.command_line import json_option as shared_json_option
 
 
@@ -48,25 +48,23 @@ def emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:
     )
 
 
-def resolve_actor(as_user: str | None, roles: tuple[str, ...]) -> str:
-    """The account a state-changing command acts as (see docs/architecture.md, "Actors")."""
+def resolve_caller(
+    as_user: str | None, permission: Permission | None, *, live_needs_account: bool = True
+) -> Caller:
+    """Who a command acts as (see docs/architecture.md, "Actors"): the `--as` account, which
+    must be active and hold `permission`; without `--as` the shell user, as an admin (in test
+    mode, or for a read that `live_needs_account=False` marks)."""
     if as_user:
         user = current_app.extensions["kmc.named_user"](as_user)
         if not user.active:
             raise Forbidden("inactive_user", f"user {user.username} is disabled")
-        if roles and user.role not in roles:
+        caller = Caller.of(user)
+        if permission is not None and not caller.may(permission):
             raise Forbidden("forbidden", f"user {user.username} ({user.role}) may not do this")
-        return user.username
-    if current_app.config["KMC_MODE"] == "live":
+        return caller
+    if live_needs_account and current_app.config["KMC_MODE"] == "live":
         raise PolicyRefusal("actor_required", "a live KMC records who acted: pass --as USERNAME")
-    return system_actor()
-
-
-def caller_for(actor: str) -> Caller:
-    """The caller behind a resolved actor; the shell user (test mode only) acts as an admin."""
-    if actor.startswith("cli:"):
-        return Caller(actor, ADMIN)
-    return Caller.of(current_app.extensions["kmc.named_user"](actor))
+    return Caller(system_actor(), ADMIN)
 
 
 def system_actor() -> str:
@@ -74,12 +72,12 @@ def system_actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def acting(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Adds `--as USERNAME` and passes the resolved actor name as `actor`."""
+def acting(permission: Permission) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Adds `--as USERNAME` and passes the resolved `Caller` as `caller`."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, as_user: str | None = None, **kwargs: Any) -> Any:
-            return command(*args, actor=resolve_actor(as_user, roles), **kwargs)
+            return command(*args, caller=resolve_caller(as_user, permission), **kwargs)
 
         wrapper.__name__ = command.__name__
         wrapper.__doc__ = command.__doc__

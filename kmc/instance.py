@@ -14,6 +14,7 @@ from kmc.accounts.service import create_user, generate_password
 from kmc.audit import service as audit
 from kmc.database import db, use_case
 from kmc.keystore import SoftwareKeyStore
+from kmc.permissions import ADMIN, Caller
 from kmc.pki import KmcPki
 
 BOOTSTRAP_ADMIN = "admin"
@@ -70,5 +71,6 @@ def initialise(actor: str) -> InitReport:
     password = None
     if not db.session.scalar(select(func.count()).select_from(User)):
         password = generate_password()
-        create_user(actor, BOOTSTRAP_ADMIN, "admin", password, must_change=True)
+        # The system user creates the first account: nobody else exists to act yet.
+        create_user(Caller(actor, ADMIN), BOOTSTRAP_ADMIN, ADMIN, password, must_change=True)
     return InitReport(created_pki, password)

@@ -1,15 +1,71 @@
-"""The roles of the KMC's people and machine clients, declared once."""
+"""Who may do what, declared once: the roles, the permissions, and the caller of a use case.
+
+Routes declare the permission they need (`kmc.access.allow`), CLI commands the same
+(`kmc.command_line.acting`), and services ask `caller.require(...)` before they act, so a rule
+holds whichever front door is used. A role is a set of permissions (after pypi/warehouse's
+`authnz/_permissions.py`); scoping within a permission (a manufacturer sees and revokes only its
+own SMs) stays in the service that owns the objects. Pure: no Flask, no database.
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Protocol
+
+from kmc.errors import Forbidden
 
 ADMIN = "admin"
 OPERATOR = "operator"
 MANUFACTURER = "manufacturer"
 AUDITOR = "auditor"
 ROLES = (ADMIN, OPERATOR, MANUFACTURER, AUDITOR)
+
+
+class Permission(enum.StrEnum):
+    OWN_ACCOUNT = "own-account"  # home page, own password, logout, whoami
+    USERS_READ = "users-read"
+    USERS_MANAGE = "users-manage"  # accounts and API tokens
+    AUDIT_READ = "audit-read"  # the log, its export
+    AUDIT_CHECKPOINT = "audit-checkpoint"
+    REGISTRY_READ = "registry-read"  # SMs, their certificates, signed exports (scoped)
+    MANUFACTURERS_READ = "manufacturers-read"  # the manufacturer list page
+    MANUFACTURERS_MANAGE = "manufacturers-manage"
+    SMS_REGISTER = "sms-register"
+    SMS_CHANGE_STATE = "sms-change-state"  # approve, suspend, resume, revoke (scoped)
+    KEYS_READ = "keys-read"  # supply groups, keys, approvals, expiry, key-load records
+    KEYS_MANAGE = "keys-manage"  # supply groups, keys, authorisations, approvals
+    KEYS_LOAD = "keys-load"  # VKLOADREQ in, EKLF out
+
+
+_EVERYONE = frozenset({Permission.OWN_ACCOUNT, Permission.REGISTRY_READ})
+_KEY_READING = frozenset({Permission.KEYS_READ, Permission.MANUFACTURERS_READ})
+ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
+    ADMIN: frozenset(Permission),
+    OPERATOR: _EVERYONE
+    | _KEY_READING
+    | {
+        Permission.KEYS_MANAGE,
+        Permission.KEYS_LOAD,
+        Permission.SMS_CHANGE_STATE,
+        Permission.AUDIT_CHECKPOINT,
+    },
+    MANUFACTURER: _EVERYONE | {Permission.SMS_REGISTER, Permission.SMS_CHANGE_STATE},
+    AUDITOR: _EVERYONE | _KEY_READING | {Permission.USERS_READ, Permission.AUDIT_READ},
+}
+
+
+# What a refusal says where a plain "may not" would leave the caller guessing who may.
+_REFUSALS = {
+    Permission.SMS_REGISTER: "only manufacturers and admins register SMs",
+    Permission.USERS_MANAGE: "only admins manage accounts and API tokens",
+    Permission.MANUFACTURERS_MANAGE: "only admins add manufacturers",
+}
+
+
+def roles_with(permission: Permission) -> frozenset[str]:
+    """Every role that holds `permission` (what a route's declaration resolves to)."""
+    return frozenset(role for role, granted in ROLE_PERMISSIONS.items() if permission in granted)
 
 
 class Account(Protocol):
@@ -33,3 +89,12 @@ class Caller:
     @property
     def is_manufacturer(self) -> bool:
         return self.role == MANUFACTURER
+
+    def may(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS.get(self.role, frozenset())
+
+    def require(self, permission: Permission) -> None:
+        """Refuse (403 `forbidden`) unless the caller's role holds `permission`."""
+        if not self.may(permission):
+            message = _REFUSALS.get(permission, f"the {self.role} role may not do this")
+            raise Forbidden("forbidden", f"{message} ({permission})")

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 from kmc import access
 from kmc.database import db
 from kmc.errors import KMCError
-from kmc.permissions import ROLES
+from kmc.permissions import Permission
 
 NAVIGATION = (
     # (endpoint, label, roles that see it)
@@ -63,7 +63,7 @@ def index() -> Response:
 
 
 @main.route("/home")
-@access.allow(*ROLES)
+@access.allow(Permission.OWN_ACCOUNT)
 def home() -> str:
     return render_template("home.html")
 

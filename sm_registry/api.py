@@ -9,9 +9,10 @@ from typing import Any
 
 from flask import Blueprint
 
-from kmc.access import actor_name, allow, current_actor
+from kmc.access import allow, current_caller
 from kmc.api.schema import operation
 from kmc.errors import InvalidInput
+from kmc.permissions import Permission
 from sm_registry import service
 from sm_registry.export import record_of
 from sm_registry.schemas import (
@@ -30,16 +31,6 @@ from sm_registry.schemas import (
     Verdicts,
 )
 
-EVERYONE = ("admin", "operator", "manufacturer", "auditor")
-UPLOADERS = ("admin", "manufacturer")
-LIFECYCLE = ("admin", "operator", "manufacturer")  # the service narrows manufacturers to revoke
-
-
-def _caller() -> service.Caller:
-    user = current_actor()
-    assert user is not None  # access.enforce authenticated the request
-    return service.Caller.of(user)
-
 
 def _csr(item: dict[str, Any]) -> bytes:
     """A CSR given as PEM text (`csr`) or base64 DER (`csr_base64`)."""
@@ -54,29 +45,29 @@ def _csr(item: dict[str, Any]) -> bytes:
     raise InvalidInput("missing_field", "give exactly one of 'csr' (PEM) or 'csr_base64' (DER)")
 
 
-@allow("admin", "operator", "auditor", "manufacturer")
+@allow(Permission.REGISTRY_READ)
 @operation("Manufacturers (a manufacturer sees only itself)", responses={200: Manufacturers})
 def list_manufacturers() -> dict[str, Any]:
     return {
         "manufacturers": [
             {"id_man": m.id_man, "name": m.name, "contact": m.contact}
-            for m in service.list_manufacturers(_caller())
+            for m in service.list_manufacturers(current_caller())
         ]
     }
 
 
-@allow("admin")
+@allow(Permission.MANUFACTURERS_MANAGE)
 @operation(
     "Create a manufacturer", body=NewManufacturer, responses={201: Manufacturer}, errors=(409,)
 )
 def add_manufacturer(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     made = service.create_manufacturer(
-        actor_name(), body["id_man"], body["name"], body["contact"] or ""
+        current_caller(), body["id_man"], body["name"], body["contact"] or ""
     )
     return {"id_man": made.id_man, "name": made.name, "contact": made.contact}, 201
 
 
-@allow(*UPLOADERS)
+@allow(Permission.SMS_REGISTER)
 @operation(
     "Register one SM from its CSR; it starts pending",
     body=Registration,
@@ -85,12 +76,12 @@ def add_manufacturer(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
 )
 def register_sm(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     sm = service.register(
-        _caller(), _csr(body), body["kind"], body["certification"], body["id_man"]
+        current_caller(), _csr(body), body["kind"], body["certification"], body["id_man"]
     )
     return asdict(record_of(sm)), 201
 
 
-@allow(*UPLOADERS)
+@allow(Permission.SMS_REGISTER)
 @operation(
     "Register many SMs; each item gets its own verdict",
     body=BulkRegistration,
@@ -113,7 +104,7 @@ def register_bulk(body: dict[str, Any]) -> dict[str, Any]:
                 service.ItemResult(name, False, reason=refused.reason, message=refused.message)
             )
     verdicts = service.register_many(
-        _caller(), decoded, body["kind"], body["certification"], body["id_man"]
+        current_caller(), decoded, body["kind"], body["certification"], body["id_man"]
     )
     results = [slot or next(verdicts) for slot in slots]
     accepted = sum(r.accepted for r in results)
@@ -131,7 +122,7 @@ def _filter(query: dict[str, Any]) -> service.SmFilter:
     )  # fmt: skip
 
 
-@allow(*EVERYONE)
+@allow(Permission.REGISTRY_READ)
 @operation(
     "SMs the caller may see, filtered (dates are registration days, YYYY-MM-DD)",
     query=SmFilter,
@@ -140,29 +131,29 @@ def _filter(query: dict[str, Any]) -> service.SmFilter:
 def list_sms(query: dict[str, Any]) -> dict[str, Any]:
     return {
         "security_modules": [
-            asdict(record_of(s)) for s in service.list_sms(_caller(), _filter(query))
+            asdict(record_of(s)) for s in service.list_sms(current_caller(), _filter(query))
         ]
     }
 
 
-@allow(*EVERYONE)
+@allow(Permission.REGISTRY_READ)
 @operation("One SM with its history", responses={200: SecurityModule}, errors=(404,))
 def get_sm(smid: str) -> dict[str, Any]:
-    return asdict(record_of(service.get_sm(_caller(), smid)))
+    return asdict(record_of(service.get_sm(current_caller(), smid)))
 
 
-@allow(*EVERYONE)
+@allow(Permission.REGISTRY_READ)
 @operation(
     "The SM certificate and the SM Issuing CA certificate (PEM)",
     responses={200: CertificateChain},
     errors=(404,),
 )
 def certificate(smid: str) -> dict[str, Any]:
-    chain = service.certificate_chain(smid, _caller())
+    chain = service.certificate_chain(smid, current_caller())
     return {"smid": smid, "certificate_chain_pem": chain.pem().decode()}
 
 
-@allow(*LIFECYCLE)
+@allow(Permission.SMS_CHANGE_STATE)
 @operation(
     "approve (issues the certificate), suspend, resume, revoke; "
     "manufacturers may only revoke their own",
@@ -171,18 +162,18 @@ def certificate(smid: str) -> dict[str, Any]:
     errors=(404, 409, 422),
 )
 def change_state(smid: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
-    changed = service.change_state(_caller(), smid, action, body["reason"])
+    changed = service.change_state(current_caller(), smid, action, body["reason"])
     return asdict(record_of(changed))
 
 
-@allow(*EVERYONE)
+@allow(Permission.REGISTRY_READ)
 @operation(
     "Signed export of the allocation records the caller may see",
     query=ExportQuery,
     responses={200: SignedExport},
 )
 def export(query: dict[str, Any]) -> dict[str, Any]:
-    signed = service.export_registry(_caller(), query["format"], _filter(query))
+    signed = service.export_registry(current_caller(), query["format"], _filter(query))
     return {
         "filename": signed.filename,
         "kmc_mode": signed.mode,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 import click
 from cryptography.hazmat.primitives import serialization
 
-from kmc.command_line import KmcGroup, acting, caller_for, emit, json_option, resolve_actor
-from kmc.permissions import ROLES
+from kmc.command_line import KmcGroup, acting, emit, json_option, resolve_caller, system_actor
+from kmc.permissions import ADMIN, Caller, Permission
 from sm_registry import service
 from sm_registry.bulk import items_at
 from sm_registry.export import FORMATS, record_of
@@ -38,10 +37,10 @@ def manufacturer() -> None:
 @click.option("--name", required=True)
 @click.option("--contact", default="", help="Who to call about this manufacturer's SMs.")
 @json_option
-@acting("admin")
-def manufacturer_add(actor: str, id_man: str, name: str, contact: str, as_json: bool) -> None:
+@acting(Permission.MANUFACTURERS_MANAGE)
+def manufacturer_add(caller: Caller, id_man: str, name: str, contact: str, as_json: bool) -> None:
     """Create a manufacturer."""
-    made = service.create_manufacturer(actor, id_man, name, contact)
+    made = service.create_manufacturer(caller, id_man, name, contact)
     emit(
         {"id_man": made.id_man, "name": made.name, "contact": made.contact},
         as_json,
@@ -55,7 +54,7 @@ def manufacturer_list(as_json: bool) -> None:
     """List manufacturers."""
     rows = [
         {"id_man": m.id_man, "name": m.name, "contact": m.contact}
-        for m in service.list_manufacturers(service.Caller("cli", "admin"))
+        for m in service.list_manufacturers(Caller(system_actor(), ADMIN))
     ]
     emit(
         rows,
@@ -88,9 +87,9 @@ _as_manufacturer = click.option(
 @_certification_option
 @_as_manufacturer
 @json_option
-@acting("admin", "manufacturer")
+@acting(Permission.SMS_REGISTER)
 def sm_register(
-    actor: str,
+    caller: Caller,
     csr_file: Path,
     kind: str,
     certification: str | None,
@@ -99,7 +98,7 @@ def sm_register(
 ) -> None:
     """Register one SM from its CSR (PEM or DER, signed by the SM key); it starts pending."""
     registered = service.register(
-        caller_for(actor),
+        caller,
         csr_file.read_bytes(),
         kind,
         _certification(certification),
@@ -118,9 +117,9 @@ def sm_register(
 @_certification_option
 @_as_manufacturer
 @json_option
-@acting("admin", "manufacturer")
+@acting(Permission.SMS_REGISTER)
 def sm_register_bulk(
-    actor: str,
+    caller: Caller,
     path: Path,
     kind: str,
     certification: str | None,
@@ -131,7 +130,7 @@ def sm_register_bulk(
 
     Exits 1 when any item was refused (the accepted ones stay registered).
     """
-    caller, reference = caller_for(actor), _certification(certification)
+    caller, reference = caller, _certification(certification)
     count, items = items_at(path)
     results = []
     with click.progressbar(
@@ -161,9 +160,9 @@ def _transition(action: str) -> None:
     @click.argument("smid")
     @click.option("--reason", required=True, help="Recorded in the audit log and the SM history.")
     @json_option
-    @acting("admin", "operator", "manufacturer")
-    def command(actor: str, smid: str, reason: str, as_json: bool) -> None:
-        changed = service.change_state(caller_for(actor), smid, action, reason)
+    @acting(Permission.SMS_CHANGE_STATE)
+    def command(caller: Caller, smid: str, reason: str, as_json: bool) -> None:
+        changed = service.change_state(caller, smid, action, reason)
         emit(
             {"smid": changed.smid, "state": changed.state},
             as_json,
@@ -226,7 +225,7 @@ def sm_list(
 ) -> None:
     """List SMs with their manufacturer, kind, state and history."""
     sms = service.list_sms(
-        service.Caller("cli", "admin"), _filter(id_man, smid, state, since, until)
+        Caller(system_actor(), ADMIN), _filter(id_man, smid, state, since, until)
     )
     emit(
         [asdict(record_of(s)) for s in sms],
@@ -264,12 +263,8 @@ def sm_export(
     as_user: str | None,
 ) -> None:
     """Write the signed allocation records: FILE, and FILE.sig (detached CMS, DER)."""
-    # Read-only for the registry, so no actor is demanded even in live mode; it is still audited.
-    caller = (
-        caller_for(resolve_actor(as_user, ROLES))
-        if as_user
-        else service.Caller(f"cli:{getpass.getuser()}", "admin")
-    )
+    # Read-only for the registry, so no account is demanded even in live mode; it is audited.
+    caller = resolve_caller(as_user, Permission.REGISTRY_READ, live_needs_account=False)
     signed = service.export_registry(caller, fmt, _filter(id_man, smid, state, since, until))
     out.write_bytes(signed.content)
     signature = out.with_name(out.name + ".sig")

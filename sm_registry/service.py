@@ -36,7 +36,7 @@ from kmc.errors import (
     PolicyRefusal,
     identifier_input,
 )
-from kmc.permissions import Caller
+from kmc.permissions import Caller, Permission
 from sm_registry import certificates, export
 from sm_registry.csr import RegistrationRequest, parse_request
 from sm_registry.identifiers import CertificationReference, parse_kind
@@ -66,7 +66,9 @@ def _live() -> bool:
 
 @use_case
 @identifier_input()
-def create_manufacturer(actor: str, id_man: str, name: str, contact: str = "") -> Manufacturer:
+def create_manufacturer(caller: Caller, id_man: str, name: str, contact: str = "") -> Manufacturer:
+    caller.require(Permission.MANUFACTURERS_MANAGE)
+    actor = caller.name
     ident = IdMan.parse(id_man)
     name, contact = name.strip(), contact.strip()
     if not 1 <= len(name) <= 120:
@@ -138,6 +140,7 @@ def manufacturer_exists(id_man: str) -> bool:
 
 
 def list_manufacturers(caller: Caller) -> list[Manufacturer]:
+    caller.require(Permission.REGISTRY_READ)
     query = select(Manufacturer).order_by(Manufacturer.id_man)
     if caller.is_manufacturer:
         query = query.where(Manufacturer.id_man == caller.id_man)
@@ -174,6 +177,7 @@ def _check_kind_policy(kind: str, certification: CertificationReference | None) 
 @identifier_input()
 def _uploader_id_man(caller: Caller, as_manufacturer: str | None) -> IdMan:
     """The ID_man a registration is for: the manufacturer's own, or the one an admin names."""
+    caller.require(Permission.SMS_REGISTER)
     if caller.is_manufacturer:
         own = IdMan(caller.id_man or "")
         if as_manufacturer and IdMan.parse(as_manufacturer) != own:
@@ -181,8 +185,6 @@ def _uploader_id_man(caller: Caller, as_manufacturer: str | None) -> IdMan:
                 "id_man_mismatch", f"a manufacturer account may register SMs only for {own}"
             )
         return own
-    if caller.role != "admin":
-        raise Forbidden("forbidden", "only manufacturers and admins register SMs")
     if not as_manufacturer:
         raise InvalidInput(
             "manufacturer_required", "name the manufacturer the SM belongs to (--as-manufacturer)"
@@ -478,6 +480,8 @@ def _refused(name: str, refusal: KMCError) -> ItemResult:
 
 
 def _scoped(query: Select[tuple[SecurityModule]], caller: Caller) -> Select[tuple[SecurityModule]]:
+    """The SMs the caller may see: all of them, or a manufacturer's own."""
+    caller.require(Permission.REGISTRY_READ)
     if caller.is_manufacturer:
         return query.where(SecurityModule.id_man == caller.id_man)
     return query
@@ -499,9 +503,8 @@ def change_state(caller: Caller, smid: str, action: str, reason: str) -> Securit
     """Move an SM along its lifecycle, with the actor and reason in the audit log and history."""
     if action not in TRANSITIONS:
         raise InvalidInput("bad_action", f"action must be one of {', '.join(TRANSITIONS)}")
-    if caller.role not in ("admin", "operator", "manufacturer") or (
-        caller.is_manufacturer and action not in MANUFACTURER_ACTIONS
-    ):
+    caller.require(Permission.SMS_CHANGE_STATE)
+    if caller.is_manufacturer and action not in MANUFACTURER_ACTIONS:
         raise Forbidden("forbidden", f"your role may not {action} SMs")
     reason = reason.strip()
     if not 1 <= len(reason) <= MAX_REASON:
@@ -637,8 +640,7 @@ class SignedExport:
 @use_case
 def export_registry(caller: Caller, fmt: str, where: SmFilter | None = None) -> SignedExport:
     """The allocation records the caller may see, as CSV or JSON, signed; the export is audited."""
-    if caller.role not in ("admin", "operator", "auditor", "manufacturer"):
-        raise Forbidden("forbidden", "your role may not export the registry")
+    caller.require(Permission.REGISTRY_READ)
     where = where or SmFilter()
     sms = list_sms(caller, where)
     header = export.ExportHeader(

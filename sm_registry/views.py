@@ -11,8 +11,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
 
-from kmc.access import actor_name, allow, current_actor
+from kmc.access import allow, current_caller
 from kmc.errors import InvalidInput
+from kmc.permissions import Permission
 from kmc.web import attempt
 from sm_registry import service
 from sm_registry.csr import MAX_CSR_BYTES
@@ -20,13 +21,6 @@ from sm_registry.forms import ManufacturerForm, RegisterForm, SmFilterForm, Stat
 from sm_registry.identifiers import CertificationReference
 
 bp = Blueprint("registry", __name__, url_prefix="/registry")
-EVERYONE = ("admin", "operator", "manufacturer", "auditor")
-
-
-def _caller() -> service.Caller:
-    user = current_actor()
-    assert user is not None  # access.enforce logged the user in
-    return service.Caller.of(user)
 
 
 def _filter(form: SmFilterForm) -> service.SmFilter:
@@ -44,23 +38,25 @@ def _filter(form: SmFilterForm) -> service.SmFilter:
 
 
 @bp.route("/")
-@allow(*EVERYONE)
+@allow(Permission.REGISTRY_READ)
 def sms() -> str:
     form = SmFilterForm(request.args)
     where = attempt(lambda: _filter(form))
-    listed = attempt(lambda: service.list_sms(_caller(), where)) if where is not None else None
+    listed = (
+        attempt(lambda: service.list_sms(current_caller(), where)) if where is not None else None
+    )
     if where is None or listed is None:
         where, listed = service.SmFilter(), []
     return render_template(
-        "registry/sms.html", form=form, sms=listed, args=where.as_dict(), caller=_caller()
+        "registry/sms.html", form=form, sms=listed, args=where.as_dict(), caller=current_caller()
     )
 
 
 @bp.route("/export.<any(csv, json):fmt>.zip")
-@allow(*EVERYONE)
+@allow(Permission.REGISTRY_READ)
 def export(fmt: str) -> Response:
     """The export and its `.sig` in one zip: a browser download carries one file."""
-    signed = service.export_registry(_caller(), fmt, _filter(SmFilterForm(request.args)))
+    signed = service.export_registry(current_caller(), fmt, _filter(SmFilterForm(request.args)))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(signed.filename, signed.content)
@@ -73,9 +69,9 @@ def export(fmt: str) -> Response:
 
 
 @bp.route("/sms/<smid>")
-@allow(*EVERYONE)
+@allow(Permission.REGISTRY_READ)
 def sm(smid: str) -> str:
-    caller = _caller()
+    caller = current_caller()
     found = service.get_sm(caller, smid)
     form = StateChangeForm()
     if caller.is_manufacturer:
@@ -89,13 +85,13 @@ def sm(smid: str) -> str:
 
 
 @bp.route("/sms/<smid>/change", methods=["POST"])
-@allow("admin", "operator", "manufacturer")
+@allow(Permission.SMS_CHANGE_STATE)
 def change_state(smid: str) -> Response:
     form = StateChangeForm()
     if form.validate_on_submit():
         changed = attempt(
             lambda: service.change_state(
-                _caller(), smid, form.action.data or "", form.reason.data or ""
+                current_caller(), smid, form.action.data or "", form.reason.data or ""
             )
         )
         if changed is not None:
@@ -106,9 +102,9 @@ def change_state(smid: str) -> Response:
 
 
 @bp.route("/sms/<smid>/certificate.pem")
-@allow(*EVERYONE)
+@allow(Permission.REGISTRY_READ)
 def certificate(smid: str) -> Response:
-    chain = service.certificate_chain(smid, _caller())
+    chain = service.certificate_chain(smid, current_caller())
     return Response(
         chain.certificate.public_bytes(serialization.Encoding.PEM),
         mimetype="application/x-pem-file",
@@ -137,13 +133,13 @@ def _register(form: RegisterForm, items: list[tuple[str, bytes]]) -> list[servic
         )
     return list(
         service.register_many(
-            _caller(), items, form.kind.data or "", certification, form.id_man.data or None
+            current_caller(), items, form.kind.data or "", certification, form.id_man.data or None
         )
     )
 
 
 @bp.route("/register", methods=["GET", "POST"])
-@allow("admin", "manufacturer")
+@allow(Permission.SMS_REGISTER)
 def register() -> str:
     form = RegisterForm()
     results: list[service.ItemResult] = []
@@ -157,18 +153,23 @@ def register() -> str:
                 f"{accepted} accepted, {len(results) - accepted} refused.",
                 "success" if accepted == len(results) else "warning",
             )
-    return render_template("registry/register.html", form=form, results=results, caller=_caller())
+    return render_template(
+        "registry/register.html", form=form, results=results, caller=current_caller()
+    )
 
 
 @bp.route("/manufacturers", methods=["GET", "POST"])
-@allow("admin", "operator", "auditor")
+@allow(Permission.MANUFACTURERS_READ)
 def manufacturers() -> str | Response:
-    caller = _caller()
+    caller = current_caller()
     form = ManufacturerForm() if caller.role == "admin" else None
     if form is not None and form.validate_on_submit():
         made = attempt(
             lambda: service.create_manufacturer(
-                actor_name(), form.id_man.data or "", form.name.data or "", form.contact.data or ""
+                current_caller(),
+                form.id_man.data or "",
+                form.name.data or "",
+                form.contact.data or "",
             )
         )
         if made is not None:

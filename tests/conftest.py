@@ -27,6 +27,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from factories.callers import caller
 from factories.registry import add_manufacturer
 from kmc import create_app
 from kmc.accounts.service import create_user
@@ -134,7 +135,7 @@ def _add_fixtures(app: Flask) -> None:
     for id_man, name in MANUFACTURERS.items():
         add_manufacturer(id_man, name, app.extensions["kmc.clock"].now())
     for username, (role, id_man) in ACCOUNTS.items():
-        create_user("cli:test-setup", username, role, PASSWORD, id_man)
+        create_user(caller("cli:test-setup"), username, role, PASSWORD, id_man)
 
 
 def _build_template(backend: str, folder: Path) -> Template:

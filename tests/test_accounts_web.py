@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from factories.callers import caller
 from kmc.audit.models import AuditEntry
 from kmc.database import db
 from tests.conftest import PASSWORD, csrf_token, login, post_form
@@ -188,7 +189,7 @@ def test_an_internal_error_is_a_plain_500_page_and_json_on_the_api(app, client, 
     with app.app_context():
         from kmc.accounts.service import create_token
 
-        secret = create_token("test", "admin1", "t").secret
+        secret = create_token(caller("test"), "admin1", "t").secret
     api = client.get("/api/v1/users", headers={"Authorization": f"Bearer {secret}"})
     assert api.status_code == 500
     assert api.json == {

@@ -9,6 +9,7 @@ import json
 import pytest
 from marshmallow import ValidationError
 
+from factories.callers import caller
 from kmc.accounts.schemas import Account
 from kmc.accounts.service import create_token
 from kmc.api import document
@@ -21,7 +22,7 @@ from vending_keys.models import KEY_STATES
 @pytest.fixture
 def auditor(app):
     with app.app_context():
-        issued = create_token("test", "auditor1", "document tests")
+        issued = create_token(caller("test"), "auditor1", "document tests")
     return {"Authorization": f"Bearer {issued.secret}"}
 
 
@@ -56,7 +57,7 @@ def test_a_view_returning_a_field_its_schema_lacks_fails_under_tests(app):
 
 def test_bad_input_is_refused_naming_the_field(client, app):
     with app.app_context():
-        issued = create_token("test", "operator1", "document tests")
+        issued = create_token(caller("test"), "operator1", "document tests")
     headers = {"Authorization": f"Bearer {issued.secret}"}
     answer = client.post("/api/v1/supply-groups", json={"sgc": "123456"}, headers=headers)
     assert (answer.status_code, answer.json["error"]) == (400, "missing_field")

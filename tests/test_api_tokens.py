@@ -6,6 +6,7 @@ import re
 
 from sqlalchemy import select
 
+from factories.callers import caller
 from kmc.accounts.models import ApiToken
 from kmc.accounts.service import create_token, revoke_token
 from kmc.database import db
@@ -14,7 +15,7 @@ from tests.conftest import login
 
 def _token(app, username="auditor1"):
     with app.app_context():
-        issued = create_token("test", username, "script")
+        issued = create_token(caller("test"), username, "script")
         return issued.token.id, issued.secret
 
 
@@ -45,7 +46,7 @@ def test_a_wrong_or_revoked_token_gets_401_json(app, client):
     assert response.status_code == 401
     assert response.json["error"] == "not_authenticated"
     with app.app_context():
-        revoke_token("test", token_id)
+        revoke_token(caller("test"), token_id)
     assert (
         client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {secret}"}).status_code
         == 401

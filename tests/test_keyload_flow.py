@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from sqlalchemy import func, select, text, update
 
+from factories.callers import caller
 from factories.forgery import forged_eklf
 from factories.keys import SGC, add_key, api_headers, authorise
 from factories.pki import Party
@@ -163,7 +164,7 @@ def test_all_keys_request_gets_every_valid_authorisation_and_sequences_increase(
     add_key(app, 6)
     authorise(app, device.smid, 6)
     with app.app_context():
-        keys.deactivate_key("operator1", key_identity(SGC, 6, 1), "retired")
+        keys.deactivate_key(caller("operator1"), key_identity(SGC, 6, 1), "retired")
     headers = api_headers(app)
     first = client.post("/api/v1/keyload", data=device.request(), headers=headers)
     second = client.post("/api/v1/keyload", data=device.request(), headers=headers)
@@ -376,7 +377,7 @@ def _outcome(app: Flask, der: bytes) -> str:
 
     with app.app_context():
         try:
-            service.process_request("operator1", der)
+            service.process_request(caller("operator1"), der)
             return "issued"
         except Exception as error:  # noqa: BLE001 - the refusal is what is checked
             return str(getattr(error, "reason", type(error).__name__))
@@ -413,7 +414,7 @@ def test_different_requests_of_one_sm_racing_get_distinct_sequences(app, device)
         with app.app_context():
             barrier.wait()
             try:
-                sequences.append(service.process_request("operator1", der).sequence)
+                sequences.append(service.process_request(caller("operator1"), der).sequence)
             finally:
                 db.session.remove()
 
@@ -506,14 +507,14 @@ def test_compromise_waits_for_a_key_load_in_progress_and_names_its_sm(app, devic
     def load() -> None:
         with app.app_context():
             try:
-                outcomes["load"] = service.process_request("operator1", der).sequence
+                outcomes["load"] = service.process_request(caller("operator1"), der).sequence
             finally:
                 db.session.remove()
 
     def compromise() -> None:
         with app.app_context():
             try:
-                changed = keys.compromise_key("operator2", identity, "leaked")
+                changed = keys.compromise_key(caller("operator2"), identity, "leaked")
                 outcomes["issued_to"] = keys.recipients_of(changed)
             finally:
                 db.session.remove()

@@ -8,6 +8,7 @@ import time
 import pytest
 from sqlalchemy import select, text
 
+from factories.callers import caller
 from factories.keys import SGC
 from kmc.database import db
 from kmc.errors import Conflict
@@ -44,7 +45,9 @@ def test_deactivation_racing_a_compromise_does_not_undo_it(app, kmc, backend):
     def deactivate():
         with app.app_context():
             try:
-                outcome.append(keys.deactivate_key("operator2", key_identity(SGC, 1, 1), "old"))
+                outcome.append(
+                    keys.deactivate_key(caller("operator2"), key_identity(SGC, 1, 1), "old")
+                )
             except Conflict as refused:
                 outcome.append(refused)
 

@@ -9,6 +9,7 @@ import json
 import pytest
 from sqlalchemy import select
 
+from factories.callers import caller
 from factories.keys import SGC, api_headers
 from factories.registry import new_device
 from key_load_protocol import key_check_value
@@ -135,7 +136,7 @@ def test_compromise_lists_every_sm_the_key_went_to(app, kmc, group, tmp_path):
         authorise(app, device.smid, 1)
     with app.app_context():
         for device in devices[:2]:
-            key_load.process_request("operator1", device.request())
+            key_load.process_request(caller("operator1"), device.request())
     result = _ok(kmc("key", "compromise", "--sgc", SGC, "--krn", "1", "--kt", "1",
                      "--reason", "leak", "--json"))  # fmt: skip
     data = json.loads(result.output)

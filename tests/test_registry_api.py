@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
+from factories.callers import caller
 from factories.csr import make_csr
 from kmc.accounts.service import create_token
 from kmc.audit.models import AuditEntry
@@ -23,7 +24,7 @@ from tests.test_registry_csr import REF
 def bearer(app):
     def issue(username):
         with app.app_context():
-            issued = create_token("test", username, "registry tests")
+            issued = create_token(caller("test"), username, "registry tests")
         return {"Authorization": f"Bearer {issued.secret}"}
 
     return issue

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from factories.callers import caller
 from kmc.accounts.service import create_token
 from tests.conftest import csrf_token, login
 
@@ -134,7 +135,7 @@ def test_route_role_matrix(app, client, role):
     if role is not None:
         login(client, ROLE_USER[role])
         with app.app_context():
-            issued = create_token("test", ROLE_USER[role], "matrix")
+            issued = create_token(caller("test"), ROLE_USER[role], "matrix")
             headers = {"Authorization": f"Bearer {issued.secret}"}
     token = csrf_token(client, "/login")
     wrong = []

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
+from factories.callers import caller
 from key_load import service as key_load
 from key_load.models import KeyLoadIssue
 from kmc import clock
@@ -74,7 +75,7 @@ def test_an_outer_use_case_failing_after_an_inner_one_rolls_it_all_back(ctx, the
 
     @use_case
     def change_then() -> None:
-        registry.create_manufacturer("admin1", "9A9A", "First")
+        registry.create_manufacturer(caller("admin1"), "9A9A", "First")
         then()
 
     before = _entries(ctx, "manufacturer.create")
@@ -87,8 +88,8 @@ def test_an_outer_use_case_failing_after_an_inner_one_rolls_it_all_back(ctx, the
 def test_a_use_case_inside_a_use_case_commits_once_at_the_outer_end(ctx):
     @use_case
     def two_manufacturers() -> None:
-        registry.create_manufacturer("admin1", "9A9A", "First")
-        registry.create_manufacturer("admin1", "9B9B", "Second")
+        registry.create_manufacturer(caller("admin1"), "9A9A", "First")
+        registry.create_manufacturer(caller("admin1"), "9B9B", "Second")
 
     before = _committed(ctx, select(func.count()).select_from(Manufacturer))
     commits = []
@@ -108,7 +109,7 @@ def test_a_use_case_inside_a_use_case_commits_once_at_the_outer_end(ctx):
 def test_a_refused_key_load_leaves_its_audit_entry_and_nothing_else(ctx):
     before = _entries(ctx, "keyload.refuse")
     with pytest.raises(InvalidInput):
-        key_load.process_request("operator1", b"not a VKLOADREQ")
+        key_load.process_request(caller("operator1"), b"not a VKLOADREQ")
     assert _entries(ctx, "keyload.refuse") == before + 1
     assert _committed(ctx, select(func.count()).select_from(KeyLoadIssue)) == 0
     assert verify().ok
@@ -117,8 +118,8 @@ def test_a_refused_key_load_leaves_its_audit_entry_and_nothing_else(ctx):
 def test_an_audited_refusal_propagating_through_an_outer_use_case_keeps_only_its_entry(ctx):
     @use_case
     def change_then_load() -> None:
-        registry.create_manufacturer("admin1", "9A9A", "First")
-        key_load.process_request("operator1", b"not a VKLOADREQ")
+        registry.create_manufacturer(caller("admin1"), "9A9A", "First")
+        key_load.process_request(caller("operator1"), b"not a VKLOADREQ")
 
     refusals, creations = _entries(ctx, "keyload.refuse"), _entries(ctx, "manufacturer.create")
     with pytest.raises(InvalidInput):
@@ -136,7 +137,7 @@ def test_a_lost_race_runs_the_use_case_again_then_refuses_audited(ctx):
     @use_case(attempts=3)
     def racing(succeed_on: int) -> int:
         runs.append(1)
-        registry.create_manufacturer("admin1", f"{next(id_mans):04X}", "Racer")
+        registry.create_manufacturer(caller("admin1"), f"{next(id_mans):04X}", "Racer")
         if len(runs) < succeed_on:
 
             def record() -> None:
@@ -192,6 +193,6 @@ def test_bulk_items_refused_by_the_constraints_refuse_alone_in_their_savepoints(
 def test_a_flush_refused_by_a_constraint_is_a_conflict_inside_the_use_case(ctx, monkeypatch):
     monkeypatch.setattr(db.session, "get", lambda *_args, **_kwargs: None)  # miss the check
     with pytest.raises(Conflict) as refused:
-        registry.create_manufacturer("admin1", "1A2B", "Again")
+        registry.create_manufacturer(caller("admin1"), "1A2B", "Again")
     assert refused.value.reason == "duplicate_id_man"
     assert not isinstance(refused.value.__cause__, IntegrityError)

@@ -7,8 +7,9 @@ from typing import Any
 from flask import Blueprint
 
 from kmc import clock
-from kmc.access import actor_name, allow
+from kmc.access import allow, current_caller
 from kmc.api.schema import operation
+from kmc.permissions import Permission
 from vending_keys import service
 from vending_keys.domain import (
     AuthorisationSpec,
@@ -33,11 +34,8 @@ from vending_keys.schemas import (
     SupplyGroups,
 )
 
-MANAGERS = ("admin", "operator")
-READERS = ("admin", "operator", "auditor")
 
-
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 @operation("Supply groups", responses={200: SupplyGroups})
 def list_supply_groups() -> dict[str, Any]:
     return {
@@ -48,7 +46,7 @@ def list_supply_groups() -> dict[str, Any]:
     }
 
 
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 @operation(
     "Add a supply group",
     body=NewSupplyGroup,
@@ -57,18 +55,22 @@ def list_supply_groups() -> dict[str, Any]:
 )
 def add_supply_group(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     group = service.add_supply_group(
-        actor_name(), body["sgc"], body["name"], body["utility"] or "", body["cluster"] or ""
+        current_caller(),
+        body["sgc"],
+        body["name"],
+        body["utility"] or "",
+        body["cluster"] or "",
     )
     return {"sgc": group.sgc, "name": group.name}, 201
 
 
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 @operation("Vending keys with their check values", query=KeyQuery, responses={200: Keys})
 def list_keys(query: dict[str, Any]) -> dict[str, Any]:
     return {"keys": [service.describe_key(k) for k in service.list_keys(query.get("sgc"))]}
 
 
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 @operation(
     "Generate a vending key (live mode: propose it for approval)",
     body=NewKey,
@@ -77,11 +79,11 @@ def list_keys(query: dict[str, Any]) -> dict[str, Any]:
 )
 def generate_key(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     spec = KeySpec.from_input(**body, now=clock.now())
-    outcome = service.propose_key(actor_name(), spec)
+    outcome = service.propose_key(current_caller(), spec)
     return outcome.as_dict(), 202 if outcome.approval else 201
 
 
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 @operation(
     "Authorise an active SM for a key (live mode: propose it for approval)",
     body=NewAuthorisation,
@@ -99,11 +101,11 @@ def authorise(sgc: str, krn: int, kt: int, body: dict[str, Any]) -> tuple[dict[s
         resource_limit=body["resource_limit"],
         expires=body["expires_at"],
     )
-    outcome = service.propose_authorisation(actor_name(), spec)
+    outcome = service.propose_authorisation(current_caller(), spec)
     return outcome.as_dict(), 202 if outcome.approval else 201
 
 
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 @operation(
     "Deactivate or mark compromised; lists the SMs the key was issued to",
     body=Reason,
@@ -112,29 +114,29 @@ def authorise(sgc: str, krn: int, kt: int, body: dict[str, Any]) -> tuple[dict[s
 )
 def change_state(sgc: str, krn: int, kt: int, change: str, body: dict[str, Any]) -> dict[str, Any]:
     changed = service.change_key_state(
-        actor_name(), key_identity(sgc, krn, kt), change, body["reason"]
+        current_caller(), key_identity(sgc, krn, kt), change, body["reason"]
     )
     return {**service.describe_key(changed.key), "issued_to": changed.issued_to}
 
 
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 @operation("Pending two-person approvals, with the proposed values", responses={200: Approvals})
 def list_approvals() -> dict[str, Any]:
     return {"approvals": [service.describe_approval(a) for a in service.list_approvals()]}
 
 
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 @operation(
     "Approve another user's proposal (carries it out)",
     responses={200: Outcome},
     errors=(404, 409, 422),
 )
 def approve(approval_id: int) -> dict[str, Any]:
-    outcome = service.approve(actor_name(), approval_id)
+    outcome = service.approve(current_caller(), approval_id)
     return outcome.as_dict()
 
 
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 @operation(
     "Reject a proposal; a reason is required",
     body=Reason,
@@ -142,10 +144,10 @@ def approve(approval_id: int) -> dict[str, Any]:
     errors=(404, 409),
 )
 def reject(approval_id: int, body: dict[str, Any]) -> dict[str, Any]:
-    return service.describe_approval(service.reject(actor_name(), approval_id, body["reason"]))
+    return service.describe_approval(service.reject(current_caller(), approval_id, body["reason"]))
 
 
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 @operation(
     "Keys near EXP or refresh, authorisations near IUT or expiry",
     query=ExpiringQuery,

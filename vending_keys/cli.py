@@ -8,6 +8,7 @@ import click
 
 from kmc import clock
 from kmc.command_line import KmcGroup, acting, emit, json_option
+from kmc.permissions import Caller, Permission
 from vending_keys import service
 from vending_keys.domain import (
     DKGAS,
@@ -62,10 +63,12 @@ def sgc() -> None:
 @click.option("--utility", default="", help="The utility that owns the supply group.")
 @click.option("--cluster", default="")
 @json_option
-@acting("admin", "operator")
-def sgc_add(actor: str, code: str, name: str, utility: str, cluster: str, as_json: bool) -> None:
+@acting(Permission.KEYS_MANAGE)
+def sgc_add(
+    caller: Caller, code: str, name: str, utility: str, cluster: str, as_json: bool
+) -> None:
     """Add a supply group."""
-    group = service.add_supply_group(actor, code, name, utility, cluster)
+    group = service.add_supply_group(caller, code, name, utility, cluster)
     emit(
         {"sgc": group.sgc, "name": group.name, "utility": group.utility, "cluster": group.cluster},
         as_json,
@@ -99,9 +102,9 @@ def key() -> None:
 @click.option("--exp", help="No key-load files after this (ISO date/time); default ACT + 10 years.")
 @click.option("--refresh-days", type=int, help="Key refresh period in days.")
 @json_option
-@acting("admin", "operator")
+@acting(Permission.KEYS_MANAGE)
 def key_generate(
-    actor: str,
+    caller: Caller,
     sgc: str,
     krn: int,
     kt: int,
@@ -128,7 +131,7 @@ def key_generate(
         refresh_days=refresh_days,
         now=clock.now(),
     )
-    outcome = service.propose_key(actor, spec)
+    outcome = service.propose_key(caller, spec)
     emit(outcome.as_dict(), as_json, outcome_text(outcome))
 
 
@@ -157,9 +160,9 @@ def key_list(sgc: str | None, as_json: bool) -> None:
 @click.option("--resource-limit", type=int, help="Resource limit in units.")
 @click.option("--expires", help="This authorisation ends at (ISO date/time).")
 @json_option
-@acting("admin", "operator")
+@acting(Permission.KEYS_MANAGE)
 def key_authorize(
-    actor: str,
+    caller: Caller,
     sgc: str,
     krn: int,
     kt: int,
@@ -181,7 +184,7 @@ def key_authorize(
         resource_limit=resource_limit,
         expires=expires,
     )
-    outcome = service.propose_authorisation(actor, spec)
+    outcome = service.propose_authorisation(caller, spec)
     emit(outcome.as_dict(), as_json, outcome_text(outcome))
 
 
@@ -189,10 +192,10 @@ def _change_state(change: str) -> Any:
     @with_key_options
     @click.option("--reason", required=True)
     @json_option
-    @acting("admin", "operator")
-    def command(actor: str, sgc: str, krn: int, kt: int, reason: str, as_json: bool) -> None:
+    @acting(Permission.KEYS_MANAGE)
+    def command(caller: Caller, sgc: str, krn: int, kt: int, reason: str, as_json: bool) -> None:
         identity = key_identity(sgc, krn, kt)
-        changed = service.change_key_state(actor, identity, change, reason)
+        changed = service.change_key_state(caller, identity, change, reason)
         data = {**service.describe_key(changed.key), "issued_to": changed.issued_to}
         listed = ", ".join(changed.issued_to) or "no SM"
         emit(data, as_json, f"vending key {identity} is {changed.key.state}; issued to: {listed}")
@@ -276,10 +279,10 @@ def _proposal_text(payload: dict[str, Any]) -> str:
 @approvals.command("approve")
 @click.argument("approval_id", type=int)
 @json_option
-@acting("admin", "operator")
-def approvals_approve(actor: str, approval_id: int, as_json: bool) -> None:
+@acting(Permission.KEYS_MANAGE)
+def approvals_approve(caller: Caller, approval_id: int, as_json: bool) -> None:
     """Approve and carry out another user's proposal."""
-    outcome = service.approve(actor, approval_id)
+    outcome = service.approve(caller, approval_id)
     emit(outcome.as_dict(), as_json, outcome_text(outcome))
 
 
@@ -287,10 +290,10 @@ def approvals_approve(actor: str, approval_id: int, as_json: bool) -> None:
 @click.argument("approval_id", type=int)
 @click.option("--reason", required=True)
 @json_option
-@acting("admin", "operator")
-def approvals_reject(actor: str, approval_id: int, reason: str, as_json: bool) -> None:
+@acting(Permission.KEYS_MANAGE)
+def approvals_reject(caller: Caller, approval_id: int, reason: str, as_json: bool) -> None:
     """Reject a proposal."""
-    approval = service.reject(actor, approval_id, reason)
+    approval = service.reject(caller, approval_id, reason)
     emit(service.describe_approval(approval), as_json, f"proposal {approval.id} rejected")
 
 

@@ -33,6 +33,7 @@ from kmc.errors import (
     identifier_input,
 )
 from kmc.keystore import KeyStore
+from kmc.permissions import Caller, Permission
 from sm_registry import service as registry
 from vending_keys.domain import (
     KEY_TYPES,
@@ -169,8 +170,10 @@ def _reason(text: str, what: str) -> str:
 
 @use_case
 def add_supply_group(
-    actor: str, sgc: str, name: str, utility: str = "", cluster: str = ""
+    caller: Caller, sgc: str, name: str, utility: str = "", cluster: str = ""
 ) -> SupplyGroup:
+    caller.require(Permission.KEYS_MANAGE)
+    actor = caller.name
     with identifier_input():
         supply_group_code(sgc)
     name = _fitting(name, NAME_LENGTH, "invalid_name", "the name")
@@ -310,8 +313,10 @@ def _queue(actor: str, action: str, subject: str, spec: KeySpec | AuthorisationS
 
 
 @use_case
-def propose_key(actor: str, spec: KeySpec) -> Outcome:
+def propose_key(caller: Caller, spec: KeySpec) -> Outcome:
     """Generate a key now (test mode) or queue it for a second person's approval (live mode)."""
+    caller.require(Permission.KEYS_MANAGE)
+    actor = caller.name
     if _live():
         _check_key_can_be_generated(spec)
         return Outcome(approval=_queue(actor, GENERATE, str(spec.identity), spec))
@@ -348,8 +353,12 @@ STATE_CHANGES = ("deactivate", "compromise")
 
 
 @use_case
-def change_key_state(actor: str, identity: KeyIdentity, change: str, reason: str) -> KeyStateChange:
+def change_key_state(
+    caller: Caller, identity: KeyIdentity, change: str, reason: str
+) -> KeyStateChange:
     """Deactivate or compromise a key (`change` one of STATE_CHANGES); says who holds it."""
+    caller.require(Permission.KEYS_MANAGE)
+    actor = caller.name
     if change not in STATE_CHANGES:
         raise InvalidInput(
             "invalid_change", f"the change must be one of {', '.join(STATE_CHANGES)}"
@@ -361,14 +370,18 @@ def change_key_state(actor: str, identity: KeyIdentity, change: str, reason: str
 
 
 @use_case
-def deactivate_key(actor: str, identity: KeyIdentity, reason: str) -> VendingKey:
+def deactivate_key(caller: Caller, identity: KeyIdentity, reason: str) -> VendingKey:
     """Stop issuing a key (it stays on record, with its authorisations)."""
+    caller.require(Permission.KEYS_MANAGE)
+    actor = caller.name
     return _set_key_state(actor, identity, "deactivated", reason)
 
 
 @use_case
-def compromise_key(actor: str, identity: KeyIdentity, reason: str) -> VendingKey:
+def compromise_key(caller: Caller, identity: KeyIdentity, reason: str) -> VendingKey:
     """Mark a key compromised: it is never issued again, whatever its other state."""
+    caller.require(Permission.KEYS_MANAGE)
+    actor = caller.name
     return _set_key_state(actor, identity, "compromised", reason)
 
 
@@ -532,8 +545,10 @@ def _authorise(spec: AuthorisationSpec, proposed_by: str, approved_by: str | Non
 
 
 @use_case
-def propose_authorisation(actor: str, spec: AuthorisationSpec) -> Outcome:
+def propose_authorisation(caller: Caller, spec: AuthorisationSpec) -> Outcome:
     """Authorise now (test mode) or queue for a second person's approval (live mode)."""
+    caller.require(Permission.KEYS_MANAGE)
+    actor = caller.name
     if _live():
         _check_authorisation(spec)
         subject = f"{spec.identity} SMID {spec.smid}"
@@ -567,8 +582,10 @@ def _pending(approval_id: int) -> Approval:
 
 
 @use_case
-def approve(actor: str, approval_id: int) -> Outcome:
+def approve(caller: Caller, approval_id: int) -> Outcome:
     """Carry out a proposal; the approver must not be the proposer (two-person rule)."""
+    caller.require(Permission.KEYS_MANAGE)
+    actor = caller.name
     approval = _pending(approval_id)
     if approval.proposed_by == actor:
         raise Forbidden("same_person", "a proposal must be approved by a different user")
@@ -584,7 +601,9 @@ def approve(actor: str, approval_id: int) -> Outcome:
 
 
 @use_case
-def reject(actor: str, approval_id: int, reason: str) -> Approval:
+def reject(caller: Caller, approval_id: int, reason: str) -> Approval:
+    caller.require(Permission.KEYS_MANAGE)
+    actor = caller.name
     reason = _reason(reason, "say why the proposal is rejected")
     approval = _pending(approval_id)
     approval.state, approval.decided_by, approval.decided_at = "rejected", actor, clock.now()

@@ -7,7 +7,8 @@ from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
 from kmc import clock
-from kmc.access import actor_name, allow
+from kmc.access import allow, current_caller
+from kmc.permissions import Permission
 from kmc.web import attempt, flash_form_errors
 from vending_keys import service
 from vending_keys.domain import (
@@ -26,8 +27,6 @@ from vending_keys.forms import (
 )
 
 bp = Blueprint("keys", __name__, url_prefix="/keys")
-MANAGERS = ("admin", "operator")
-READERS = ("admin", "operator", "auditor")
 
 
 def _flash_outcome(outcome: service.Outcome) -> None:
@@ -52,7 +51,7 @@ def _generate_form() -> GenerateKeyForm:
 
 
 @bp.route("/")
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 def index() -> str:
     return render_template(
         "keys/index.html",
@@ -65,13 +64,13 @@ def index() -> str:
 
 
 @bp.route("/supply-groups", methods=["POST"])
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 def add_supply_group() -> Response:
     form = SupplyGroupForm(prefix="group")
     if form.validate_on_submit():
         group = attempt(
             lambda: service.add_supply_group(
-                actor_name(),
+                current_caller(),
                 form.sgc.data or "",
                 form.name.data or "",
                 form.utility.data or "",
@@ -86,13 +85,13 @@ def add_supply_group() -> Response:
 
 
 @bp.route("/generate", methods=["POST"])
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 def generate() -> Response:
     form = _generate_form()
     if form.validate_on_submit():
         outcome = attempt(
             lambda: service.propose_key(
-                actor_name(),
+                current_caller(),
                 KeySpec.from_input(
                     sgc=form.sgc.data or "",
                     krn=form.krn.data or 0,
@@ -116,7 +115,7 @@ def generate() -> Response:
 
 
 @bp.route("/<sgc>/<int:krn>/<int:kt>")
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 def detail(sgc: str, krn: int, kt: int) -> str:
     key = service.find_key(key_identity(sgc, krn, kt))
     return render_template(
@@ -131,13 +130,13 @@ def detail(sgc: str, krn: int, kt: int) -> str:
 
 
 @bp.route("/<sgc>/<int:krn>/<int:kt>/authorise", methods=["POST"])
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 def authorise(sgc: str, krn: int, kt: int) -> Response:
     form = AuthoriseForm()
     if form.validate_on_submit():
         outcome = attempt(
             lambda: service.propose_authorisation(
-                actor_name(),
+                current_caller(),
                 AuthorisationSpec.from_input(
                     sgc=sgc,
                     krn=krn,
@@ -156,13 +155,13 @@ def authorise(sgc: str, krn: int, kt: int) -> Response:
 
 
 @bp.route("/<sgc>/<int:krn>/<int:kt>/<any(deactivate, compromise):change>", methods=["POST"])
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 def change_state(sgc: str, krn: int, kt: int, change: str) -> Response:
     form = KeyStateForm()
     if form.validate_on_submit():
         changed = attempt(
             lambda: service.change_key_state(
-                actor_name(), key_identity(sgc, krn, kt), change, form.reason.data or ""
+                current_caller(), key_identity(sgc, krn, kt), change, form.reason.data or ""
             )
         )
         if changed is not None:
@@ -173,7 +172,7 @@ def change_state(sgc: str, krn: int, kt: int, change: str) -> Response:
 
 
 @bp.route("/approvals")
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 def approvals() -> str:
     return render_template(
         "keys/approvals.html",
@@ -184,12 +183,12 @@ def approvals() -> str:
 
 
 @bp.route("/approvals/<int:approval_id>/<any(approve, reject):decision>", methods=["POST"])
-@allow(*MANAGERS)
+@allow(Permission.KEYS_MANAGE)
 def decide(approval_id: int, decision: str) -> Response:
     if decision == "reject":
         return _reject(approval_id)
     if ApproveForm().validate_on_submit():
-        outcome = attempt(lambda: service.approve(actor_name(), approval_id))
+        outcome = attempt(lambda: service.approve(current_caller(), approval_id))
         if outcome is not None:
             _flash_outcome(outcome)
     return redirect(url_for("keys.approvals"))
@@ -198,7 +197,7 @@ def decide(approval_id: int, decision: str) -> Response:
 def _reject(approval_id: int) -> Response:
     form = RejectForm()
     if form.validate_on_submit():
-        if attempt(lambda: service.reject(actor_name(), approval_id, form.reason.data or "")):
+        if attempt(lambda: service.reject(current_caller(), approval_id, form.reason.data or "")):
             flash(f"Proposal {approval_id} rejected.", "info")
     else:
         flash("Give a reason for the rejection (at most 500 characters).", "danger")
@@ -206,7 +205,7 @@ def _reject(approval_id: int) -> Response:
 
 
 @bp.route("/expiring")
-@allow(*READERS)
+@allow(Permission.KEYS_READ)
 def expiring() -> str:
     within = request.args.get("within", default=90, type=int)
     within = max(0, min(within, service.MAX_WINDOW_DAYS))

@@ -11,7 +11,7 @@ from kmc.accounts import service
 from kmc.accounts.models import User
 from kmc.accounts.schemas import Account, Accounts
 from kmc.api.schema import operation
-from kmc.permissions import ROLES
+from kmc.permissions import Permission
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def user_json(user: User) -> dict[str, Any]:
     }
 
 
-@allow(*ROLES)
+@allow(Permission.OWN_ACCOUNT)
 @operation("The account behind the bearer token", responses={200: Account})
 def whoami() -> dict[str, Any]:
     user = current_actor()
@@ -31,7 +31,7 @@ def whoami() -> dict[str, Any]:
     return user_json(user)
 
 
-@allow("admin", "auditor")
+@allow(Permission.USERS_READ)
 @operation("All accounts", responses={200: Accounts})
 def users() -> dict[str, Any]:
     return {"users": [user_json(u) for u in service.list_users()]}

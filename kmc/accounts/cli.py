@@ -9,7 +9,7 @@ import click
 from kmc.accounts import service as accounts
 from kmc.command_line import KmcGroup, acting, emit, json_option
 from kmc.errors import InvalidInput
-from kmc.permissions import ROLES
+from kmc.permissions import ROLES, Caller, Permission
 
 
 @click.group(cls=KmcGroup)
@@ -27,9 +27,14 @@ def user() -> None:
     "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
 )
 @json_option
-@acting("admin")
+@acting(Permission.USERS_MANAGE)
 def user_create(
-    actor: str, username: str, role: str, id_man: str | None, password_stdin: bool, as_json: bool
+    caller: Caller,
+    username: str,
+    role: str,
+    id_man: str | None,
+    password_stdin: bool,
+    as_json: bool,
 ) -> None:
     """Create an account (without --password-stdin a one-time password is generated and shown once)."""
     if password_stdin:
@@ -39,7 +44,9 @@ def user_create(
         must_change = False
     else:
         password, must_change = accounts.generate_password(), True
-    created = accounts.create_user(actor, username, role, password, id_man, must_change=must_change)
+    created = accounts.create_user(
+        caller, username, role, password, id_man, must_change=must_change
+    )
     data = {"username": created.username, "role": created.role, "id_man": created.id_man}
     if not password_stdin:
         data["one_time_password"] = password
@@ -81,10 +88,10 @@ def user_list(as_json: bool) -> None:
 @click.option("--username", required=True, help="The account the token acts as.")
 @click.option("--name", required=True, help="What the token is for (e.g. 'upload script').")
 @json_option
-@acting("admin")
-def user_token(actor: str, username: str, name: str, as_json: bool) -> None:
+@acting(Permission.USERS_MANAGE)
+def user_token(caller: Caller, username: str, name: str, as_json: bool) -> None:
     """Create an API bearer token; it is printed once and stored only hashed."""
-    issued = accounts.create_token(actor, username, name)
+    issued = accounts.create_token(caller, username, name)
     emit(
         {"id": issued.token.id, "username": username, "token": issued.secret},
         as_json,

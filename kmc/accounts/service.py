@@ -19,7 +19,7 @@ from kmc.accounts.models import ApiToken, User
 from kmc.audit import service as audit
 from kmc.database import db, use_case
 from kmc.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
-from kmc.permissions import ROLES
+from kmc.permissions import ROLES, Caller, Permission
 from sm_registry import service as registry
 
 MIN_PASSWORD_LENGTH = 12
@@ -52,7 +52,7 @@ def _hash_password(password: str) -> str:
 
 @use_case
 def create_user(
-    actor: str,
+    caller: Caller,
     username: str,
     role: str,
     password: str,
@@ -60,6 +60,8 @@ def create_user(
     *,
     must_change: bool = False,
 ) -> User:
+    caller.require(Permission.USERS_MANAGE)
+    actor = caller.name
     username = username.strip().lower()
     if not _USERNAME.match(username):
         raise InvalidInput(
@@ -169,7 +171,9 @@ def record_logout(user: User) -> None:
 
 
 @use_case
-def set_active(actor: str, username: str, active: bool) -> User:
+def set_active(caller: Caller, username: str, active: bool) -> User:
+    caller.require(Permission.USERS_MANAGE)
+    actor = caller.name
     user = find_user(username)
     user.active = active
     user.end_sessions()
@@ -193,7 +197,9 @@ def _secret_digest(secret: str) -> str:
 
 
 @use_case
-def create_token(actor: str, username: str, name: str) -> IssuedToken:
+def create_token(caller: Caller, username: str, name: str) -> IssuedToken:
+    caller.require(Permission.USERS_MANAGE)
+    actor = caller.name
     user = find_user(username)
     name = name.strip()
     if not 1 <= len(name) <= 80:
@@ -209,7 +215,9 @@ def create_token(actor: str, username: str, name: str) -> IssuedToken:
 
 
 @use_case
-def revoke_token(actor: str, token_id: int) -> ApiToken:
+def revoke_token(caller: Caller, token_id: int) -> ApiToken:
+    caller.require(Permission.USERS_MANAGE)
+    actor = caller.name
     token = db.session.get(ApiToken, token_id)
     if token is None:
         raise NotFound("unknown_token", f"no API token {token_id}")

@@ -8,7 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from kmc.access import PUBLIC, actor_name, allow
+from kmc.access import PUBLIC, allow, current_caller
 from kmc.accounts import service
 from kmc.accounts.forms import (
     ChangePasswordForm,
@@ -18,7 +18,7 @@ from kmc.accounts.forms import (
     RevokeTokenForm,
     ToggleUserForm,
 )
-from kmc.permissions import ROLES
+from kmc.permissions import Permission
 from kmc.web import attempt
 
 auth = Blueprint("auth", __name__)
@@ -56,7 +56,7 @@ def login() -> str | Response:
 
 
 @auth.route("/logout", methods=["POST"])
-@allow(*ROLES)
+@allow(Permission.OWN_ACCOUNT)
 def logout() -> Response:
     service.record_logout(current_user)
     logout_user()
@@ -65,7 +65,7 @@ def logout() -> Response:
 
 
 @auth.route("/account/password", methods=["GET", "POST"])
-@allow(*ROLES)
+@allow(Permission.OWN_ACCOUNT)
 def change_password() -> str | Response:
     form = ChangePasswordForm()
     if form.validate_on_submit():
@@ -82,13 +82,13 @@ def change_password() -> str | Response:
 
 
 @admin.route("/users", methods=["GET", "POST"])
-@allow("admin")
+@allow(Permission.USERS_MANAGE)
 def users() -> str | Response:
     form = CreateUserForm()
     if form.validate_on_submit():
         user = attempt(
             lambda: service.create_user(
-                actor_name(),
+                current_caller(),
                 form.username.data or "",
                 form.role.data or "",
                 form.password.data or "",
@@ -108,23 +108,23 @@ def users() -> str | Response:
 
 
 @admin.route("/users/<username>/<any(enable, disable):change>", methods=["POST"])
-@allow("admin")
+@allow(Permission.USERS_MANAGE)
 def toggle_user(username: str, change: str) -> Response:
     if ToggleUserForm().validate_on_submit():
-        if attempt(lambda: service.set_active(actor_name(), username, change == "enable")):
+        if attempt(lambda: service.set_active(current_caller(), username, change == "enable")):
             flash(f"User {username} {change}d.", "success")
     return redirect(url_for("admin.users"))
 
 
 @admin.route("/tokens", methods=["GET", "POST"])
-@allow("admin")
+@allow(Permission.USERS_MANAGE)
 def tokens() -> str | Response:
     form = CreateTokenForm()
     issued = None
     if form.validate_on_submit():
         issued = attempt(
             lambda: service.create_token(
-                actor_name(), form.username.data or "", form.name.data or ""
+                current_caller(), form.username.data or "", form.name.data or ""
             )
         )
         if issued is not None:
@@ -139,9 +139,9 @@ def tokens() -> str | Response:
 
 
 @admin.route("/tokens/<int:token_id>/revoke", methods=["POST"])
-@allow("admin")
+@allow(Permission.USERS_MANAGE)
 def revoke_token(token_id: int) -> Response:
     if RevokeTokenForm().validate_on_submit():
-        if attempt(lambda: service.revoke_token(actor_name(), token_id)):
+        if attempt(lambda: service.revoke_token(current_caller(), token_id)):
             flash(f"Token {token_id} revoked.", "success")
     return redirect(url_for("admin.tokens"))

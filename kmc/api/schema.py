@@ -1,7 +1,7 @@
 """Schemas at the edge of the JSON API: one decorator that parses a route's input and shapes its
 output with marshmallow schemas, and records them so the OpenAPI document is built from them.
 
-    @allow("admin")
+    @allow(Permission.USERS_MANAGE)
     @operation("Create a manufacturer", body=NewManufacturer, responses={201: Manufacturer},
                errors=(409,))
     def add_manufacturer(body: dict[str, Any]) -> tuple[dict[str, Any], int]: ...

@@ -12,6 +12,7 @@ from flask import current_app
 from kmc.audit import service as audit_service
 from kmc.command_line import KmcGroup, acting, emit, json_option
 from kmc.errors import KMCError
+from kmc.permissions import Caller, Permission
 
 
 @click.group(cls=KmcGroup)
@@ -45,8 +46,8 @@ def audit_verify(as_json: bool) -> None:
 
 @audit.command("checkpoint")
 @json_option
-@acting("admin", "operator")
-def audit_checkpoint(actor: str, as_json: bool) -> None:
+@acting(Permission.AUDIT_CHECKPOINT)
+def audit_checkpoint(caller: Caller, as_json: bool) -> None:
     """Sign the current chain head with the KMC audit key (run it periodically, e.g. from cron)."""
     cp = audit_service.checkpoint()
     if cp is None:

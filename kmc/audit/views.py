@@ -7,13 +7,13 @@ from flask import Blueprint, Response, current_app, render_template, request, st
 from kmc.access import allow
 from kmc.audit import service
 from kmc.audit.forms import AuditFilterForm
-from kmc.permissions import ADMIN, AUDITOR
+from kmc.permissions import Permission
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
 
 
 @bp.route("/")
-@allow(ADMIN, AUDITOR)
+@allow(Permission.AUDIT_READ)
 def log() -> str:
     form = AuditFilterForm(request.args)
     where = (
@@ -39,7 +39,7 @@ def log() -> str:
 
 
 @bp.route("/export.jsonl")
-@allow(ADMIN, AUDITOR)
+@allow(Permission.AUDIT_READ)
 def export() -> Response:
     return Response(
         stream_with_context(service.export_lines(current_app.config["KMC_MODE"])),
