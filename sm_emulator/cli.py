@@ -409,3 +409,83 @@ def vend_test(subclass: str, control: str, manufacturer_code: str, as_json: bool
         MeterTestSubclass(int(subclass)), value, ManufacturerCode(manufacturer_code)
     )
     _emit({"kind": "test", "tokens": [token.digits]}, as_json, token.digits)
+
+
+@main.command()
+@_state_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8443, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--tls-cert",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The service's TLS certificate (PEM, with its chain).",
+)
+@click.option(
+    "--tls-key",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Its private key (PEM).",
+)
+@click.option(
+    "--client-ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Mutual TLS: admit only clients with a certificate from this CA (PEM).",
+)
+@click.option(
+    "--tokens-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Bearer tokens (hashed; see `api-token`): every request needs one of them.",
+)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--ea07-tables",
+    type=click.Path(dir_okay=False),
+    help="EA07 tables JSON (default: $STS_EA07_TABLES).",
+)
+def serve(
+    state: Path,
+    host: str,
+    port: int,
+    tls_cert: Path,
+    tls_key: Path,
+    client_ca: Path | None,
+    tokens_file: Path | None,
+    workers: int,
+    threads: int,
+    ea07_tables: str | None,
+) -> None:
+    """Serve the vending API over HTTPS (gunicorn; docs/vending-service.md)."""
+    from sm_emulator import serving
+    from sm_emulator.api import VendingService
+    from sm_emulator.bearer import BearerTokens
+
+    if client_ca is None and tokens_file is None:
+        raise click.UsageError("give --client-ca (mutual TLS) or --tokens-file (bearer tokens)")
+    app = VendingService(
+        state,
+        clock=from_environment(),
+        tokens=None if tokens_file is None else BearerTokens.read(tokens_file),
+        ea07_tables=ea07_tables,
+    )
+    serving.serve(
+        app,
+        host=host,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        client_ca=client_ca,
+        workers=workers,
+        threads=threads,
+    )
+
+
+@main.command("api-token")
+@click.option("--tokens-file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Which client the token is for.")
+def api_token(tokens_file: Path, name: str) -> None:
+    """Make a bearer token for the vending service: printed once, only its hash is stored."""
+    from sm_emulator.bearer import add_token
+
+    click.echo(add_token(tokens_file, name))

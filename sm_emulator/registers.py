@@ -92,8 +92,14 @@ class KeyRegister:
             "iut": self.iut.isoformat(),
             "clm": None if self.clm is None else str(self.clm),
             "currency_used": str(self.currency_used),
+            "currency_left": None if self.clm is None else str(self.clm - self.currency_used),
             "resource_limit": self.resource_limit,
             "units_used": str(Decimal(self.units_used_tenths) / 10),
+            "units_left": (
+                None
+                if self.resource_limit is None
+                else str(Decimal(self.resource_limit * 10 - self.units_used_tenths) / 10)
+            ),
             "refresh_days": self.refresh_days,
             "tokens_issued": self.tokens_issued,
             "loaded_from_sequence": self.sequence,

@@ -25,6 +25,7 @@ from sm_emulator.module import SecurityModule
 from sm_emulator.registers import DEFAULT_KEY_TYPES, KeyRegister
 from sts_token import (
     CreditSubclass,
+    DecodedToken,
     DecoderKey,
     EncryptionAlgorithm,
     KeyParameters,
@@ -34,10 +35,12 @@ from sts_token import (
     Tid,
     TidOutOfRange,
     Token,
+    TokenClass,
     TokenKey,
     TransferAmount,
     VendingKey,
     credit_token,
+    decode_token,
     derive_decoder_key,
     key_change_tokens,
     load_ea07_tables,
@@ -301,12 +304,27 @@ class Vending:
                 f"key type {meter.identity.kt} decoder keys never leave the SM; only default "
                 "keys (KT 0 or 1) are exported, for meter manufacture",
             )
+        return self._held_key(meter, usable=True).decoder_key
+
+    def decode(self, meter: MeterKey, token: str) -> DecodedToken:
+        """Decode a token issued to `meter` (support desks): the decoder key stays inside the SM.
+
+        Any held key decodes, whatever its dates of use: a token issued before its IUT is
+        still worth explaining after it. Class 1 tokens need no key and no register.
+        """
+        parsed = Token.parse(token)
+        if parsed.token_class == TokenClass.METER_TEST:
+            return decode_token(parsed)
+        return decode_token(parsed, self._held_key(meter, usable=False))
+
+    def _held_key(self, meter: MeterKey, *, usable: bool) -> TokenKey:
         with self.sm.store.snapshot() as db:
             register, key_value = self.sm.open_key(db, meter.identity)
-        register.check_usable(self.sm.clock())
+        if usable:
+            register.check_usable(self.sm.clock())
         ea = self._algorithm(register, meter.ea)
         key, _ = self._token_key(register, key_value, meter.pan, meter.ti, ea)
-        return key.decoder_key
+        return key
 
     @staticmethod
     def _count(db: sqlite3.Connection, register: KeyRegister) -> KeyRegister:

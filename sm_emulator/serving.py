@@ -1,0 +1,66 @@
+"""Serving the vending service: gunicorn over TLS, worker processes with threads (gthread).
+
+Why gunicorn: it terminates TLS itself (`certfile`/`keyfile`, and `ca_certs` with
+`cert_reqs=CERT_REQUIRED` for mutual TLS), keeps connections alive under the threaded worker,
+and forks worker processes so the token engine's Python runs on every core; waitress has no TLS
+and one process, cheroot one process. The workers share nothing but the state database, whose
+write lock (`BEGIN IMMEDIATE`) serialises the vends of all workers.
+
+TLS is always on: there is no plain-HTTP mode. Behind a reverse proxy, point the proxy at this
+HTTPS port (docs/vending-service.md).
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from sm_emulator.api import VendingService
+
+
+class _VendingGunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
+    """gunicorn driven from code, with the options of `sm-emulator serve` and no config file."""
+
+    def __init__(self, app: VendingService, options: dict[str, Any]) -> None:
+        self.app = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self.options.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> VendingService:
+        return self.app
+
+
+def serve(
+    app: VendingService,
+    *,
+    host: str,
+    port: int,
+    tls_cert: Path,
+    tls_key: Path,
+    client_ca: Path | None,
+    workers: int,
+    threads: int,
+) -> None:
+    """Serve `app` over HTTPS until stopped (SIGTERM / SIGINT)."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    options: dict[str, Any] = {
+        "bind": address,
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "proc_name": "sm-emulator",
+        "certfile": str(tls_cert),
+        "keyfile": str(tls_key),
+        "keepalive": 30,
+        "accesslog": None,
+    }
+    if client_ca is not None:
+        options |= {"ca_certs": str(client_ca), "cert_reqs": ssl.CERT_REQUIRED}
+    _VendingGunicorn(app, options).run()

@@ -1,0 +1,132 @@
+"""The real `sm-emulator serve` (gunicorn over TLS) in a subprocess: mutual TLS, bearer tokens,
+concurrent clients, and a `kill -9` in the middle of a load that loses no decrement and never
+repeats a TID."""
+
+from __future__ import annotations
+
+import http.client
+import sqlite3
+import ssl
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from factories.emulator import PAN, loaded_key
+from factories.tls import TlsCa
+from factories.vending_service import SGC, HttpsClient, loaded_state, meter_on, start_service
+from meter_emulator.meter import enter
+from sm_emulator.bearer import add_token
+
+pytestmark = pytest.mark.slow
+
+KEY = bytes(range(20))
+CREDIT = {
+    "pan": PAN, "sgc": SGC, "krn": 1, "kt": 2, "ti": "01", "ea": "11",
+    "subclass": "electricity", "amount": "12.5", "currency": "10",
+}  # fmt: skip
+
+
+def test_mutual_tls_admits_only_clients_of_the_client_ca(tmp_path: Path) -> None:
+    state = loaded_state(tmp_path / "sm", loaded_key(SGC, key_value=KEY))
+    tls = TlsCa(tmp_path / "tls")
+    clients = TlsCa(tmp_path / "clients", "Client CA")
+    stranger = TlsCa(tmp_path / "stranger", "Another CA")
+    service = start_service(state, tls, client_ca=clients.pem)
+    try:
+        till = clients.issue("till", server=False)
+        with HttpsClient(service.port, tls.pem, client=till) as good:
+            status, body = good.call("POST", "/api/v1/tokens/credit", CREDIT)
+            assert status == 200, body
+            meter = meter_on(loaded_key(SGC, key_value=KEY), PAN)
+            assert enter(meter, body["tokens"][0]).kind == "credit"
+            status, document = good.call("GET", "/api/v1/openapi.json")
+            assert status == 200 and "/api/v1/tokens/credit" in document["paths"]
+        for identity in (stranger.issue("intruder", server=False), None):
+            with HttpsClient(service.port, tls.pem, client=identity) as client:
+                with pytest.raises((ssl.SSLError, ConnectionError)):
+                    client.call("POST", "/api/v1/tokens/credit", CREDIT)
+    finally:
+        service.stop()
+
+
+def test_bearer_tokens_over_tls(tmp_path: Path) -> None:
+    state = loaded_state(tmp_path / "sm", loaded_key(SGC, key_value=KEY))
+    tls = TlsCa(tmp_path / "tls")
+    tokens_file = tmp_path / "tokens"
+    token = add_token(tokens_file, "till-1")
+    service = start_service(state, tls, tokens_file=tokens_file)
+    try:
+        with HttpsClient(service.port, tls.pem) as anonymous:
+            status, body = anonymous.call("POST", "/api/v1/tokens/credit", CREDIT)
+        assert (status, body["error"]) == (401, "unauthorised")
+        with HttpsClient(service.port, tls.pem, token=token) as client:
+            assert client.call("POST", "/api/v1/tokens/credit", CREDIT)[0] == 200
+    finally:
+        service.stop()
+
+
+def _tids_and_counters(state: Path) -> tuple[set[tuple[str, int]], Decimal, int]:
+    db = sqlite3.connect(state / "state.db")
+    try:
+        tids = {(row[0], row[1]) for row in db.execute("SELECT pan, tid FROM issued_tid")}
+        currency, tokens = db.execute(
+            "SELECT currency_used, tokens_issued FROM key_register"
+        ).fetchone()
+    finally:
+        db.close()
+    return tids, Decimal(currency), tokens
+
+
+def test_kill_9_mid_load_loses_no_decrement_and_never_repeats_a_tid(tmp_path: Path) -> None:
+    state = loaded_state(tmp_path / "sm", loaded_key(SGC, key_value=KEY, clm=Decimal("1000000")))
+    tls = TlsCa(tmp_path / "tls")
+    tokens_file = tmp_path / "tokens"
+    token = add_token(tokens_file, "load")
+    pans = ["600727000000000009", "600727000000000017"]
+    service = start_service(state, tls, tokens_file=tokens_file)
+    issued: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    enough = threading.Event()
+
+    def load(pan: str) -> None:
+        body = {**CREDIT, "pan": pan, "currency": "1"}
+        with HttpsClient(service.port, tls.pem, token=token) as client:
+            try:
+                while True:
+                    status, answer = client.call("POST", "/api/v1/tokens/credit", body)
+                    assert status == 200, answer
+                    with lock:
+                        issued.append((pan, answer["tid"]))
+                        if len(issued) >= 150:
+                            enough.set()
+            except (OSError, ValueError, http.client.HTTPException):
+                return  # the server was killed under us
+
+    threads = [threading.Thread(target=load, args=(pans[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    assert enough.wait(timeout=120)
+    service.kill()
+    for thread in threads:
+        thread.join(timeout=60)
+    returned = set(issued)
+    assert len(returned) == len(issued), "a TID was returned twice for one meter"
+    tids, currency, tokens = _tids_and_counters(state)
+    assert returned <= tids, "a returned token's TID is not durable"
+    assert currency >= len(issued) and currency == tokens == len(tids)
+
+    again = start_service(state, tls, tokens_file=tokens_file)
+    try:
+        with HttpsClient(again.port, tls.pem, token=token) as client:
+            after = {
+                (
+                    pan,
+                    client.call("POST", "/api/v1/tokens/credit", {**CREDIT, "pan": pan})[1]["tid"],
+                )
+                for pan in pans
+            }
+    finally:
+        again.stop()
+    assert not after & tids
