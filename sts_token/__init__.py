@@ -55,6 +55,15 @@ from sts_token.kinds import (
     TokenClass,
 )
 from sts_token.misty1 import Misty1
+from sts_token.one_call import (
+    MeterConfig,
+    Outcome,
+    issue_batch,
+    issue_credit,
+    issue_key_change,
+    issue_management,
+    meter_token_key,
+)
 from sts_token.tid import Tid
 from sts_token.token_key import TokenKey
 from sts_token.token_number import Token
@@ -90,10 +99,12 @@ __all__ = [
     "ManagementInstruction",
     "ManagementKind",
     "ManufacturerCode",
+    "MeterConfig",
     "MeterTestInstruction",
     "MeterTestSubclass",
     "Misty1",
     "NewKey",
+    "Outcome",
     "Pan",
     "SupplyGroupCode",
     "TariffIndex",
@@ -113,9 +124,14 @@ __all__ = [
     "decode_token",
     "derive_decoder_key",
     "encode_amount",
+    "issue_batch",
+    "issue_credit",
+    "issue_key_change",
+    "issue_management",
     "key_change_tokens",
     "load_ea07_tables",
     "management_token",
     "meter_test_token",
+    "meter_token_key",
     "token_crc",
 ]
