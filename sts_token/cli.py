@@ -7,13 +7,16 @@ gives machine-readable output. Key material is printed only where it is the requ
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from sts_token import batch
 from sts_token.amounts import TransferAmount
 from sts_token.command_line import OneLineErrorGroup, json_option, secret_key_option
 from sts_token.decoding import decode_token
@@ -388,3 +391,25 @@ def decode_command(token: str, as_json: bool, **options: Any) -> None:
     else:
         for name, value in data.items():
             click.echo(f"{name}: {value}")
+
+
+@main.command("batch")
+@click.option("--kind", required=True, type=click.Choice(["credit", "key-change"]))
+@click.option(
+    "--in", "source", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
+)
+@click.option("--out", "target", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--at", help="Issue time YYYY-MM-DDTHH:MM for rows without a tid column.")
+@click.option("--processes", type=click.IntRange(min=1), help="Worker processes (default: cores).")
+def batch_command(
+    kind: str, source: Path, target: Path, at: str | None, processes: int | None
+) -> None:
+    """Tokens for every meter in a CSV or JSON-lines file (resumable; see docs/tokens.md)."""
+    issue_time = None if at is None else _issued(at, None)
+    assert not isinstance(issue_time, Tid)  # --at alone never gives a TID
+    total = sum(1 for _ in batch.read_rows(source))
+    with click.progressbar(length=total, label="meters", file=sys.stderr) as bar:
+        issued, refused = batch.run(
+            kind, source, target, issue_time, processes=processes, report=sys.stderr, progress=bar
+        )
+    click.echo(f"{issued} issued, {refused} refused, into {target}")

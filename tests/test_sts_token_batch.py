@@ -1,0 +1,108 @@
+"""`sts-token batch`: CSV and JSON lines in, every row out in order with `tokens` and `error`,
+refused lines reported with their numbers, and a resumed run issuing only the rows not yet out."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from sts_token import (
+    CreditSubclass,
+    KeyParameters,
+    MeterConfig,
+    Pan,
+    TransferAmount,
+    VendingKey,
+    issue_credit,
+)
+from sts_token.cli import main
+
+KEY = bytes(range(20)).hex()
+ROW = {
+    "vending_key": KEY, "dkga": "04", "ea": "11", "sgc": "600100", "ti": "01", "krn": "1",
+    "kt": "2", "base_date": "2014", "pan": "600727000000000009", "ken": "255",
+    "subclass": "electricity", "amount": "12.5", "rnd": "3",
+}  # fmt: skip
+ROWS = [ROW, {**ROW, "pan": "600727000000000008"}, {**ROW, "amount": "20"}]
+AT = "2030-03-01T12:00"
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def _expected(row: dict[str, str]) -> str:
+    params = KeyParameters.from_values(
+        dkga="04", ea="11", sgc="600100", ti=1, krn=1, kt=2, base_date=2014
+    )
+    token = issue_credit(
+        VendingKey(bytes(range(20))),
+        MeterConfig(Pan(row["pan"]), params),
+        CreditSubclass.ELECTRICITY,
+        TransferAmount.from_decimal(row["amount"]),
+        datetime.fromisoformat(AT),
+        rnd=3,
+    )
+    return token.digits
+
+
+def _batch(*args: str) -> object:
+    return CliRunner().invoke(main, ["batch", *args, "--processes", "2"])
+
+
+def test_csv_rows_come_back_in_order_with_tokens_and_refusals(tmp_path: Path) -> None:
+    source = _write_csv(tmp_path / "in.csv", ROWS)
+    out = tmp_path / "out.csv"
+    result = _batch("--kind", "credit", "--in", str(source), "--out", str(out), "--at", AT)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    rows = _read_csv(out)
+    assert [r["pan"] for r in rows] == [r["pan"] for r in ROWS]
+    assert rows[0]["tokens"] == _expected(ROW) and rows[0]["error"] == ""
+    assert rows[1]["tokens"] == "" and rows[1]["error"] == "invalid_pan"
+    assert rows[2]["tokens"] == _expected(ROWS[2])
+    assert "line 3: invalid_pan" in result.output  # type: ignore[attr-defined]
+    assert "2 issued, 1 refused" in result.output  # type: ignore[attr-defined]
+
+
+def test_a_resumed_run_issues_only_the_rows_not_yet_written(tmp_path: Path) -> None:
+    source = _write_csv(tmp_path / "in.csv", ROWS)
+    out = tmp_path / "out.csv"
+    _batch("--kind", "credit", "--in", str(source), "--out", str(out), "--at", AT)
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:2]))  # the run "died" after its first row
+    first = _read_csv(out)[0]
+    result = _batch("--kind", "credit", "--in", str(source), "--out", str(out), "--at", AT)
+    assert "1 issued, 1 refused" in result.output  # type: ignore[attr-defined]
+    rows = _read_csv(out)
+    assert len(rows) == 3 and rows[0] == first
+    assert rows[2]["tokens"] == _expected(ROWS[2])
+
+
+def test_key_change_sets_from_json_lines(tmp_path: Path) -> None:
+    change = {
+        **{k: ROW[k] for k in ("vending_key", "dkga", "ea", "sgc", "ti", "krn", "kt", "base_date", "pan")},
+        "new_vending_key": bytes(range(1, 21)).hex(), "new_sgc": "600100", "new_ti": "01",
+        "new_krn": 2, "new_kt": 2, "new_ken": 255, "new_base_date": 2014,
+    }  # fmt: skip
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(change) + "\nnot json\n")
+    out = tmp_path / "out.jsonl"
+    result = _batch("--kind", "key-change", "--in", str(source), "--out", str(out))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    first, second = (json.loads(line) for line in out.read_text().splitlines())
+    assert len(first["tokens"].split()) == 4 and first["error"] == ""
+    assert second["error"] == "invalid_value"
+    assert "line 2: invalid_value" in result.output  # type: ignore[attr-defined]
