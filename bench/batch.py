@@ -1,0 +1,75 @@
+"""`sts-token batch` throughput: meters/s for 100 000 EA11 credit rows and 100 000 EA11 key
+change sets (4 tokens, key derived per meter), on every core, with peak memory.
+
+Run: ``python -m bench batch``. Floor, same run: `issue_row` in this process, one core, no
+file I/O. Targets (issue 12): >= 20 000 meters/s credit, >= 5 000 meters/s key change.
+"""
+
+from __future__ import annotations
+
+import csv
+import resource
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from sts_token import batch
+from sts_token.identifiers import luhn_check_digit
+
+_METERS = 100_000
+_BASE = {
+    "vending_key": bytes(range(20)).hex(), "dkga": "04", "ea": "11", "sgc": "600100", "ti": "01",
+    "krn": "1", "kt": "2", "base_date": "2014", "ken": "255",
+}  # fmt: skip
+_CREDIT = {"subclass": "electricity", "amount": "10"}
+_CHANGE = {
+    "new_vending_key": bytes(range(1, 21)).hex(), "new_sgc": "600100", "new_ti": "01",
+    "new_krn": "2", "new_kt": "2", "new_ken": "255", "new_base_date": "2014",
+}  # fmt: skip
+_AT = datetime(2030, 3, 1, 12, 0)
+
+
+def _rows(extra: dict[str, str], count: int) -> list[dict[str, str]]:
+    rows = []
+    for n in range(count):
+        body = f"6007270{n:010d}"
+        rows.append({**_BASE, "pan": body + luhn_check_digit(body), **extra})
+    return rows
+
+
+def _write(path: Path, extra: dict[str, str]) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=[*_BASE, "pan", *extra])
+        writer.writeheader()
+        for n in range(_METERS):
+            body = f"6007270{n:010d}"
+            writer.writerow({**_BASE, "pan": body + luhn_check_digit(body), **extra})
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for kind, extra in (("credit", _CREDIT), ("key-change", _CHANGE)):
+            source, target = root / f"{kind}.csv", root / f"{kind}-out.csv"
+            _write(source, extra)
+            began = time.perf_counter()
+            issued, refused = batch.run(kind, source, target, _AT)
+            seconds = time.perf_counter() - began
+            assert (issued, refused) == (_METERS, 0)
+            rss = max(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+            )
+            print(
+                f"batch {kind:10} {_METERS} meters, 2 cores: {_METERS / seconds:8.0f} meters/s"
+                f"  peak RSS {rss / 1024:.0f} MiB"
+            )
+            sample = _rows(extra, 2000)
+            began = time.perf_counter()
+            for row in sample:
+                batch.issue_row(kind, _AT, row)
+            print(
+                f"floor: issue_row {kind:10} in process, 1 core: "
+                f"{len(sample) / (time.perf_counter() - began):8.0f} meters/s"
+            )
