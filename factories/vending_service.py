@@ -104,7 +104,8 @@ def start_service(
             return RunningService(process, port, server)
         except OSError:
             time.sleep(0.1)
-    process.kill()
+    os.killpg(process.pid, 9)
+    process.wait(timeout=30)
     raise RuntimeError("sm-emulator serve did not start")
 
 

@@ -209,10 +209,10 @@ def openapi_document(bearer: bool) -> dict[str, Any]:
         openapi_version="3.1.0",
         plugins=[MarshmallowPlugin()],
     )
-    spec.components.schema("Error", schema=schemas.ErrorSchema)
+    spec.components.schema("Refusal", schema=schemas.RefusalSchema)
     if bearer:
         spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    error = {"content": {"application/json": {"schema": "Error"}}}
+    error = {"content": {"application/json": {"schema": "Refusal"}}}
     for op in _OPERATIONS:
         answer = {
             "200": {"description": "OK", "content": {"application/json": {"schema": op.answer}}}

@@ -152,7 +152,7 @@ class WarningsSchema(Schema):
     warnings = fields.List(fields.Nested(WarningSchema))
 
 
-class ErrorSchema(Schema):
+class RefusalSchema(Schema):
     error = fields.String(required=True, metadata={"description": "Stable reason code"})
     message = fields.String(required=True)
     fields_ = fields.Dict(data_key="fields", metadata={"description": "Per-field problems"})
