@@ -13,7 +13,7 @@ from kmc.accounts.models import User
 from kmc.accounts.service import create_user, generate_password
 from kmc.audit import service as audit
 from kmc.database import db, use_case
-from kmc.keystore import SoftwareKeyStore
+from kmc.keystore import open_keystore
 from kmc.permissions import ADMIN, Caller
 from kmc.pki import KmcPki
 
@@ -33,7 +33,8 @@ class InitReport:
 def initialise(actor: str) -> InitReport:
     """Idempotent: creates only what is missing, upgrades the schema to the latest migration."""
     instance = current_app.config["KMC_INSTANCE"]
-    store = SoftwareKeyStore.from_instance(instance, create=True)
+    store = open_keystore(current_app.config, create=True)
+    assert store is not None
     current_app.extensions["kmc.keystore"] = store
     upgrade(directory=current_app.extensions["migrate"].directory)
 
