@@ -58,7 +58,6 @@ _LOST = (
     p11.ObjectHandleInvalid,
     p11.KeyHandleInvalid,
     p11.NoSuchToken,
-    p11.GeneralError,
 )
 T = TypeVar("T")
 
@@ -194,11 +193,20 @@ class Pkcs11KeyStore:
         try:
             token = self._lib.get_token(token_label=self._token_label)
         except p11.NoSuchToken:
-            raise KeyStoreError(f"no PKCS#11 token labelled {self._token_label!r}") from None
+            # A module lists the tokens it saw at C_Initialize: look again once (a token
+            # inserted, or a token directory back in place), then refuse.
+            self._lib.reinitialize()
+            try:
+                token = self._lib.get_token(token_label=self._token_label)
+            except p11.NoSuchToken:
+                raise KeyStoreError(f"no PKCS#11 token labelled {self._token_label!r}") from None
         except p11.MultipleTokensReturned:
             raise KeyStoreError(f"several tokens are labelled {self._token_label!r}") from None
         try:
             self._session = token.open(user_pin=self._pin, rw=True)
+        except p11.UserAlreadyLoggedIn:
+            # Login is per process: another store of this process has logged in already.
+            self._session = token.open(rw=True)
         except (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange, p11.PinLocked):
             raise KeyStoreError(
                 f"the PIN in the PIN file does not open token {self._token_label!r}"
@@ -318,7 +326,13 @@ class Pkcs11KeyStore:
                     store=False,
                     template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
                 )
-            except (p11.WrappedKeyInvalid, p11.EncryptedDataInvalid, p11.WrappedKeyLenRange):
+            # SoftHSM2 answers a blob whose integrity check fails with CKR_GENERAL_ERROR.
+            except (
+                p11.WrappedKeyInvalid,
+                p11.EncryptedDataInvalid,
+                p11.WrappedKeyLenRange,
+                p11.GeneralError,
+            ):
                 raise KeyStoreError(
                     "sealed value does not open under this storage key and identity"
                 ) from None
