@@ -30,8 +30,10 @@ class InitReport:
 
 
 @use_case
-def initialise(actor: str) -> InitReport:
-    """Idempotent: creates only what is missing, upgrades the schema to the latest migration."""
+def initialise(actor: str, *, reuse_keys: bool = False) -> InitReport:
+    """Idempotent: creates only what is missing, upgrades the schema to the latest migration.
+
+    `reuse_keys` (`kmc hsm init --reuse-keys`) certifies PKI keys a token already holds."""
     instance = current_app.config["KMC_INSTANCE"]
     store = open_keystore(current_app.config, create=True)
     assert store is not None
@@ -41,7 +43,11 @@ def initialise(actor: str) -> InitReport:
     created_pki = not KmcPki.exists(instance)
     if created_pki:
         pki = KmcPki.create(
-            instance, store, current_app.config["KMC_NAME"], current_app.config["KMC_MODE"]
+            instance,
+            store,
+            current_app.config["KMC_NAME"],
+            current_app.config["KMC_MODE"],
+            reuse_keys=reuse_keys,
         )
         current_app.extensions["kmc.pki"] = pki
         audit.record(
@@ -52,6 +58,8 @@ def initialise(actor: str) -> InitReport:
             {
                 "root_subject": pki.root.certificate.subject.rfc4514_string(),
                 "root_sha256": pki.root.certificate.fingerprint(hashes.SHA256()).hex(),
+                "keystore": store.kind,
+                "reused_keys": reuse_keys,
             },
         )
     else:

@@ -159,13 +159,19 @@ class KmcPki:
         return (instance / PKI_DIR / "root.pem").exists()
 
     @classmethod
-    def create(cls, instance: Path, store: KeyStore, kmc_name: str, mode: str) -> KmcPki:
+    def create(
+        cls, instance: Path, store: KeyStore, kmc_name: str, mode: str, *, reuse_keys: bool = False
+    ) -> KmcPki:
+        """Certificates for new keys; with `reuse_keys`, for the keys the store already holds."""
         folder = instance / PKI_DIR
         folder.mkdir(parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
         signers: dict[str, Signer] = {}
         for name in NAMES:
-            key = store.create_signing_key(name)
+            if reuse_keys and store.has_signing_key(name):
+                key = store.signing_key(name)
+            else:
+                key = store.create_signing_key(name)
             issuer = None if name == "root" else signers["root"]
             cert = _certificate(name, _name(kmc_name, mode, _TITLES[name]), key, issuer, now)
             (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -372,7 +372,10 @@ class Pkcs11KeyStore:
     def create_signing_key(self, name: str) -> ec.EllipticCurvePrivateKey:
         label = signing_label(name)
         if self.has_signing_key(name):
-            raise KeyStoreError(f"token {self._token_label!r} already holds a key {label}")
+            raise KeyStoreError(
+                f"token {self._token_label!r} already holds a key {label}: "
+                "`kmc hsm init --reuse-keys` certifies the keys it holds"
+            )
 
         def generate(session: Any) -> ec.EllipticCurvePublicKey:
             parameters = session.create_domain_parameters(
