@@ -154,7 +154,7 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
     pin_file.write_text(HSM_PIN)
     pin_file.chmod(0o600)
     hsm = SoftHsm(folder, conf, pin_file)
-    for label in ("kmc-sqlite", "kmc-postgres", "kmc-contract"):
+    for label in ("kmc-sqlite", "kmc-postgres", "kmc-contract", "kmc-reuse"):
         hsm.token(label)  # before any test loads the module, which lists tokens once
     return hsm
 

@@ -3,6 +3,7 @@ independent look at the token with `pkcs11-tool`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -153,3 +154,81 @@ def test_the_token_holds_every_kmc_key_sensitive_and_never_extractable(
 @pytest.fixture
 def keystore() -> str:
     return "pkcs11"
+
+
+def _token_folder(softhsm: SoftHsm, label: str) -> Path:
+    """SoftHSM2's directory for token `label` (its token.object holds the label)."""
+    for folder in (softhsm.folder / "tokens").iterdir():
+        if label.encode() in (folder / "token.object").read_bytes():
+            return folder
+    raise AssertionError(f"no token directory for {label}")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_token_gone_away_is_refused_then_the_kmc_recovers_by_itself(
+    softhsm: SoftHsm, app, kmc, keystore_settings, tmp_path: Path
+) -> None:
+    from sqlalchemy import func, select
+
+    from kmc.database import db
+    from vending_keys.models import VendingKey
+
+    assert kmc("sgc", "add", "--sgc", "600727", "--name", "North").exit_code == 0
+    generate = ("key", "generate", "--sgc", "600727", "--kt", "1", "--dkga", "04")
+    generate += ("--ea", "11", "--base-date", "2014", "--ken", "255")
+    assert kmc(*generate, "--krn", "1").exit_code == 0, "the token signs and seals at first"
+    token = _token_folder(softhsm, keystore_settings["KMC_PKCS11_TOKEN"])
+    away = tmp_path / "away"
+    token.rename(away)
+    try:
+        refused = kmc(*generate, "--krn", "2")
+    finally:
+        away.rename(token)
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("kmc: hsm_unavailable: "), refused.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(VendingKey)) == 1
+    assert kmc(*generate, "--krn", "2").exit_code == 0, "back without a restart"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_kmc_init_on_pkcs11_is_idempotent_and_hsm_status_shows_the_keys(
+    instance, keystore_settings
+) -> None:
+    from tests.conftest import run_kmc
+
+    again = run_kmc(instance, "init")
+    assert again.returncode == 0, again.stderr
+    assert "one-time password" not in again.stdout
+    status = run_kmc(instance, "hsm", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["token"]["label"] == keystore_settings["KMC_PKCS11_TOKEN"]
+    assert {k["label"] for k in shown["keys"]} == {
+        "kmc-storage",
+        "kmc-root",
+        "kmc-issuing",
+        "kmc-keyload",
+        "kmc-audit",
+    }
+    assert not any(k["extractable"] or not k["sensitive"] for k in shown["keys"])
+
+
+def test_a_fresh_instance_on_a_token_with_kmc_keys_needs_reuse_keys(
+    softhsm: SoftHsm, tmp_path: Path
+) -> None:
+    from tests.conftest import Instance, run_kmc
+
+    settings = softhsm.token("kmc-reuse")
+    instance = Instance(
+        tmp_path / "one", f"sqlite:///{tmp_path / 'one.sqlite3'}", "test", "", settings
+    )
+    assert run_kmc(instance, "init").returncode == 0
+    second = Instance(
+        tmp_path / "two", f"sqlite:///{tmp_path / 'two.sqlite3'}", "test", "", settings
+    )
+    refused = run_kmc(second, "init")
+    assert refused.returncode == 1
+    assert "already holds a key kmc-root" in refused.stderr and "--reuse-keys" in refused.stderr
+    reused = run_kmc(second, "hsm", "init", "--reuse-keys")
+    assert reused.returncode == 0, reused.stderr

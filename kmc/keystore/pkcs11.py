@@ -224,8 +224,8 @@ class Pkcs11KeyStore:
                     "hsm_mechanism_missing",
                     f"the token does not offer a mechanism this needs ({type(error).__name__})",
                 ) from None
-            except _LOST:
-                self._session = None
+            except (*_LOST, Unavailable):
+                self._session = None  # the next operation initialises the module afresh
                 raise
 
     def _session_or_unavailable(self) -> Any:
@@ -248,6 +248,13 @@ class Pkcs11KeyStore:
                     ) from None
         raise AssertionError("unreachable")
 
+    def _key_away(self, label: str) -> Unavailable:
+        return Unavailable(
+            "hsm_unavailable",
+            f"token {self._token_label!r} does not hold {label} now (token away, or not this "
+            "KMC's; `kmc init` creates a missing storage key)",
+        )
+
     # -- storage -----------------------------------------------------------------------------
 
     def _storage_key(self, session: Any) -> Any:
@@ -256,9 +263,7 @@ class Pkcs11KeyStore:
                 object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=STORAGE_LABEL
             )
         except p11.NoSuchKey:
-            raise KeyStoreError(
-                f"token {self._token_label!r} has no storage key: run `kmc init`"
-            ) from None
+            raise self._key_away(STORAGE_LABEL) from None
 
     def has_storage_key(self) -> bool:
         def find(session: Any) -> bool:
@@ -409,7 +414,10 @@ class Pkcs11KeyStore:
 
     def sign_digest(self, label: str, digest: bytes) -> bytes:
         def sign(session: Any) -> bytes:
-            key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            try:
+                key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            except p11.NoSuchKey:
+                raise self._key_away(label) from None
             signature: bytes = key.sign(digest, mechanism=Mechanism.ECDSA)
             return signature
 
