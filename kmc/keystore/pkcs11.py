@@ -24,6 +24,7 @@ import hmac
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,7 @@ _LOST = (
     p11.NoSuchToken,
 )
 T = TypeVar("T")
+_TOKEN_LOOKUPS = 5
 
 
 def signing_label(name: str) -> str:
@@ -190,29 +192,41 @@ class Pkcs11KeyStore:
         except p11.PKCS11Error as error:
             self._lib = None
             raise KeyStoreError(f"{self._module} is not a PKCS#11 module ({error})") from None
-        try:
-            token = self._lib.get_token(token_label=self._token_label)
-        except p11.NoSuchToken:
-            # A module lists the tokens it saw at C_Initialize: look again once (a token
-            # inserted, or a token directory back in place), then refuse.
-            self._lib.reinitialize()
+        for attempt in range(_TOKEN_LOOKUPS):
+            token = self._find_token()
             try:
-                token = self._lib.get_token(token_label=self._token_label)
-            except p11.NoSuchToken:
-                raise KeyStoreError(f"no PKCS#11 token labelled {self._token_label!r}") from None
-        except p11.MultipleTokensReturned:
-            raise KeyStoreError(f"several tokens are labelled {self._token_label!r}") from None
-        try:
-            self._session = token.open(user_pin=self._pin, rw=True)
-        except p11.UserAlreadyLoggedIn:
-            # Login is per process: another store of this process has logged in already.
-            self._session = token.open(rw=True)
-        except (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange, p11.PinLocked):
-            raise KeyStoreError(
-                f"the PIN in the PIN file does not open token {self._token_label!r}"
-            ) from None
+                self._session = token.open(user_pin=self._pin, rw=True)
+                break
+            except p11.UserAlreadyLoggedIn:
+                # Login is per process: another store of this process has logged in already.
+                self._session = token.open(rw=True)
+                break
+            except (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange, p11.PinLocked):
+                raise KeyStoreError(
+                    f"the PIN in the PIN file does not open token {self._token_label!r}"
+                ) from None
+            except p11.GeneralError:
+                # SoftHSM2 fails a login while another process rewrites the token file.
+                if attempt == _TOKEN_LOOKUPS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+                self._lib.reinitialize()
         self._pid = os.getpid()
         return self._session
+
+    def _find_token(self) -> Any:
+        """The token by label. A module lists the tokens it saw at C_Initialize, and SoftHSM2
+        does not list a token whose file another process is rewriting (it does at each login),
+        so look again a few times, initialising the module afresh, before refusing."""
+        for attempt in range(_TOKEN_LOOKUPS):
+            try:
+                return self._lib.get_token(token_label=self._token_label)
+            except p11.NoSuchToken:
+                time.sleep(0.05 * attempt)
+                self._lib.reinitialize()
+            except p11.MultipleTokensReturned:
+                raise KeyStoreError(f"several tokens are labelled {self._token_label!r}") from None
+        raise KeyStoreError(f"no PKCS#11 token labelled {self._token_label!r}")
 
     @contextmanager
     def _token(self) -> Iterator[Any]:
