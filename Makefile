@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STS_EA07_TABLES ?= $(abspath $(wildcard ../shared/sts/ea07_tables.json))
 
-.PHONY: run test lint bench demo clean
+.PHONY: run test lint bench demo clean hsm-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,14 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy sts_token key_load_protocol
 	$(BIN)/lint-imports --no-cache
 
-test: lint
+# SoftHSM2 and OpenSC for the PKCS#11 key store tests, installed only when missing (as root).
+hsm-tools:
+	@if [ ! -e /usr/lib/softhsm/libsofthsm2.so ] || ! command -v pkcs11-tool >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 opensc >/dev/null; \
+		else echo "make: SoftHSM2 tests skip: apt-get install -y softhsm2 opensc" >&2; fi; fi
+
+test: lint hsm-tools
 	STS_EA07_TABLES=$(STS_EA07_TABLES) $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test

@@ -32,7 +32,7 @@ from key_load_protocol import (
     build_eklf,
     parse_request,
 )
-from kmc import clock, pki
+from kmc import clock, keystore, pki
 from kmc.audit import service as audit
 from kmc.database import RunAgain, audited_refusal, db, use_case
 from kmc.errors import Conflict, InvalidInput, KMCError, NotFound, PolicyRefusal
@@ -232,6 +232,7 @@ def _issue(actor: str, signed: SignedRequest) -> Issued:
         signer_key=kmc.keyload_signer.key,
         signer_certificate=kmc.keyload_signer.certificate,
         extra_certificates=(kmc.root.certificate,),
+        key_agreement=keystore.current().agree,
     )
     file_sha256 = hashlib.sha256(eklf).hexdigest()
     request_sha256 = signed.digest.hex()

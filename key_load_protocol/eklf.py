@@ -32,6 +32,7 @@ def build_eklf(
     signer_key: ec.EllipticCurvePrivateKey,
     signer_certificate: x509.Certificate,
     extra_certificates: Sequence[x509.Certificate] = (),
+    key_agreement: enveloped_data.KeyAgreement | None = None,
     _ephemeral_key_for_test_vectors: ec.EllipticCurvePrivateKey | None = None,
     _cek_for_test_vectors: bytes | None = None,
     _iv_for_test_vectors: bytes | None = None,
@@ -41,7 +42,8 @@ def build_eklf(
     The signer certificate must carry the keyLoadSigning extended key usage (SMs refuse any
     other signer, so this fails before any work). The SM certificate must be P-384, allow
     keyAgreement, carry a subjectKeyIdentifier and name `klf.smid` as subject serialNumber.
-    `extra_certificates` are intermediates between the signer and the root. The
+    `extra_certificates` are intermediates between the signer and the root. `key_agreement`
+    does the ECDH elsewhere (a token; see `enveloped_data.encrypt`). The
     `_..._for_test_vectors` arguments replace fresh randomness and exist only to reproduce the
     worked example in docs/protocol.md.
     """
@@ -51,6 +53,7 @@ def build_eklf(
         recipient=sm_certificate,
         recipient_smid=klf.smid,
         ephemeral_key=_ephemeral_key_for_test_vectors,
+        key_agreement=key_agreement,
         cek=_cek_for_test_vectors,
         iv=_iv_for_test_vectors,
     )

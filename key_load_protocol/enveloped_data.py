@@ -11,6 +11,7 @@ This is exactly what `openssl cms -encrypt -keyid -keyopt ecdh_kdf_md:sha384 -ae
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from asn1crypto import cms
 from cryptography import x509
@@ -37,6 +38,10 @@ from key_load_protocol.errors import (
     UnsupportedAlgorithm,
     decoding,
 )
+
+# The originator side of ephemeral-static ECDH: the SM's public key in, (ephemeral public key,
+# shared secret Z) out.
+KeyAgreement = Callable[[ec.EllipticCurvePublicKey], tuple[ec.EllipticCurvePublicKey, bytes]]
 
 CEK_LENGTH = 32
 IV_LENGTH = 16
@@ -95,30 +100,40 @@ def encrypt(
     recipient: x509.Certificate,
     recipient_smid: str,
     ephemeral_key: ec.EllipticCurvePrivateKey | None = None,
+    key_agreement: KeyAgreement | None = None,
     cek: bytes | None = None,
     iv: bytes | None = None,
 ) -> bytes:
     """A DER ContentInfo(EnvelopedData) of `plaintext` that only the recipient's key opens.
 
-    `ephemeral_key`, `cek` and `iv` are fresh random values unless a test vector fixes them.
+    `key_agreement` makes the ephemeral key pair and the ECDH shared secret elsewhere (a
+    PKCS#11 token); by default both happen here. `ephemeral_key`, `cek` and `iv` are fresh
+    random values unless a test vector fixes them.
     """
     key_id = recipient_key_id(recipient, recipient_smid)
     static_key = p384_public_key(recipient.public_key(), "SM")
-    ephemeral = p384_private_key(
-        ephemeral_key if ephemeral_key is not None else ec.generate_private_key(ec.SECP384R1()),
-        "ephemeral",
-    )
+    if key_agreement is None:
+        ephemeral = p384_private_key(
+            ephemeral_key if ephemeral_key is not None else ec.generate_private_key(ec.SECP384R1()),
+            "ephemeral",
+        )
+        ephemeral_public, shared_secret = (
+            ephemeral.public_key(),
+            ephemeral.exchange(ec.ECDH(), static_key),
+        )
+    else:
+        ephemeral_public, shared_secret = key_agreement(static_key)
     cek = os.urandom(CEK_LENGTH) if cek is None else cek
     iv = os.urandom(IV_LENGTH) if iv is None else iv
     if len(cek) != CEK_LENGTH or len(iv) != IV_LENGTH:
         raise InvalidValue("cek", f"the CEK must be {CEK_LENGTH} bytes and the IV {IV_LENGTH}")
-    kek = _kek(ephemeral.exchange(ec.ECDH(), static_key), _WRAP_ALGORITHM, ukm=None)
+    kek = _kek(shared_secret, _WRAP_ALGORITHM, ukm=None)
     padder = padding.PKCS7(_BLOCK_BITS).padder()
     encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
     ciphertext = (
         encryptor.update(padder.update(plaintext) + padder.finalize()) + encryptor.finalize()
     )
-    point = ephemeral.public_key().public_bytes(
+    point = ephemeral_public.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
     agreement = der.sequence(

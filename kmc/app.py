@@ -22,7 +22,7 @@ from kmc.audit import views as audit_views
 from kmc.clock import SystemClock
 from kmc.database import configure_sqlite, db, migrate
 from kmc.extensions import bootstrap, csrf, login_manager
-from kmc.keystore import MASTER_KEY_FILE, SoftwareKeyStore
+from kmc.keystore import open_keystore
 from sm_registry import api as sm_registry_api
 from sm_registry import models as sm_registry_models
 from sm_registry import views as sm_registry_views
@@ -84,8 +84,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
     app.extensions["kmc.clock"] = app.config.get("KMC_CLOCK") or SystemClock()
-    if (instance / MASTER_KEY_FILE).exists():
-        app.extensions["kmc.keystore"] = SoftwareKeyStore.from_instance(instance)
+    store = open_keystore(app.config)
+    if store is not None:
+        app.extensions["kmc.keystore"] = store
     access.init_app(
         app,
         session_user=accounts_service.user_for_session,

@@ -66,6 +66,10 @@ def settings_from_env() -> dict[str, Any]:
         "KMC_INSTANCE": instance,
         "SQLALCHEMY_DATABASE_URI": database_url(instance),
         "KMC_MODE": kmc_mode(),
+        "KMC_KEYSTORE": os.environ.get("KMC_KEYSTORE", "software").strip().lower(),
+        "KMC_PKCS11_MODULE": os.environ.get("KMC_PKCS11_MODULE", ""),
+        "KMC_PKCS11_TOKEN": os.environ.get("KMC_PKCS11_TOKEN", ""),
+        "KMC_PKCS11_PIN_FILE": os.environ.get("KMC_PKCS11_PIN_FILE", ""),
         "SESSION_COOKIE_SECURE": _flag("KMC_SECURE_COOKIES"),
         "PERMANENT_SESSION_LIFETIME": timedelta(
             minutes=int(os.environ.get("KMC_SESSION_MINUTES", "30"))

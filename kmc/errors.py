@@ -6,7 +6,8 @@
     ├── Forbidden                 403: the actor's role or binding does not allow it
     ├── NotFound                  404
     ├── Conflict                  409: duplicates, wrong state, replays
-    └── PolicyRefusal             422: well-formed but refused by a KMC rule (live-mode policy...)
+    ├── PolicyRefusal             422: well-formed but refused by a KMC rule (live-mode policy...)
+    └── Unavailable               503: the HSM is missing, locked or lacks a mechanism
 
 Messages never carry key material. Each interface maps these in exactly one place: the JSON API
 (`kmc.api`), the web UI (`kmc.web`) and the CLI (`kmc.cli`). An identifier refused by the shared
@@ -72,3 +73,10 @@ def identifier_input() -> Iterator[None]:
         yield
     except InvalidIdentifier as error:
         raise InvalidInput(error.code, str(error)) from None
+
+
+class Unavailable(KMCError):
+    """503: the KMC cannot do this now (the HSM is missing, locked or lacks a mechanism);
+    nothing was written. Reasons `hsm_unavailable`, `hsm_mechanism_missing`."""
+
+    http_status = 503

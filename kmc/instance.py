@@ -13,7 +13,7 @@ from kmc.accounts.models import User
 from kmc.accounts.service import create_user, generate_password
 from kmc.audit import service as audit
 from kmc.database import db, use_case
-from kmc.keystore import SoftwareKeyStore
+from kmc.keystore import open_keystore
 from kmc.permissions import ADMIN, Caller
 from kmc.pki import KmcPki
 
@@ -30,17 +30,24 @@ class InitReport:
 
 
 @use_case
-def initialise(actor: str) -> InitReport:
-    """Idempotent: creates only what is missing, upgrades the schema to the latest migration."""
+def initialise(actor: str, *, reuse_keys: bool = False) -> InitReport:
+    """Idempotent: creates only what is missing, upgrades the schema to the latest migration.
+
+    `reuse_keys` (`kmc hsm init --reuse-keys`) certifies PKI keys a token already holds."""
     instance = current_app.config["KMC_INSTANCE"]
-    store = SoftwareKeyStore.from_instance(instance, create=True)
+    store = open_keystore(current_app.config, create=True)
+    assert store is not None
     current_app.extensions["kmc.keystore"] = store
     upgrade(directory=current_app.extensions["migrate"].directory)
 
     created_pki = not KmcPki.exists(instance)
     if created_pki:
         pki = KmcPki.create(
-            instance, store, current_app.config["KMC_NAME"], current_app.config["KMC_MODE"]
+            instance,
+            store,
+            current_app.config["KMC_NAME"],
+            current_app.config["KMC_MODE"],
+            reuse_keys=reuse_keys,
         )
         current_app.extensions["kmc.pki"] = pki
         audit.record(
@@ -51,6 +58,8 @@ def initialise(actor: str) -> InitReport:
             {
                 "root_subject": pki.root.certificate.subject.rfc4514_string(),
                 "root_sha256": pki.root.certificate.fingerprint(hashes.SHA256()).hex(),
+                "keystore": store.kind,
+                "reused_keys": reuse_keys,
             },
         )
     else:

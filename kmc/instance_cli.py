@@ -10,8 +10,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from flask import current_app
 
-from kmc.command_line import KmcCommand, KmcGroup, system_actor
+from kmc.command_line import KmcCommand, KmcGroup, emit, json_option, system_actor
+from kmc.errors import InvalidInput
 from kmc.instance import initialise
+from kmc.keystore import current as keystore_current
 from kmc.pki import current as current_pki
 
 
@@ -85,3 +87,55 @@ def ca_audit_signer(out: Path) -> None:
     only when its signer is this one (`-nointern -certfile`, docs/registry.md).
     """
     _write_certificate(out, current_pki().audit_signer.certificate)
+
+
+@click.group(cls=KmcGroup)
+def hsm() -> None:
+    """The PKCS#11 token holding the KMC's keys (KMC_KEYSTORE=pkcs11)."""
+
+
+def _require_pkcs11() -> None:
+    if current_app.config["KMC_KEYSTORE"] != "pkcs11":
+        raise InvalidInput("not_pkcs11", "KMC_KEYSTORE is not pkcs11: there is no token to use")
+
+
+@hsm.command("init")
+@click.option(
+    "--reuse-keys",
+    is_flag=True,
+    help="Certify the KMC keys the token already holds instead of refusing.",
+)
+def hsm_init(reuse_keys: bool) -> None:
+    """Create the KMC's keys on the token, then everything `kmc init` does (idempotent).
+
+    Refuses when the token already holds KMC keys that this instance has not certified,
+    unless --reuse-keys.
+    """
+    _require_pkcs11()
+    report = initialise(system_actor(), reuse_keys=reuse_keys)
+    click.echo(f"KMC keys on token {current_app.config['KMC_PKCS11_TOKEN']!r}")
+    if report.admin_password:
+        click.echo(f"Bootstrap account 'admin' created; one-time password: {report.admin_password}")
+
+
+@hsm.command("status")
+@json_option
+def hsm_status(as_json: bool) -> None:
+    """The key store: token, KMC key labels and attributes, what runs on the token."""
+    data = keystore_current().describe()
+
+    def text() -> str:
+        lines = [f"key store: {data['keystore']}"]
+        if "token" in data:
+            token = data["token"]
+            lines.append(f"token: {token['label']} ({token['manufacturer']} {token['model']})")
+            for key in data["keys"]:
+                access = ("sensitive" if key["sensitive"] else "NOT sensitive") + (
+                    ", EXTRACTABLE" if key["extractable"] else ", never extractable"
+                )
+                lines.append(f"  {key['label']}: {key['class']}, {access}")
+        lines.append(f"on the token: {', '.join(data['on_token']) or 'nothing'}")
+        lines.append(f"in this process: {', '.join(data['in_process'])}")
+        return "\n".join(lines)
+
+    emit(data, as_json, text)

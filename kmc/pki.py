@@ -1,7 +1,8 @@
 """The KMC's own PKI: root CA, SM issuing CA, key-load signer and audit signer.
 
-Created once by `kmc init` in `<instance>/pki/`: each private key sealed by the key store
-(`<name>.key.sealed`), each certificate in PEM (`<name>.pem`). The root certificate is what
+Created once by `kmc init`: each private key by the key store (`kmc.keystore`: sealed in
+`<instance>/pki/<name>.key.sealed` by the software store, on the token with `pkcs11`), each
+certificate in PEM in `<instance>/pki/<name>.pem`. The root certificate is what
 SMs, auditors and OpenSSL trust (`kmc ca root --out FILE`, or `<instance>/pki/root.pem`).
 
     KMC Root CA (P-384, CA, pathlen 1)
@@ -29,11 +30,11 @@ from cryptography.x509.oid import NameOID
 from flask import current_app
 
 from key_load_protocol import ID_KP_KMC_AUDIT_SIGNING, ID_KP_KMC_KEY_LOAD_SIGNING
-from kmc.config import write_private_file
-from kmc.keystore import KeyStore
+from kmc.errors import KeyStoreError
+from kmc.keystore import SIGNING_KEYS, KeyStore
 
 PKI_DIR = "pki"
-NAMES = ("root", "issuing", "keyload", "audit")
+NAMES = SIGNING_KEYS
 _TITLES = {
     "root": "Root CA",
     "issuing": "SM Issuing CA",
@@ -158,23 +159,21 @@ class KmcPki:
         return (instance / PKI_DIR / "root.pem").exists()
 
     @classmethod
-    def create(cls, instance: Path, store: KeyStore, kmc_name: str, mode: str) -> KmcPki:
+    def create(
+        cls, instance: Path, store: KeyStore, kmc_name: str, mode: str, *, reuse_keys: bool = False
+    ) -> KmcPki:
+        """Certificates for new keys; with `reuse_keys`, for the keys the store already holds."""
         folder = instance / PKI_DIR
         folder.mkdir(parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
         signers: dict[str, Signer] = {}
         for name in NAMES:
-            key = ec.generate_private_key(ec.SECP384R1())
+            if reuse_keys and store.has_signing_key(name):
+                key = store.signing_key(name)
+            else:
+                key = store.create_signing_key(name)
             issuer = None if name == "root" else signers["root"]
             cert = _certificate(name, _name(kmc_name, mode, _TITLES[name]), key, issuer, now)
-            der = key.private_bytes(
-                serialization.Encoding.DER,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            write_private_file(
-                folder / f"{name}.key.sealed", store.seal(der, f"pki:{name}".encode())
-            )
             (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
             signers[name] = Signer(key, cert)
         return cls(signers, folder)
@@ -207,10 +206,13 @@ class KmcPki:
         folder = instance / PKI_DIR
         signers = {}
         for name in NAMES:
-            der = store.open((folder / f"{name}.key.sealed").read_bytes(), f"pki:{name}".encode())
-            key = serialization.load_der_private_key(der, password=None)
-            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            key = store.signing_key(name)
             cert = x509.load_pem_x509_certificate((folder / f"{name}.pem").read_bytes())
+            if key.public_key() != cert.public_key():
+                raise KeyStoreError(
+                    f"the {name} key in the key store is not the one {name}.pem certifies "
+                    "(keys of another KMC?)"
+                )
             signers[name] = Signer(key, cert)
         return cls(signers, folder)
 

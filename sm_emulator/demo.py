@@ -30,6 +30,10 @@ class DemoFailed(Exception):
     """A step of the walkthrough did not end as expected."""
 
 
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+DEMO_PIN = "4321"  # a throwaway token's PIN, passed to SoftHSM2's own tools only
+
+
 class Walkthrough:
     """Runs `kmc`, `sm-emulator` and `meter-emulator` in subprocesses against one folder."""
 
@@ -63,6 +67,73 @@ class Walkthrough:
         if (done.returncode == 0) != ok:
             raise DemoFailed(f"{program} {args[0]} exited {done.returncode}: {done.stderr.strip()}")
         return done
+
+    def use_softhsm(self) -> None:
+        """KMC_KEYSTORE=pkcs11: the KMC's keys on a throwaway SoftHSM2 token in the folder, or on
+        the token KMC_PKCS11_MODULE / _TOKEN / _PIN_FILE name."""
+        self.env["KMC_KEYSTORE"] = "pkcs11"
+        given = {k: os.environ.get(k, "") for k in ("KMC_PKCS11_MODULE", "KMC_PKCS11_TOKEN")}
+        if all(given.values()):
+            self.env.update(given, KMC_PKCS11_PIN_FILE=os.environ.get("KMC_PKCS11_PIN_FILE", ""))
+            return
+        self.step("HSM: a throwaway SoftHSM2 token for the KMC's keys")
+        tokens = self.folder / "softhsm" / "tokens"
+        tokens.mkdir(parents=True)
+        conf = self.folder / "softhsm" / "softhsm2.conf"
+        conf.write_text(f"directories.tokendir = {tokens}\n")
+        pin = self.folder / "softhsm" / "pin"
+        pin.write_text(DEMO_PIN)
+        pin.chmod(0o600)
+        self.env.update(
+            SOFTHSM2_CONF=str(conf),
+            KMC_PKCS11_MODULE=SOFTHSM_MODULE,
+            KMC_PKCS11_TOKEN="kmc-demo",
+            KMC_PKCS11_PIN_FILE=str(pin),
+        )
+        self.run_tool(
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            "kmc-demo",
+            "--pin",
+            DEMO_PIN,
+            "--so-pin",
+            "5678",
+        )
+
+    def run_tool(self, *command: str) -> None:
+        """A system tool (SoftHSM2, OpenSC), shown like the other steps."""
+        self.echo(f"$ {' '.join(command)}")
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=60)
+        for line in (done.stdout + done.stderr).strip().splitlines():
+            self.echo(f"    {line}")
+        if done.returncode != 0:
+            raise DemoFailed(f"{command[0]} exited {done.returncode}: {done.stderr.strip()}")
+
+    def show_token(self) -> None:
+        self.step("HSM: the KMC's keys on the token, and none in the instance folder")
+        self.run("kmc", "hsm", "status")
+        if self.env["KMC_PKCS11_MODULE"] == SOFTHSM_MODULE:
+            self.run_tool(
+                "pkcs11-tool",
+                "--module",
+                SOFTHSM_MODULE,
+                "--token-label",
+                self.env["KMC_PKCS11_TOKEN"],
+                "--login",
+                "--pin",
+                DEMO_PIN,
+                "--list-objects",
+            )
+        found = sorted(
+            str(p.relative_to(self.folder))
+            for p in (self.folder / "kmc").rglob("*")
+            if p.name == "master.key" or ".key" in p.name
+        )
+        self.echo(f"    private key or master key files in the instance: {found or 'none'}")
+        if found:
+            raise DemoFailed(f"key files in the instance folder: {found}")
 
     def step(self, title: str) -> None:
         self.echo(f"\n== {title}")
@@ -280,10 +351,15 @@ def round_trip(walk: Walkthrough, ea07_tables: str | None) -> dict[str, Any]:
 
 def main() -> None:
     tables = os.environ.get("STS_EA07_TABLES") or None
+    on_token = os.environ.get("KMC_KEYSTORE", "software") == "pkcs11"
     with tempfile.TemporaryDirectory(prefix="sts-demo-") as folder:
         walk = Walkthrough(Path(folder))
         try:
+            if on_token:
+                walk.use_softhsm()
             results = round_trip(walk, tables)
+            if on_token:
+                walk.show_token()
         except DemoFailed as failure:
             print(f"\ndemo failed: {failure}", file=sys.stderr)
             sys.exit(1)

@@ -104,6 +104,77 @@ def _pg_copy(template: str, target: str) -> str:
     return make_url(POSTGRES_URL).set(database=target).render_as_string(hide_password=False)
 
 
+SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
+HSM_TOKEN = "kmc-test"
+HSM_PIN = "1234"
+
+
+@dataclass(frozen=True)
+class SoftHsm:
+    """SoftHSM2 tokens private to this test session (their own token directory and config)."""
+
+    folder: Path
+    conf: Path
+    pin_file: Path
+    module: Path = SOFTHSM_MODULE
+
+    def token(self, label: str = HSM_TOKEN) -> dict[str, str]:
+        """The KMC settings for token `label`, initialised on first use."""
+        marker = self.folder / f"{label}.initialised"
+        if not marker.exists():
+            subprocess.run(
+                ["softhsm2-util", "--init-token", "--free", "--label", label]
+                + ["--pin", HSM_PIN, "--so-pin", "5678"],
+                check=True,
+                capture_output=True,
+            )
+            marker.touch()
+        return {
+            "KMC_KEYSTORE": "pkcs11",
+            "KMC_PKCS11_MODULE": str(self.module),
+            "KMC_PKCS11_TOKEN": label,
+            "KMC_PKCS11_PIN_FILE": str(self.pin_file),
+        }
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
+    """Initialises a token in a temporary directory; SOFTHSM2_CONF points there for the session
+    (subprocesses inherit it). Skips outside CI, fails under CI, when SoftHSM2 is absent."""
+    require(
+        SOFTHSM_MODULE.exists() and shutil.which("softhsm2-util") is not None,
+        "SoftHSM2 is not installed (apt-get install -y softhsm2 opensc)",
+    )
+    folder = tmp_path_factory.mktemp("softhsm")
+    (folder / "tokens").mkdir()
+    conf = folder / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    pin_file = folder / "pin"
+    pin_file.write_text(HSM_PIN)
+    pin_file.chmod(0o600)
+    hsm = SoftHsm(folder, conf, pin_file)
+    for label in ("kmc-sqlite", "kmc-postgres", "kmc-contract", "kmc-reuse"):
+        hsm.token(label)  # before any test loads the module, which lists tokens once
+    return hsm
+
+
+@pytest.fixture
+def keystore() -> str:
+    """Override in a test module (params) to run its tests over both key store back ends."""
+    return "software"
+
+
+@pytest.fixture
+def keystore_settings(
+    keystore: str, backend: str, request: pytest.FixtureRequest
+) -> dict[str, str]:
+    """The key store settings of this test's template: one token per database back end."""
+    if keystore == "pkcs11":
+        return request.getfixturevalue("softhsm").token(f"kmc-{backend}")
+    return {"KMC_KEYSTORE": "software"}
+
+
 @dataclass
 class Template:
     backend: str
@@ -121,10 +192,11 @@ def _worker() -> str:
 def templates() -> Iterator[dict[str, Template]]:
     built: dict[str, Template] = {}
     yield built
-    if "postgres" in built:
+    databases = [t.database for t in built.values() if t.database]
+    if databases:
         engine = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
         with engine.connect() as connection:
-            for name in (f"kmc_test_{_worker()}", built["postgres"].database):
+            for name in (f"kmc_test_{_worker()}", *databases):
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         engine.dispose()
 
@@ -138,11 +210,11 @@ def _add_fixtures(app: Flask) -> None:
         create_user(caller("cli:test-setup"), username, role, PASSWORD, id_man)
 
 
-def _build_template(backend: str, folder: Path) -> Template:
+def _build_template(backend: str, folder: Path, keystore: dict[str, str]) -> Template:
     database = ""
-    overrides: dict[str, Any] = {"KMC_INSTANCE": folder, "KMC_MODE": "test"}
+    overrides: dict[str, Any] = {"KMC_INSTANCE": folder, "KMC_MODE": "test", **keystore}
     if backend == "postgres":
-        database = f"kmc_tpl_{_worker()}"
+        database = f"kmc_tpl_{_worker()}_{keystore['KMC_KEYSTORE']}"
         overrides["SQLALCHEMY_DATABASE_URI"] = _pg_copy("", database)
     else:
         overrides["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{folder / 'kmc.sqlite3'}"
@@ -165,13 +237,17 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def template(
-    backend: str, templates: dict[str, Template], tmp_path_factory: pytest.TempPathFactory
+    backend: str,
+    keystore_settings: dict[str, str],
+    templates: dict[str, Template],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Template:
-    if backend not in templates:
-        templates[backend] = _build_template(
-            backend, tmp_path_factory.mktemp(f"template-{backend}")
+    name = f"{backend}-{keystore_settings['KMC_KEYSTORE']}"
+    if name not in templates:
+        templates[name] = _build_template(
+            backend, tmp_path_factory.mktemp(f"template-{name}"), keystore_settings
         )
-    return templates[backend]
+    return templates[name]
 
 
 @dataclass
@@ -182,6 +258,7 @@ class Instance:
     database_url: str
     mode: str
     admin_password: str
+    keystore: dict[str, str]
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -189,6 +266,7 @@ class Instance:
             KMC_INSTANCE=str(self.folder),
             KMC_DATABASE_URL=self.database_url,
             KMC_MODE=self.mode,
+            **self.keystore,
             **extra,
         )
         return env
@@ -201,14 +279,16 @@ def kmc_mode() -> str:
 
 
 @pytest.fixture
-def instance(template: Template, tmp_path: Path, kmc_mode: str) -> Iterator[Instance]:
+def instance(
+    template: Template, tmp_path: Path, kmc_mode: str, keystore_settings: dict[str, str]
+) -> Iterator[Instance]:
     folder = tmp_path / "instance"
     shutil.copytree(template.folder, folder)
     if template.backend == "postgres":
         url = _pg_copy(template.database, f"kmc_test_{_worker()}")
     else:
         url = f"sqlite:///{folder / 'kmc.sqlite3'}"
-    yield Instance(folder, url, kmc_mode, template.admin_password)
+    yield Instance(folder, url, kmc_mode, template.admin_password, keystore_settings)
 
 
 class DocumentedClient(FlaskClient):
@@ -263,6 +343,7 @@ def app(instance: Instance) -> Iterator[Flask]:
             "KMC_INSTANCE": instance.folder,
             "SQLALCHEMY_DATABASE_URI": instance.database_url,
             "KMC_MODE": instance.mode,
+            **instance.keystore,
             "TESTING": True,
         }
     )

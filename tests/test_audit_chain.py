@@ -27,6 +27,12 @@ def _append_one(actor, i):
     audit.record(actor, "test.append", "thing", str(i), {"n": i})
 
 
+@pytest.fixture(params=["software", "pkcs11"])
+def keystore(request: pytest.FixtureRequest) -> str:
+    """Over both key stores: with pkcs11 the token signs certificates, exports and checkpoints."""
+    return str(request.param)
+
+
 def _append(app, count, actor="tester"):
     with app.app_context():
         for i in range(count):

@@ -16,7 +16,7 @@ from tests.conftest import Instance, run_kmc
 
 def _fresh(tmp_path: Path, mode: str = "test") -> Instance:
     folder = tmp_path / "fresh"
-    return Instance(folder, f"sqlite:///{folder / 'kmc.sqlite3'}", mode, "")
+    return Instance(folder, f"sqlite:///{folder / 'kmc.sqlite3'}", mode, "", {})
 
 
 def test_init_is_idempotent_and_shows_the_admin_password_once(tmp_path):

@@ -57,6 +57,12 @@ def last_audit(app: Flask) -> AuditEntry:
         return db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
 
 
+@pytest.fixture(params=["software", "pkcs11"])
+def keystore(request: pytest.FixtureRequest) -> str:
+    """Every key-load test over both key stores: with pkcs11 the token signs and does the ECDH."""
+    return str(request.param)
+
+
 @pytest.fixture
 def device(app: Flask) -> Device:
     """SM 1001, active, authorised for keys KRN 1..5 (KT 1) of the test supply group."""

@@ -36,6 +36,12 @@ def _refused(result, text):
     return lines[0]
 
 
+@pytest.fixture(params=["software", "pkcs11"])
+def keystore(request):
+    """Generation, sealing and refusals over both key stores."""
+    return request.param
+
+
 @pytest.fixture
 def group(kmc):
     _ok(kmc("sgc", "add", "--sgc", SGC, "--name", "North", "--utility", "City Power"))

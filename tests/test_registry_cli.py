@@ -25,6 +25,12 @@ from tests.test_registry_csr import DATA, REF
 OPENSSL = "/usr/bin/openssl"
 
 
+@pytest.fixture(params=["software", "pkcs11"])
+def keystore(request: pytest.FixtureRequest) -> str:
+    """Over both key stores: with pkcs11 the token signs certificates, exports and checkpoints."""
+    return str(request.param)
+
+
 def openssl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([OPENSSL, *args], capture_output=True, text=True, timeout=60)
 

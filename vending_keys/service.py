@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from key_load_protocol import KeyIdentity, key_check_value
 from key_load_protocol.identifiers import supply_group_code
-from kmc import clock
+from kmc import clock, keystore
 from kmc.audit import service as audit
 from kmc.database import db, use_case
 from kmc.errors import (
@@ -32,7 +31,6 @@ from kmc.errors import (
     PolicyRefusal,
     identifier_input,
 )
-from kmc.keystore import KeyStore
 from kmc.permissions import Caller, Permission
 from sm_registry import service as registry
 from vending_keys.domain import (
@@ -67,11 +65,6 @@ def recipients_of(key: VendingKey) -> list[str]:
     """Every SMID the key was issued to (for a compromised key's notice)."""
     holders: Callable[[int], list[str]] = current_app.extensions["kmc.key_holders"]
     return holders(key.id)
-
-
-def _keystore() -> KeyStore:
-    store: KeyStore = current_app.extensions["kmc.keystore"]
-    return store
 
 
 def identity_of(key: VendingKey) -> KeyIdentity:
@@ -243,7 +236,7 @@ def open_key(key: VendingKey) -> bytes:
 
 def unseal(identity: KeyIdentity, sealed: bytes) -> bytes:
     """Open sealed key material bound to `identity` (a row moved to another key does not open)."""
-    return _keystore().open(sealed, sealing_identity(identity))
+    return keystore.current().open(sealed, sealing_identity(identity))
 
 
 def _check_key_can_be_generated(spec: KeySpec) -> None:
@@ -262,7 +255,11 @@ def _check_key_can_be_generated(spec: KeySpec) -> None:
 
 def _generate(spec: KeySpec, proposed_by: str, approved_by: str | None) -> VendingKey:
     _check_key_can_be_generated(spec)
-    material = secrets.token_bytes(spec.key_length)
+    sealed, kcv = keystore.current().generate_secret(
+        spec.key_length,
+        sealing_identity(spec.identity),
+        lambda material: key_check_value(spec.dkga, material),
+    )
     key = VendingKey(
         sgc=spec.identity.sgc,
         krn=spec.identity.krn,
@@ -274,8 +271,8 @@ def _generate(spec: KeySpec, proposed_by: str, approved_by: str | None) -> Vendi
         act=spec.act,
         exp=spec.exp,
         refresh_days=spec.refresh_days,
-        key_sealed=_keystore().seal(material, sealing_identity(spec.identity)),
-        kcv=key_check_value(spec.dkga, material).hex().upper(),
+        key_sealed=sealed,
+        kcv=kcv.hex().upper(),
         state="active",
         created_at=clock.now(),
         proposed_by=proposed_by,
