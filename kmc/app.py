@@ -11,7 +11,7 @@ from key_load import api as key_load_api
 from key_load import models as key_load_models
 from key_load import service as key_load_service
 from key_load import views as key_load_views
-from kmc import access, config, web
+from kmc import access, config, sealing, web
 from kmc import api as api_layer
 from kmc.accounts import api as accounts_api
 from kmc.accounts import models as accounts_models
@@ -19,10 +19,12 @@ from kmc.accounts import service as accounts_service
 from kmc.accounts import views as accounts_views
 from kmc.audit import models as audit_models
 from kmc.audit import views as audit_views
+from kmc.custodians import api as custodians_api
+from kmc.custodians import views as custodians_views
 from kmc.clock import SystemClock
 from kmc.database import configure_sqlite, db, migrate
 from kmc.extensions import bootstrap, csrf, login_manager
-from kmc.keystore import MASTER_KEY_FILE, SoftwareKeyStore
+from kmc.keystore import SoftwareKeyStore
 from sm_registry import api as sm_registry_api
 from sm_registry import models as sm_registry_models
 from sm_registry import views as sm_registry_views
@@ -47,8 +49,9 @@ BLUEPRINTS = (
     sm_registry_views.bp,
     vending_keys_views.bp,
     key_load_views.bp,
+    custodians_views.bp,
 )
-API_MODULES = (accounts_api, vending_keys_api, key_load_api, sm_registry_api)
+API_MODULES = (accounts_api, vending_keys_api, key_load_api, sm_registry_api, custodians_api)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -84,7 +87,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
     app.extensions["kmc.clock"] = app.config.get("KMC_CLOCK") or SystemClock()
-    if (instance / MASTER_KEY_FILE).exists():
+    sealing.init_app(app)
+    if (instance / sealing.MASTER_KEY_FILE).exists() or sealing.vault_of(app) is not None:
         app.extensions["kmc.keystore"] = SoftwareKeyStore.from_instance(instance)
     access.init_app(
         app,

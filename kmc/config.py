@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("test", "live")
+KEYSTORES = ("software", "pkcs11")
 SECRET_KEY_FILE = "secret_key"
 
 
@@ -33,6 +34,13 @@ def kmc_mode() -> str:
     if mode not in MODES:
         raise ValueError(f"KMC_MODE must be one of {', '.join(MODES)}, not {mode!r}")
     return mode
+
+
+def keystore_name() -> str:
+    name = os.environ.get("KMC_KEYSTORE", "software").strip().lower() or "software"
+    if name not in KEYSTORES:
+        raise ValueError(f"KMC_KEYSTORE must be one of {', '.join(KEYSTORES)}, not {name!r}")
+    return name
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -66,6 +74,7 @@ def settings_from_env() -> dict[str, Any]:
         "KMC_INSTANCE": instance,
         "SQLALCHEMY_DATABASE_URI": database_url(instance),
         "KMC_MODE": kmc_mode(),
+        "KMC_KEYSTORE": keystore_name(),
         "SESSION_COOKIE_SECURE": _flag("KMC_SECURE_COOKIES"),
         "PERMANENT_SESSION_LIFETIME": timedelta(
             minutes=int(os.environ.get("KMC_SESSION_MINUTES", "30"))

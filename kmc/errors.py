@@ -6,7 +6,8 @@
     ├── Forbidden                 403: the actor's role or binding does not allow it
     ├── NotFound                  404
     ├── Conflict                  409: duplicates, wrong state, replays
-    └── PolicyRefusal             422: well-formed but refused by a KMC rule (live-mode policy...)
+    ├── PolicyRefusal             422: well-formed but refused by a KMC rule (live-mode policy...)
+    └── Unavailable               503: the KMC cannot do it now (its key store is sealed)
 
 Messages never carry key material. Each interface maps these in exactly one place: the JSON API
 (`kmc.api`), the web UI (`kmc.web`) and the CLI (`kmc.cli`). An identifier refused by the shared
@@ -56,6 +57,10 @@ class Conflict(KMCError):
 
 class PolicyRefusal(KMCError):
     http_status = 422
+
+
+class Unavailable(KMCError):
+    http_status = 503
 
 
 class KeyStoreError(Exception):

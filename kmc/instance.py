@@ -16,6 +16,7 @@ from kmc.database import db, use_case
 from kmc.keystore import SoftwareKeyStore
 from kmc.permissions import ADMIN, Caller
 from kmc.pki import KmcPki
+from kmc.sealing import require_protected_store
 
 BOOTSTRAP_ADMIN = "admin"
 
@@ -32,6 +33,7 @@ class InitReport:
 @use_case
 def initialise(actor: str) -> InitReport:
     """Idempotent: creates only what is missing, upgrades the schema to the latest migration."""
+    require_protected_store()
     instance = current_app.config["KMC_INSTANCE"]
     store = SoftwareKeyStore.from_instance(instance, create=True)
     current_app.extensions["kmc.keystore"] = store

@@ -1,24 +1,25 @@
 """Where key material is encrypted at rest: a small interface with a software back end.
 
-The software store keeps one 256-bit storage master key in the instance folder (mode 0600) and
-seals each secret with AES-256-GCM, binding it to its identity through the associated data so a
-sealed value cannot be moved to another row. An HSM back end (PKCS#11) would implement the same
+The software store gets one 256-bit storage master key from `kmc.sealing` (`master.key` in the
+instance folder, mode 0600, or the vault the custodians unseal) at every use, and seals each
+secret with AES-256-GCM, binding it to its identity through the associated data so a sealed value
+cannot be moved to another row. An HSM back end (PKCS#11) would implement the same
 two methods with the master key inside the HSM.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kmc.config import write_private_file
 from kmc.errors import KeyStoreError
+from kmc.sealing import master_key
 
-MASTER_KEY_FILE = "master.key"
 _NONCE_BYTES = 12
 _FORMAT = b"\x01"  # version byte of the sealed format: 01 | nonce(12) | ciphertext+tag
 
@@ -30,22 +31,19 @@ class KeyStore(Protocol):
 
 
 class SoftwareKeyStore:
-    def __init__(self, master_key: bytes) -> None:
-        if len(master_key) != 32:
-            raise KeyStoreError("the storage master key must be 32 bytes")
-        self._aead = AESGCM(master_key)
+    def __init__(self, master_key: Callable[[], bytes]) -> None:
+        self._master_key = master_key  # asked at every use: it may be sealed (kmc.sealing)
+
+    @property
+    def _aead(self) -> AESGCM:
+        return AESGCM(self._master_key())
 
     def __repr__(self) -> str:
         return "SoftwareKeyStore(<master key hidden>)"
 
     @classmethod
     def from_instance(cls, instance: Path, *, create: bool = False) -> SoftwareKeyStore:
-        path = instance / MASTER_KEY_FILE
-        if not path.exists():
-            if not create:
-                raise KeyStoreError(f"no storage master key at {path}: run `kmc init`")
-            write_private_file(path, os.urandom(32))
-        return cls(path.read_bytes())
+        return cls(master_key(instance, create=create))
 
     def seal(self, secret: bytes, identity: bytes) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)

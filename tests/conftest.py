@@ -267,10 +267,30 @@ def app(instance: Instance) -> Iterator[Flask]:
         }
     )
     app.test_client_class = DocumentedClient
+    if instance.mode == "live":
+        _unseal_with_custodians(app)
     yield app
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+def _unseal_with_custodians(app: Flask) -> None:
+    """A live KMC runs on split knowledge: split its master key (2 of 3) and unseal it here."""
+    from kmc import sealing
+    from kmc.keystore import SoftwareKeyStore
+
+    folder = app.config["KMC_INSTANCE"]
+    key_file = folder / sealing.MASTER_KEY_FILE
+    custody, shares = sealing.split(key_file.read_bytes(), 3, 2)
+    custody.write(folder)
+    key_file.unlink()
+    sealing.install_vault(app)
+    app.extensions["kmc.keystore"] = SoftwareKeyStore.from_instance(folder)
+    vault = sealing.vault_of(app)
+    assert vault is not None
+    for share in shares[:2]:
+        vault.enter(share)
 
 
 @pytest.fixture
