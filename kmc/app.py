@@ -19,9 +19,9 @@ from kmc.accounts import service as accounts_service
 from kmc.accounts import views as accounts_views
 from kmc.audit import models as audit_models
 from kmc.audit import views as audit_views
+from kmc.clock import SystemClock
 from kmc.custodians import api as custodians_api
 from kmc.custodians import views as custodians_views
-from kmc.clock import SystemClock
 from kmc.database import configure_sqlite, db, migrate
 from kmc.extensions import bootstrap, csrf, login_manager
 from kmc.keystore import SoftwareKeyStore

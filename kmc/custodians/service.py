@@ -79,6 +79,8 @@ def split_master_key(
         sealing.Custody.path(instance).unlink()
         sealing.install_vault(current_app)
         raise
+    _vault().seal()  # from now on the KMC starts sealed, this process included
+    current_app.extensions.pop("kmc.pki", None)
     return Split(custody, mnemonics, report)
 
 
