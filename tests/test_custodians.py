@@ -7,9 +7,8 @@ import os
 import pytest
 
 from kmc import sealing
-from tests.conftest import csrf_token, login
 from kmc.errors import Conflict, InvalidInput, Unavailable
-
+from tests.conftest import csrf_token, login
 
 KEY = (
     "--sgc",
