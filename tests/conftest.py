@@ -268,14 +268,14 @@ def app(instance: Instance) -> Iterator[Flask]:
     )
     app.test_client_class = DocumentedClient
     if instance.mode == "live":
-        _unseal_with_custodians(app)
+        split_and_unseal(app)
     yield app
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
 
 
-def _unseal_with_custodians(app: Flask) -> None:
+def split_and_unseal(app: Flask) -> None:
     """A live KMC runs on split knowledge: split its master key (2 of 3) and unseal it here."""
     from kmc import sealing
     from kmc.keystore import SoftwareKeyStore
