@@ -103,3 +103,45 @@ def test_key_operations_are_refused_with_503_while_sealed_and_work_after_unseali
     )
     assert "unsealed" in page.get_data(as_text=True)
     assert kmc("key", "generate", *KEY).exit_code == 0
+
+
+def test_the_api_answers_503_sealed_then_unseals_with_shares_audited_without_them(app, client, kmc):
+    from factories.keys import api_headers
+
+    result = kmc("custodians", "init", "--shares", "3", "--threshold", "2")
+    shares = [
+        line.split(": ", 1)[1] for line in result.output.splitlines() if line.startswith("share ")
+    ]
+    kmc("sgc", "add", "--sgc", "123457", "--name", "Sealed")
+    headers = {"Authorization": api_headers(app)["Authorization"]}
+    body = {
+        "sgc": "123457",
+        "krn": 3,
+        "kt": 2,
+        "dkga": "04",
+        "eas": ["11"],
+        "base_date": 2035,
+        "ken": 7,
+    }
+    sealed = client.post("/api/v1/keys", json=body, headers=headers)
+    assert (sealed.status_code, sealed.get_json()["error"]) == (503, "sealed")
+    for share in shares[1:]:
+        answer = client.post("/api/v1/custodians/shares", json={"share": share}, headers=headers)
+        assert answer.status_code == 200
+    assert answer.get_json()["sealed"] is False
+    assert client.post("/api/v1/keys", json=body, headers=headers).status_code == 201
+    assert client.post("/api/v1/custodians/seal", headers=headers).get_json()["sealed"] is True
+    assert client.post("/api/v1/keys", json=body | {"krn": 4}, headers=headers).status_code == 503
+    with app.app_context():
+        from kmc.audit.models import AuditEntry
+        from kmc.database import db
+
+        entries = db.session.query(AuditEntry.action, AuditEntry.details).all()
+    actions = [a for a, _ in entries if a.startswith("custodians")]
+    assert actions == [
+        "custodians.split",
+        "custodians.share",
+        "custodians.unseal",
+        "custodians.seal",
+    ]
+    assert not any(share.split()[5] in details for _, details in entries for share in shares)
