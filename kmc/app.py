@@ -11,7 +11,7 @@ from key_load import api as key_load_api
 from key_load import models as key_load_models
 from key_load import service as key_load_service
 from key_load import views as key_load_views
-from kmc import access, config, web
+from kmc import access, config, sealing, web
 from kmc import api as api_layer
 from kmc.accounts import api as accounts_api
 from kmc.accounts import models as accounts_models
@@ -20,6 +20,8 @@ from kmc.accounts import views as accounts_views
 from kmc.audit import models as audit_models
 from kmc.audit import views as audit_views
 from kmc.clock import SystemClock
+from kmc.custodians import api as custodians_api
+from kmc.custodians import views as custodians_views
 from kmc.database import configure_sqlite, db, migrate
 from kmc.extensions import bootstrap, csrf, login_manager
 from kmc.keystore import open_keystore
@@ -47,8 +49,9 @@ BLUEPRINTS = (
     sm_registry_views.bp,
     vending_keys_views.bp,
     key_load_views.bp,
+    custodians_views.bp,
 )
-API_MODULES = (accounts_api, vending_keys_api, key_load_api, sm_registry_api)
+API_MODULES = (accounts_api, vending_keys_api, key_load_api, sm_registry_api, custodians_api)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -84,6 +87,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
     app.extensions["kmc.clock"] = app.config.get("KMC_CLOCK") or SystemClock()
+    sealing.init_app(app)
     store = open_keystore(app.config)
     if store is not None:
         app.extensions["kmc.keystore"] = store

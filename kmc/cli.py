@@ -33,6 +33,9 @@ COMMANDS = {
     "keys": ("vending_keys.cli:keys", "Reports over all vending keys."),
     "approvals": ("vending_keys.cli:approvals", "Two-person approvals of keys and authorisations."),
     "keyload": ("key_load.cli:keyload", "Key loading: VKLOADREQ in, EKLF out."),
+    "custodians": ("kmc.custodians.cli:custodians", "Custodians of the split master key."),
+    "unseal": ("kmc.custodians.cli:unseal", "Enter your share into the running KMC."),
+    "seal": ("kmc.custodians.cli:seal", "Seal the running KMC again."),
 }
 
 

@@ -7,7 +7,7 @@
     ├── NotFound                  404
     ├── Conflict                  409: duplicates, wrong state, replays
     ├── PolicyRefusal             422: well-formed but refused by a KMC rule (live-mode policy...)
-    └── Unavailable               503: the HSM is missing, locked or lacks a mechanism
+    └── Unavailable               503: not now: the key store is sealed, or the HSM is missing, locked or lacks a mechanism
 
 Messages never carry key material. Each interface maps these in exactly one place: the JSON API
 (`kmc.api`), the web UI (`kmc.web`) and the CLI (`kmc.cli`). An identifier refused by the shared
@@ -76,7 +76,8 @@ def identifier_input() -> Iterator[None]:
 
 
 class Unavailable(KMCError):
-    """503: the KMC cannot do this now (the HSM is missing, locked or lacks a mechanism);
-    nothing was written. Reasons `hsm_unavailable`, `hsm_mechanism_missing`."""
+    """503: the KMC cannot do this now (its key store is sealed, or the HSM is missing, locked
+    or lacks a mechanism); nothing was written. Reasons `sealed`, `hsm_unavailable`,
+    `hsm_mechanism_missing`."""
 
     http_status = 503

@@ -16,6 +16,7 @@ from kmc.database import db, use_case
 from kmc.keystore import open_keystore
 from kmc.permissions import ADMIN, Caller
 from kmc.pki import KmcPki
+from kmc.sealing import require_protected_store
 
 BOOTSTRAP_ADMIN = "admin"
 
@@ -34,6 +35,7 @@ def initialise(actor: str, *, reuse_keys: bool = False) -> InitReport:
     """Idempotent: creates only what is missing, upgrades the schema to the latest migration.
 
     `reuse_keys` (`kmc hsm init --reuse-keys`) certifies PKI keys a token already holds."""
+    require_protected_store()
     instance = current_app.config["KMC_INSTANCE"]
     store = open_keystore(current_app.config, create=True)
     assert store is not None

@@ -15,6 +15,7 @@ from kmc.errors import InvalidInput
 from kmc.instance import initialise
 from kmc.keystore import current as keystore_current
 from kmc.pki import current as current_pki
+from kmc.sealing import require_protected_store
 
 
 @click.command(cls=KmcCommand)
@@ -51,6 +52,7 @@ def serve(host: str, port: int, threads: int, workers: int) -> None:
     # Imported here: the servers take ~40 ms to import and no other command needs them.
     from kmc.serving import serve_single_process, serve_workers
 
+    require_protected_store()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     server = "waitress" if workers == 1 else f"gunicorn, {workers} workers"
     click.echo(f"KMC ({app.config['KMC_MODE']} mode) serving at http://{host}:{port}/ ({server})")

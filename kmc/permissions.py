@@ -36,6 +36,7 @@ class Permission(enum.StrEnum):
     KEYS_READ = "keys-read"  # supply groups, keys, approvals, expiry, key-load records
     KEYS_MANAGE = "keys-manage"  # supply groups, keys, authorisations, approvals
     KEYS_LOAD = "keys-load"  # VKLOADREQ in, EKLF out
+    MASTER_KEY_CUSTODY = "master-key-custody"  # split the master key, enter a share, seal
 
 
 _EVERYONE = frozenset({Permission.OWN_ACCOUNT, Permission.REGISTRY_READ})
@@ -47,6 +48,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     | {
         Permission.KEYS_MANAGE,
         Permission.KEYS_LOAD,
+        Permission.MASTER_KEY_CUSTODY,
         Permission.SMS_CHANGE_STATE,
         Permission.AUDIT_CHECKPOINT,
     },

@@ -30,6 +30,7 @@ NAVIGATION = (
     ("registry.manufacturers", "Manufacturers", ("admin", "operator", "auditor")),
     ("keys.index", "Keys", ("admin", "operator", "auditor")),
     ("keyload.index", "Key loading", ("admin", "operator", "auditor")),
+    ("custodians.index", "Custodians", ("admin", "operator")),
 )
 
 

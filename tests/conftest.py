@@ -348,10 +348,34 @@ def app(instance: Instance) -> Iterator[Flask]:
         }
     )
     app.test_client_class = DocumentedClient
+    if instance.mode == "live":
+        split_and_unseal(app)
     yield app
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+def split_and_unseal(app: Flask) -> None:
+    """A live KMC on the software store runs on split knowledge: split its master key (2 of 3)
+    and unseal it here. On a token there is nothing to split."""
+    from kmc import sealing
+
+    if app.config["KMC_KEYSTORE"] != "software":
+        return
+    from kmc.keystore import SoftwareKeyStore
+
+    folder = app.config["KMC_INSTANCE"]
+    key_file = folder / sealing.MASTER_KEY_FILE
+    custody, shares = sealing.split(key_file.read_bytes(), 3, 2)
+    custody.write(folder)
+    key_file.unlink()
+    sealing.install_vault(app)
+    app.extensions["kmc.keystore"] = SoftwareKeyStore.from_instance(folder)
+    vault = sealing.vault_of(app)
+    assert vault is not None
+    for share in shares[:2]:
+        vault.enter(share)
 
 
 @pytest.fixture

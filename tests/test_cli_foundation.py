@@ -239,11 +239,31 @@ def test_every_command_has_help(tmp_path):
         assert "Usage:" in result.stdout
 
 
-def test_a_live_kmc_initialises_and_says_so_in_its_certificates(tmp_path):
+def test_a_live_kmc_refuses_the_plain_software_store_naming_both_ways_out(tmp_path):
     fresh = _fresh(tmp_path, mode="live")
-    result = run_kmc(fresh, "init")
+    for command in (["init"], ["serve", "--port", "1"]):
+        result = run_kmc(fresh, *command)
+        assert result.returncode == 1
+        assert result.stderr.startswith("kmc: plain_software_keystore: ")
+        assert "KMC_KEYSTORE=pkcs11" in result.stderr and "kmc custodians init" in result.stderr
+        assert result.stderr.count("\n") == 1
+    assert not (fresh.folder / "master.key").exists()
+
+
+def test_a_live_kmc_initialises_on_custodians_and_says_so_in_its_certificates(tmp_path):
+    fresh = _fresh(tmp_path, mode="live")
+    result = run_kmc(fresh, "custodians", "init", "--shares", "3", "--threshold", "2")
     assert result.returncode == 0, result.stderr
-    assert "(mode live)" in result.stdout
+    assert len([line for line in result.stdout.splitlines() if line.startswith("share ")]) == 3
+    assert not (fresh.folder / "master.key").exists()
+    sealed = run_kmc(fresh, "ca", "root", "--out", str(tmp_path / "root.pem"))
+    assert (sealed.returncode, sealed.stderr.split(":")[:2]) == (1, ["kmc", " sealed"])
+    subject = subprocess.run(
+        ["openssl", "x509", "-in", str(fresh.folder / "pki" / "root.pem"), "-noout", "-subject"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "OU = live KMC" in subject
     subject = subprocess.run(
         ["openssl", "x509", "-in", str(fresh.folder / "pki" / "root.pem"), "-noout", "-subject"],
         capture_output=True,

@@ -42,6 +42,7 @@ from kmc.audit.models import AuditEntry
 from kmc.clock import FixedClock
 from kmc.database import db
 from sm_registry import service as registry
+from tests.conftest import split_and_unseal
 from vending_keys import service as keys
 from vending_keys.domain import key_identity
 from vending_keys.models import VendingKey
@@ -268,6 +269,7 @@ def test_suspended_or_revoked_sm_is_refused(app, client, device, action, state):
 
 def test_virtual_sm_is_refused_by_a_live_kmc(app, client, device):
     app.config["KMC_MODE"] = "live"  # a database carried over from a test KMC
+    split_and_unseal(app)
     headers = api_headers(app)
     response = client.post("/api/v1/keyload", data=device.request(), headers=headers)
     assert (response.status_code, response.get_json()["error"]) == (422, "sm_virtual")

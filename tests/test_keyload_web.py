@@ -13,7 +13,7 @@ from key_load.models import KeyLoadIssue
 from key_load_protocol import KeyIdentity, open_eklf
 from kmc import pki
 from kmc.database import db
-from tests.conftest import csrf_token, login
+from tests.conftest import csrf_token, login, split_and_unseal
 from vending_keys.models import VendingKey
 
 
@@ -134,6 +134,7 @@ def test_expiry_page_lists_warnings(app, client):
 
 def test_live_mode_approval_through_the_pages(app, client):
     app.config["KMC_MODE"] = "live"
+    split_and_unseal(app)
     add_key_page = {"group-sgc": SGC, "group-name": "North"}
     login(client, "operator1")
     _post(client, "/keys/supply-groups", add_key_page, "/keys/", "group-")

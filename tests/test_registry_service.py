@@ -19,6 +19,7 @@ from sm_registry import service
 from sm_registry.certificates import SmProfile
 from sm_registry.identifiers import CertificationReference
 from sm_registry.models import SecurityModule, SmStateEvent
+from tests.conftest import split_and_unseal
 from tests.test_registry_csr import DATA, REF
 
 ADMIN = service.Caller("admin1", "admin")
@@ -216,6 +217,7 @@ def test_live_kmc_registers_and_certifies_certified_sms(ctx):
 def test_live_kmc_does_not_approve_a_virtual_sm_left_from_test_mode(ctx):
     register(kind="virtual", cert=None)
     ctx.config["KMC_MODE"] = "live"
+    split_and_unseal(ctx)
     with pytest.raises(PolicyRefusal, match="§4.5"):
         service.change_state(OPERATOR, "1001", "approve", "ok")
     assert db.session.get(SecurityModule, "1001").state == "pending"

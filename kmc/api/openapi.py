@@ -26,6 +26,7 @@ ERROR_STATUSES = {
     413: "Too large",
     422: "Refused by KMC policy",
     500: "Internal error; nothing was changed",
+    503: "The key store is sealed; nothing was changed",
 }
 _VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
 _PATH_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
@@ -66,7 +67,8 @@ def _response(reply: Reply) -> dict[str, Any]:
 
 def _operation(declared: Operation, roles: frozenset[str], path_parameters: list[Any]) -> Any:
     public = PUBLIC in roles
-    statuses = {*declared.errors, 500}  # any route may fail internally (kmc/web.py maps it)
+    # Any route may fail internally (kmc/web.py maps it) or meet a sealed key store (kmc.sealing).
+    statuses = {*declared.errors, 500, 503}
     if declared.body is not None or declared.query is not None:
         statuses.add(400)
     if not public:

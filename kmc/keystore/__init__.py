@@ -26,7 +26,8 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kmc.errors import KeyStoreError
-from kmc.keystore.software import MASTER_KEY_FILE, SoftwareKeyStore
+from kmc.keystore.software import SoftwareKeyStore
+from kmc.sealing import MASTER_KEY_FILE, Custody
 
 BACK_ENDS = ("software", "pkcs11")
 SIGNING_KEYS = ("root", "issuing", "keyload", "audit")
@@ -90,6 +91,10 @@ def open_keystore(settings: Mapping[str, Any], *, create: bool = False) -> KeySt
         return store
     if kind != "software":
         raise KeyStoreError(f"KMC_KEYSTORE must be one of {', '.join(BACK_ENDS)}, not {kind!r}")
-    if not create and not (instance / MASTER_KEY_FILE).exists():
+    if (
+        not create
+        and not (instance / MASTER_KEY_FILE).exists()
+        and not Custody.path(instance).exists()
+    ):
         return None
     return SoftwareKeyStore.from_instance(instance, create=create)

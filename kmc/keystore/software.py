@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kmc.config import write_private_file
 from kmc.errors import KeyStoreError
+from kmc.sealing import master_key
 
-MASTER_KEY_FILE = "master.key"
 _NONCE_BYTES = 12
 _FORMAT = b"\x01"  # version byte of the sealed format: 01 | nonce(12) | ciphertext+tag
 
@@ -34,23 +34,20 @@ PKI_DIR = "pki"
 class SoftwareKeyStore:
     kind = "software"
 
-    def __init__(self, master_key: bytes, pki_folder: Path | None = None) -> None:
-        if len(master_key) != 32:
-            raise KeyStoreError("the storage master key must be 32 bytes")
-        self._aead = AESGCM(master_key)
+    def __init__(self, master_key: Callable[[], bytes], pki_folder: Path | None = None) -> None:
+        self._master_key = master_key  # asked at every use: it may be sealed (kmc.sealing)
         self._pki_folder = pki_folder
+
+    @property
+    def _aead(self) -> AESGCM:
+        return AESGCM(self._master_key())
 
     def __repr__(self) -> str:
         return "SoftwareKeyStore(<master key hidden>)"
 
     @classmethod
     def from_instance(cls, instance: Path, *, create: bool = False) -> SoftwareKeyStore:
-        path = instance / MASTER_KEY_FILE
-        if not path.exists():
-            if not create:
-                raise KeyStoreError(f"no storage master key at {path}: run `kmc init`")
-            write_private_file(path, os.urandom(32))
-        return cls(path.read_bytes(), instance / PKI_DIR)
+        return cls(master_key(instance, create=create), instance / PKI_DIR)
 
     def seal(self, secret: bytes, identity: bytes) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
