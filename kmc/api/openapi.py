@@ -28,7 +28,11 @@ ERROR_STATUSES = {
     500: "Internal error; nothing was changed",
 }
 _VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
-_PATH_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
+# kmc.web.StoredInteger: a path integer beyond 2**31 - 1 is no route.
+_PATH_TYPES = {
+    "int": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "float": {"type": "number"},
+}
 
 
 class Error(Output):
@@ -66,9 +70,9 @@ def _response(reply: Reply) -> dict[str, Any]:
 
 def _operation(declared: Operation, roles: frozenset[str], path_parameters: list[Any]) -> Any:
     public = PUBLIC in roles
-    statuses = {*declared.errors, 500}  # any route may fail internally (kmc/web.py maps it)
-    if declared.body is not None or declared.query is not None:
-        statuses.add(400)
+    # Any route may refuse bad text in its path or query (kmc.web.refuse_bad_text) or fail
+    # internally (kmc/web.py maps both).
+    statuses = {*declared.errors, 400, 500}
     if not public:
         statuses.add(401)
         if not roles >= set(ROLES):
