@@ -132,7 +132,9 @@ def init_app(app: Flask) -> None:
     def _http_error(error: HTTPException) -> Any:
         status = error.code or 500
         reason = (error.name or "error").lower().replace(" ", "_")
-        return _api_or_page(status, reason, error.description or error.name)
+        reply = _api_or_page(status, reason, error.description or error.name)
+        allowed = [value for name, value in error.get_headers() if name == "Allow"]
+        return (*reply, {"Allow": allowed[0]}) if allowed else reply  # a 405 says what is allowed
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Any:

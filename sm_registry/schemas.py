@@ -113,14 +113,15 @@ class NewManufacturer(Input):
         max_length=MAX_NAME,
         name=True,
         required=True,
-        metadata={"minLength": 1, "reason": "bad_name"},
+        too_long="bad_name",
+        metadata={"minLength": 1},
     )
     contact = Text(
         max_length=MAX_CONTACT,
         name=True,
         load_default="",
         allow_none=True,
-        metadata={"reason": "bad_contact"},
+        too_long="bad_contact",
     )
 
 
@@ -152,7 +153,7 @@ class ExportQuery(SmFilter):
 
 class StateChange(Input):
     reason = Text(
-        max_length=MAX_REASON, required=True, metadata={"minLength": 1, "reason": "reason_required"}
+        max_length=MAX_REASON, required=True, too_long="reason_required", metadata={"minLength": 1}
     )
 
 

@@ -514,7 +514,9 @@ def change_state(caller: Caller, smid: str, action: str, reason: str) -> Securit
     sm = get_sm(caller, smid, for_update=True)
     sources, target = TRANSITIONS[action]
     if sm.state not in sources:
-        raise Conflict("bad_transition", f"SM {smid} is {sm.state}; it cannot be {action}d")
+        raise Conflict(
+            "bad_transition", f"SM {smid} is {sm.state}; it cannot be {action.removesuffix('e')}ed"
+        )
     now = clock.now()
     details: dict[str, object] = {"from": sm.state, "to": target, "reason": reason}
     if action == "approve":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from factories.keys import SGC, add_key, api_headers
@@ -204,3 +205,24 @@ def test_page_forms_refuse_bad_text_with_a_message(client):
         token_from="/registry/manufacturers",
     )
     assert nul.status_code == 400
+
+
+def test_a_405_says_which_methods_are_allowed(app):
+    # An undocumented method, so the plain client (not the one checking against the document).
+    client = FlaskClient(app, app.response_class, use_cookies=True)
+    response = client.delete("/api/v1/sms", headers=bearer(app))
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
+    login(client, "admin1")
+    page = client.delete("/home")
+    assert page.status_code == 405 and "GET" in page.headers["Allow"]
+
+
+def test_a_refused_suspension_is_worded_properly(app, client):
+    new_device(app, "4002")
+    headers = bearer(app)
+    first = client.post("/api/v1/sms/4002/suspend", headers=headers, json={"reason": "a"})
+    assert first.status_code == 200
+    again = client.post("/api/v1/sms/4002/suspend", headers=headers, json={"reason": "a"})
+    assert again.status_code == 409
+    assert "cannot be suspended" in again.json["message"], again.json

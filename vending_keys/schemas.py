@@ -22,21 +22,22 @@ class NewSupplyGroup(Input):
         max_length=NAME_LENGTH,
         name=True,
         required=True,
-        metadata={"minLength": 1, "reason": "invalid_name"},
+        too_long="invalid_name",
+        metadata={"minLength": 1},
     )
     utility = Text(
         max_length=NAME_LENGTH,
         name=True,
         load_default="",
         allow_none=True,
-        metadata={"reason": "invalid_utility"},
+        too_long="invalid_utility",
     )
     cluster = Text(
         max_length=NAME_LENGTH,
         name=True,
         load_default="",
         allow_none=True,
-        metadata={"reason": "invalid_cluster"},
+        too_long="invalid_cluster",
     )
 
 
@@ -95,7 +96,8 @@ class Reason(Input):
     reason = Text(
         max_length=REASON_LENGTH,
         required=True,
-        metadata={"minLength": 1, "reason": "reason_too_long"},
+        too_long="reason_too_long",
+        metadata={"minLength": 1},
     )
 
 

@@ -79,14 +79,17 @@ class WholeNumber(fields.Integer):
 
 class Text(fields.String):
     """A string that follows the text rules (kmc.text) and fits `max_length`: refused as
-    `invalid_text`, or as too long with the field's declared `reason` (default `too_long`). `name=True` for names shown on pages (no invisible
+    `invalid_text`, or as too long with the reason `too_long` (default `"too_long"`). `name=True` for names shown on pages (no invisible
     formatting characters, one line)."""
 
-    def __init__(self, *, max_length: int, name: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *, max_length: int, name: bool = False, too_long: str = "too_long", **kwargs: Any
+    ) -> None:
         metadata = {"maxLength": max_length, **kwargs.pop("metadata", {})}
         super().__init__(metadata=metadata, **kwargs)
         self.max_length = max_length
         self.for_names = name
+        self.too_long = too_long
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         loaded = str(super()._deserialize(value, attr, data, **kwargs))
@@ -96,8 +99,7 @@ class Text(fields.String):
         except text.TextRefused as refused:
             raise InvalidInput(refused.reason, str(refused)) from None
         if len(loaded) > self.max_length:
-            reason = self.metadata.get("reason", "too_long")
-            raise InvalidInput(reason, f"{what} may be at most {self.max_length} characters")
+            raise InvalidInput(self.too_long, f"{what} may be at most {self.max_length} characters")
         return loaded
 
 
