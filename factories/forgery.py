@@ -35,3 +35,42 @@ def forged_eklf(
         signing_time=klf.issue_time,
         certificates=(signer.certificate, *extra_certificates),
     )
+
+
+def _tlvs(data: bytes) -> list[tuple[int, bytes, int]]:
+    """The (identifier, contents, header length) of each DER TLV in `data` (one level)."""
+    found, offset = [], 0
+    while offset < len(data):
+        identifier, first = data[offset], data[offset + 1]
+        head = 2 if first < 0x80 else 2 + (first & 0x7F)
+        size = first if first < 0x80 else int.from_bytes(data[offset + 2 : offset + head], "big")
+        found.append((identifier, data[offset + head : offset + head + size], head))
+        offset += head + size
+    return found
+
+
+def bered(der: bytes, depth: int, how: str) -> bytes:
+    """`der` with every constructed value `depth` levels down re-encoded as BER: `indefinite`
+    lengths (end-of-contents octets) or `long` (non-minimal, four length octets)."""
+
+    def encode(data: bytes, level: int) -> bytes:
+        out = b""
+        for identifier, contents, _ in _tlvs(data):
+            inner = encode(contents, level + 1) if identifier & 0x20 else contents
+            if level == depth and identifier & 0x20:
+                if how == "indefinite":
+                    out += bytes((identifier, 0x80)) + inner + b"\x00\x00"
+                    continue
+                out += bytes((identifier, 0x84)) + len(inner).to_bytes(4, "big") + inner
+                continue
+            size = len(inner)
+            length = (
+                bytes((size,))
+                if size < 0x80
+                else bytes((0x80 | ((size.bit_length() + 7) // 8),))
+                + size.to_bytes((size.bit_length() + 7) // 8, "big")
+            )
+            out += bytes((identifier,)) + length + inner
+        return out
+
+    return encode(der, 0)

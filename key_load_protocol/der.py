@@ -114,3 +114,87 @@ def object_identifier(dotted: str) -> bytes:
 def algorithm_identifier(dotted: str, parameters: bytes | None = None) -> bytes:
     """AlgorithmIdentifier: the OID, then the parameters' TLV when there are any."""
     return sequence(object_identifier(dotted), parameters or b"")
+
+
+# Universal types DER writes only in primitive form (X.690 10.2): BIT STRING, OCTET STRING, the
+# character strings and the times; a constructed one is BER.
+_PRIMITIVE_ONLY = frozenset({0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0C, *range(0x12, 0x1F)})
+
+
+def encoding_problem(data: bytes) -> str | None:
+    """Why `data` is not one DER TLV (X.690 section 10), or None. Checked at every level: no
+    indefinite length, every length in its shortest form, tags in their shortest form, the
+    primitive-only universal types primitive, BOOLEAN 00/FF, INTEGERs minimal, nothing after the
+    outer TLV. (The order of SET OF members is left to the structure's own checks.)"""
+    pending = [(0, len(data), True)]
+    while pending:
+        start, end, single = pending.pop()
+        offset = start
+        while offset < end:
+            found = _one_tlv(data, offset, end)
+            if isinstance(found, str):
+                return found
+            tag, constructed, body, offset = found
+            if constructed:
+                pending.append((body, offset, False))
+            if single and offset != end:
+                return f"{end - offset} bytes follow the outer value"
+    return None
+
+
+def _one_tlv(data: bytes, offset: int, end: int) -> tuple[int, bool, int, int] | str:
+    """(tag number, constructed, contents start, next offset) of the TLV at `offset`, or why
+    it is not DER."""
+    if end - offset < 2:
+        return f"a value is cut short at byte {offset}"
+    identifier = data[offset]
+    constructed = bool(identifier & 0x20)
+    universal = identifier & 0xC0 == 0
+    tag = identifier & 0x1F
+    offset += 1
+    if tag == 0x1F:
+        if data[offset] == 0x80:
+            return f"a tag at byte {offset} is not in its shortest form"
+        tag = 0
+        while offset < end and data[offset] & 0x80:
+            tag = (tag << 7) | (data[offset] & 0x7F)
+            offset += 1
+        if offset >= end:
+            return "a tag runs past the end"
+        tag = (tag << 7) | data[offset]
+        offset += 1
+        if tag < 0x1F:
+            return f"a tag at byte {offset} is not in its shortest form"
+    if offset >= end:
+        return "a length runs past the end"
+    first = data[offset]
+    offset += 1
+    if first == 0x80:
+        return f"an indefinite length at byte {offset - 1}"
+    if first < 0x80:
+        size = first
+    else:
+        count = first & 0x7F
+        octets = data[offset : offset + count]
+        if count == 0x7F or len(octets) != count:
+            return f"a length at byte {offset - 1} runs past the end"
+        size = int.from_bytes(octets, "big")
+        if octets[0] == 0 or size < 0x80:
+            return f"a length at byte {offset - 1} is not in its shortest form"
+        offset += count
+    body, after = offset, offset + size
+    if after > end:
+        return f"a value at byte {body} runs past the end"
+    if universal and constructed and tag in _PRIMITIVE_ONLY:
+        return f"a universal type {tag} at byte {body} is constructed (BER)"
+    if universal and not constructed:
+        contents = data[body:after]
+        if tag == 0x01 and contents not in (b"\x00", b"\xff"):
+            return f"a BOOLEAN at byte {body} is neither 00 nor FF"
+        if tag == 0x02 and (
+            not contents
+            or (len(contents) > 1 and contents[0] == 0 and contents[1] < 0x80)
+            or (len(contents) > 1 and contents[0] == 0xFF and contents[1] >= 0x80)
+        ):
+            return f"an INTEGER at byte {body} is not in its shortest form"
+    return tag, constructed, body, after

@@ -29,6 +29,7 @@ from key_load_protocol.certificates import (
     smid_of,
     subject_key_id,
 )
+from key_load_protocol.der import encoding_problem
 from key_load_protocol.errors import (
     DecryptionFailed,
     InvalidValue,
@@ -172,6 +173,9 @@ def encrypt(
 def decrypt(der: bytes, private_key: ec.EllipticCurvePrivateKey) -> bytes:
     """The plaintext of a DER ContentInfo(EnvelopedData) addressed to `private_key`."""
     key = p384_private_key(private_key, "SM")
+    problem = encoding_problem(der)
+    if problem is not None:
+        raise MalformedMessage(Reason.NOT_DER, f"the enveloped key-load file is not DER: {problem}")
     with decoding("the enveloped key-load file"):
         info = cms.ContentInfo.load(der, strict=True)
         if info["content_type"].native != "enveloped_data":

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from key_load_protocol import der, schema
 from key_load_protocol.certificates import check_key_pair, p384_public_key, subject_key_id
+from key_load_protocol.der import encoding_problem
 from key_load_protocol.errors import (
     InvalidValue,
     MalformedMessage,
@@ -133,6 +134,9 @@ def read(der: bytes, *, content_type: str, max_size: int, what: str) -> SignedCo
     """
     if len(der) > max_size:
         raise MalformedMessage(Reason.TOO_LARGE, f"the {what} is larger than {max_size} bytes")
+    problem = encoding_problem(der)
+    if problem is not None:  # every layer DER, before anything is parsed or verified
+        raise MalformedMessage(Reason.NOT_DER, f"the {what} is not DER: {problem}")
     with decoding(f"the {what}"):
         info = cms.ContentInfo.load(der, strict=True)
         if info["content_type"].native != "signed_data":

@@ -12,11 +12,12 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Response
 
-from kmc import access
+from kmc import access, text
 from kmc.database import db
-from kmc.errors import KMCError
+from kmc.errors import InvalidInput, KMCError
 from kmc.permissions import Permission
 
 NAVIGATION = (
@@ -54,6 +55,28 @@ def flash_form_errors(form: Any) -> None:
     )
 
 
+class StoredInteger(IntegerConverter):
+    """`<int:...>` in a route: at most 2**31 - 1, the largest integer key every supported
+    database stores, so a larger one is no route (404) instead of a database error."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002 (werkzeug's)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
+def refuse_bad_text() -> None:
+    """Before every request: the path and the query string are one-line text, form fields are
+    text (kmc.text); anything else is refused with 400 `invalid_text` before a view runs."""
+    given = [("the path", request.path, True)]
+    given += [("a query parameter", part, True) for pair in request.args.items() for part in pair]
+    if request.method == "POST" and not access.is_api_request():
+        given += [("a form field", part, False) for pair in request.form.items() for part in pair]
+    for what, value, one_line in given:
+        found = text.problem(value, one_line=one_line)
+        if found is not None:
+            raise InvalidInput(text.REASON, f"{what} {found}")
+
+
 main = Blueprint("main", __name__)
 
 
@@ -81,6 +104,8 @@ def _api_or_page(status: int, reason: str, message: str) -> Any:
 
 def init_app(app: Flask) -> None:
     """The layout's context, deny-by-default access before every request, the error pages."""
+    app.url_map.converters["int"] = StoredInteger
+    app.before_request(refuse_bad_text)
     app.before_request(access.enforce)
 
     @app.context_processor
@@ -108,7 +133,9 @@ def init_app(app: Flask) -> None:
     def _http_error(error: HTTPException) -> Any:
         status = error.code or 500
         reason = (error.name or "error").lower().replace(" ", "_")
-        return _api_or_page(status, reason, error.description or error.name)
+        reply = _api_or_page(status, reason, error.description or error.name)
+        allowed = [value for name, value in error.get_headers() if name == "Allow"]
+        return (*reply, {"Allow": allowed[0]}) if allowed else reply  # a 405 says what is allowed
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Any:

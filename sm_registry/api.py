@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint
 
 from kmc.access import allow, current_caller
-from kmc.api.schema import operation
+from kmc.api.schema import load, operation
 from kmc.errors import InvalidInput
 from kmc.permissions import Permission
 from sm_registry import service
 from sm_registry.export import record_of
 from sm_registry.schemas import (
+    BulkItem,
     BulkRegistration,
     CertificateChain,
     ExportQuery,
@@ -40,7 +40,7 @@ def _csr(item: dict[str, Any]) -> bytes:
     if isinstance(encoded, str) and pem is None:
         try:
             return base64.b64decode(encoded, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a character outside ASCII
             raise InvalidInput("bad_base64", "'csr_base64' is not valid base64") from None
     raise InvalidInput("missing_field", "give exactly one of 'csr' (PEM) or 'csr_base64' (DER)")
 
@@ -93,11 +93,13 @@ def register_bulk(body: dict[str, Any]) -> dict[str, Any]:
     slots: list[service.ItemResult | None] = []
     decoded: list[tuple[str, bytes]] = []
     for index, item in enumerate(body["items"]):
-        name = str(item.get("name", index)) if isinstance(item, dict) else str(index)
+        name = str(index)
         try:
             if not isinstance(item, dict):
                 raise InvalidInput("bad_item", "each item is an object")
-            decoded.append((name, _csr(item)))
+            checked = load(BulkItem, item)
+            name = checked.get("name", name)
+            decoded.append((name, _csr(checked)))
             slots.append(None)
         except InvalidInput as refused:
             slots.append(

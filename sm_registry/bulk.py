@@ -18,6 +18,7 @@ from kmc.errors import InvalidInput
 from sm_registry.csr import MAX_CSR_BYTES
 
 MAX_ITEMS = 100_000
+MAX_ITEM_NAME = 255  # an item's name, echoed in its verdict
 # A bulk item: the file's name and its first bytes, or why the file could not be read.
 Item = tuple[str, bytes | InvalidInput]
 

@@ -7,6 +7,7 @@ from wtforms import DateField, MultipleFileField, SelectField, StringField, Subm
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
+from kmc.web_forms import ValidText
 from sm_registry.identifiers import KINDS
 from sm_registry.models import SM_STATES
 from sm_registry.service import MAX_REASON, TRANSITIONS
@@ -31,22 +32,30 @@ class SmFilterForm(FlaskForm):
 class RegisterForm(FlaskForm):
     csrs = MultipleFileField("CSR files (PEM or DER; one per SM)")
     kind = SelectField("Kind", choices=list(KINDS))
-    model = StringField("Certified model", validators=[Optional(), Length(max=120)])
-    firmware = StringField("Firmware identifier", validators=[Optional(), Length(max=120)])
-    version = StringField("Firmware version", validators=[Optional(), Length(max=60)])
-    number = StringField("Certificate number", validators=[Optional(), Length(max=120)])
+    model = StringField(
+        "Certified model", validators=[ValidText(name=True), Optional(), Length(max=120)]
+    )
+    firmware = StringField(
+        "Firmware identifier", validators=[ValidText(name=True), Optional(), Length(max=120)]
+    )
+    version = StringField(
+        "Firmware version", validators=[ValidText(name=True), Optional(), Length(max=60)]
+    )
+    number = StringField(
+        "Certificate number", validators=[ValidText(name=True), Optional(), Length(max=120)]
+    )
     id_man = StringField("Manufacturer ID_man (admins)", validators=[Optional(), Length(max=4)])
     submit = SubmitField("Register")
 
 
 class StateChangeForm(FlaskForm):
     action = SelectField("Action", choices=list(TRANSITIONS))
-    reason = StringField("Reason", validators=[DataRequired(), Length(max=MAX_REASON)])
+    reason = StringField("Reason", validators=[ValidText(), DataRequired(), Length(max=MAX_REASON)])
     submit = SubmitField("Apply")
 
 
 class ManufacturerForm(FlaskForm):
     id_man = StringField("ID_man (4 hex digits)", validators=[DataRequired(), Length(max=4)])
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
-    contact = StringField("Contact", validators=[Optional(), Length(max=200)])
+    name = StringField("Name", validators=[ValidText(name=True), DataRequired(), Length(max=120)])
+    contact = StringField("Contact", validators=[ValidText(name=True), Optional(), Length(max=200)])
     submit = SubmitField("Create manufacturer")

@@ -8,14 +8,17 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
-from kmc.api.schema import Input, Output, Query, Timestamp, WholeNumber
-from sm_registry.bulk import MAX_ITEMS
+from kmc.api.schema import Input, Output, Query, Text, Timestamp, WholeNumber
+from sm_registry.bulk import MAX_ITEM_NAME, MAX_ITEMS
+from sm_registry.csr import MAX_CSR_BYTES
 from sm_registry.export import FORMATS
 from sm_registry.identifiers import KINDS, CertificationReference
 from sm_registry.models import SM_STATES
-from sm_registry.service import MAX_REASON
+from sm_registry.service import MAX_CONTACT, MAX_NAME, MAX_REASON
 
 _REF_FIELDS = ("model", "firmware", "version", "number")
+# Room for a CSR of MAX_CSR_BYTES in base64 or PEM; a longer one is refused before decoding.
+MAX_CSR_TEXT = 2 * MAX_CSR_BYTES
 
 
 class CertificationParts(Output):
@@ -63,11 +66,17 @@ class Upload(Input):
 class CsrFields(Input):
     """Exactly one of `csr` (PEM) or `csr_base64` (DER, base64)"""
 
-    csr = fields.String(
-        load_default=None, allow_none=True, metadata={"description": "PKCS#10, PEM"}
+    csr = Text(
+        max_length=MAX_CSR_TEXT,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "PKCS#10, PEM"},
     )
-    csr_base64 = fields.String(
-        load_default=None, allow_none=True, metadata={"description": "PKCS#10, DER, base64"}
+    csr_base64 = Text(
+        max_length=MAX_CSR_TEXT,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "PKCS#10, DER, base64", "pattern": "^[A-Za-z0-9+/]*={0,2}$"},
     )
 
 
@@ -76,7 +85,9 @@ class Registration(Upload, CsrFields):
 
 
 class BulkItem(CsrFields):
-    name = fields.String(metadata={"description": "echoed in the item's verdict"})
+    name = Text(
+        max_length=MAX_ITEM_NAME, name=True, metadata={"description": "echoed in the verdict"}
+    )
 
 
 class Unchecked(fields.Nested):
@@ -98,8 +109,20 @@ class BulkRegistration(Upload):
 
 class NewManufacturer(Input):
     id_man = fields.String(required=True, metadata={"pattern": "^[0-9A-F]{4}$"})
-    name = fields.String(required=True)
-    contact = fields.String(load_default="", allow_none=True)
+    name = Text(
+        max_length=MAX_NAME,
+        name=True,
+        required=True,
+        too_long="bad_name",
+        metadata={"minLength": 1},
+    )
+    contact = Text(
+        max_length=MAX_CONTACT,
+        name=True,
+        load_default="",
+        allow_none=True,
+        too_long="bad_contact",
+    )
 
 
 class Manufacturer(Output):
@@ -129,7 +152,9 @@ class ExportQuery(SmFilter):
 
 
 class StateChange(Input):
-    reason = fields.String(required=True, metadata={"maxLength": MAX_REASON})
+    reason = Text(
+        max_length=MAX_REASON, required=True, too_long="reason_required", metadata={"minLength": 1}
+    )
 
 
 class HistoryEntry(Output):

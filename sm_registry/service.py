@@ -44,6 +44,8 @@ from sm_registry.models import SM_STATES, Manufacturer, SecurityModule, SmStateE
 
 RULE = "STS 600-10-1 §4.5"
 MAX_REASON = 500
+MAX_NAME = 120
+MAX_CONTACT = 200
 # Bulk registration commits this many items per use case (see register_many).
 COMMIT_EVERY = 100
 # action → (states it may start from, state it leads to)
@@ -71,10 +73,10 @@ def create_manufacturer(caller: Caller, id_man: str, name: str, contact: str = "
     actor = caller.name
     ident = IdMan.parse(id_man)
     name, contact = name.strip(), contact.strip()
-    if not 1 <= len(name) <= 120:
-        raise InvalidInput("bad_name", "the manufacturer name must be 1-120 characters")
-    if len(contact) > 200:
-        raise InvalidInput("bad_contact", "the contact must be at most 200 characters")
+    if not 1 <= len(name) <= MAX_NAME:
+        raise InvalidInput("bad_name", f"the manufacturer name must be 1-{MAX_NAME} characters")
+    if len(contact) > MAX_CONTACT:
+        raise InvalidInput("bad_contact", f"the contact must be at most {MAX_CONTACT} characters")
     if db.session.get(Manufacturer, ident.value) is not None:
         raise Conflict("duplicate_id_man", f"manufacturer {ident} already exists")
     manufacturer = Manufacturer(
@@ -512,7 +514,9 @@ def change_state(caller: Caller, smid: str, action: str, reason: str) -> Securit
     sm = get_sm(caller, smid, for_update=True)
     sources, target = TRANSITIONS[action]
     if sm.state not in sources:
-        raise Conflict("bad_transition", f"SM {smid} is {sm.state}; it cannot be {action}d")
+        raise Conflict(
+            "bad_transition", f"SM {smid} is {sm.state}; it cannot be {action.removesuffix('e')}ed"
+        )
     now = clock.now()
     details: dict[str, object] = {"from": sm.state, "to": target, "reason": reason}
     if action == "approve":

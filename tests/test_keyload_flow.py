@@ -23,7 +23,7 @@ from flask import Flask
 from sqlalchemy import func, select, text, update
 
 from factories.callers import caller
-from factories.forgery import forged_eklf
+from factories.forgery import bered, forged_eklf
 from factories.keys import SGC, add_key, api_headers, authorise
 from factories.pki import Party
 from factories.registry import ADMIN, Device, new_device, own_certificate
@@ -375,7 +375,7 @@ def test_cli_refusal_is_one_line_and_writes_nothing(app, kmc, device, tmp_path):
     result = kmc("keyload", "process", "--request", str(request), "--out", str(out))
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1
-    assert "not valid DER" in result.output
+    assert "not DER" in result.output
     assert not out.exists()
 
 
@@ -539,3 +539,9 @@ def test_compromise_waits_for_a_key_load_in_progress_and_names_its_sm(app, devic
     loader.join(timeout=60)
     compromiser.join(timeout=60)
     assert outcomes == {"load": 1, "issued_to": [device.smid]}
+
+
+@pytest.mark.parametrize("how", ["indefinite", "long"])
+def test_ber_wrapper_is_refused_before_the_signature_and_audited(app, client, device, how):
+    _refused(app, client, bered(device.request(), 0, how), 400, "not_der")
+    _refused(app, client, bered(device.request(), 2, how), 400, "not_der")

@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from factories.example import example_request
+from factories.forgery import bered
 from factories.pki import (
     NOT_AFTER,
     ProtocolPki,
@@ -35,6 +36,8 @@ from key_load_protocol import (
     signed_data,
 )
 from key_load_protocol.codec import encode_request
+from key_load_protocol.der import encoding_problem
+from key_load_protocol.der import octet_string as der_octet_string
 from key_load_protocol.schema import VKLoadRequest
 
 
@@ -231,3 +234,34 @@ def test_sha256_digest_is_refused(pki: ProtocolPki) -> None:
     info = cms.ContentInfo.load(_signed(pki))
     info["content"]["signer_infos"][0]["digest_algorithm"] = {"algorithm": "sha256"}
     assert _refusal(info.dump(force=True)).reason is Reason.UNSUPPORTED_DIGEST
+
+
+@pytest.mark.parametrize("how", ["indefinite", "long"])
+@pytest.mark.parametrize("depth", [0, 1, 2, 3])
+def test_ber_at_any_layer_of_the_wrapper_is_not_der(pki: ProtocolPki, depth: int, how: str) -> None:
+    # depth 0: ContentInfo; 1: [0] EXPLICIT; 2: SignedData; 3: its fields (certificates, signer).
+    ber = bered(_signed(pki), depth, how)
+    assert ber != _signed(pki)
+    refused = _refusal(ber)
+    assert refused.reason is Reason.NOT_DER, refused
+    assert "not DER" in str(refused)
+
+
+def test_a_constructed_octet_string_is_not_der(pki: ProtocolPki) -> None:
+    der = _signed(pki)
+    content = encode_request(example_request())
+    primitive = der_octet_string(content)
+    assert primitive in der
+    half = len(content) // 2
+    pieces = der_octet_string(content[:half]) + der_octet_string(content[half:])
+    constructed = b"\x24\x80" + pieces + b"\x00\x00"  # BER: an OCTET STRING in two pieces
+    refused = _refusal(der.replace(primitive, constructed))
+    assert refused.reason is Reason.NOT_DER
+
+
+def test_der_walker_accepts_what_it_writes_and_refuses_non_minimal_integers() -> None:
+    assert encoding_problem(b"\x30\x03\x02\x01\x05") is None
+    assert "INTEGER" in (encoding_problem(b"\x30\x04\x02\x02\x00\x05") or "")
+    assert "shortest" in (encoding_problem(b"\x30\x81\x03\x02\x01\x05") or "")
+    assert "follow" in (encoding_problem(b"\x02\x01\x05\x00") or "")
+    assert "BOOLEAN" in (encoding_problem(b"\x01\x01\x01") or "")

@@ -274,7 +274,7 @@ def test_transitions_outside_the_lifecycle_are_refused(ctx, setup, action):
     _refused(
         Conflict,
         "bad_transition",
-        f"cannot be {action}d",
+        f"cannot be {action.removesuffix('e')}ed",
         lambda: service.change_state(OPERATOR, "1001", action, "try"),
     )
 

@@ -13,15 +13,22 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from kmc.web_forms import ValidText
 from vending_keys.domain import DKGAS, EAS, KEY_TYPES
 from vending_keys.models import NAME_LENGTH, REASON_LENGTH
 
 
 class SupplyGroupForm(FlaskForm):
     sgc = StringField("SGC (6 digits)", validators=[DataRequired(), Length(min=6, max=6)])
-    name = StringField("Name", validators=[DataRequired(), Length(max=NAME_LENGTH)])
-    utility = StringField("Owning utility", validators=[Optional(), Length(max=NAME_LENGTH)])
-    cluster = StringField("Cluster", validators=[Optional(), Length(max=NAME_LENGTH)])
+    name = StringField(
+        "Name", validators=[ValidText(name=True), DataRequired(), Length(max=NAME_LENGTH)]
+    )
+    utility = StringField(
+        "Owning utility", validators=[ValidText(name=True), Optional(), Length(max=NAME_LENGTH)]
+    )
+    cluster = StringField(
+        "Cluster", validators=[ValidText(name=True), Optional(), Length(max=NAME_LENGTH)]
+    )
     submit = SubmitField("Add supply group")
 
 
@@ -56,7 +63,9 @@ class AuthoriseForm(FlaskForm):
 
 
 class KeyStateForm(FlaskForm):
-    reason = StringField("Reason", validators=[DataRequired(), Length(max=REASON_LENGTH)])
+    reason = StringField(
+        "Reason", validators=[ValidText(), DataRequired(), Length(max=REASON_LENGTH)]
+    )
     submit = SubmitField("Apply")
 
 
@@ -65,5 +74,7 @@ class ApproveForm(FlaskForm):
 
 
 class RejectForm(FlaskForm):
-    reason = StringField("Reason", validators=[DataRequired(), Length(max=REASON_LENGTH)])
+    reason = StringField(
+        "Reason", validators=[ValidText(), DataRequired(), Length(max=REASON_LENGTH)]
+    )
     submit = SubmitField("Reject")

@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 
 from key_load_protocol.identifiers import MAX_KEN, MAX_KRN
 from key_load_protocol.model import BASE_DATES, MAX_REFRESH_DAYS
-from kmc.api.schema import Input, Output, Query, Timestamp, WholeNumber
+from kmc.api.schema import Input, Output, Query, Text, Timestamp, WholeNumber
 from vending_keys.domain import DKGAS, EAS, KEY_TYPES
 from vending_keys.models import APPROVAL_STATES, KEY_STATES, NAME_LENGTH, REASON_LENGTH
 from vending_keys.service import AUTHORISE, GENERATE, MAX_WINDOW_DAYS
@@ -18,9 +18,27 @@ SGC = {"pattern": "^[0-9]{6}$", "description": "supply group code, 6 digits"}
 
 class NewSupplyGroup(Input):
     sgc = fields.String(required=True, metadata=SGC)
-    name = fields.String(required=True, metadata={"maxLength": NAME_LENGTH})
-    utility = fields.String(load_default="", allow_none=True, metadata={"maxLength": NAME_LENGTH})
-    cluster = fields.String(load_default="", allow_none=True, metadata={"maxLength": NAME_LENGTH})
+    name = Text(
+        max_length=NAME_LENGTH,
+        name=True,
+        required=True,
+        too_long="invalid_name",
+        metadata={"minLength": 1},
+    )
+    utility = Text(
+        max_length=NAME_LENGTH,
+        name=True,
+        load_default="",
+        allow_none=True,
+        too_long="invalid_utility",
+    )
+    cluster = Text(
+        max_length=NAME_LENGTH,
+        name=True,
+        load_default="",
+        allow_none=True,
+        too_long="invalid_cluster",
+    )
 
 
 class SupplyGroupAdded(Output):
@@ -75,7 +93,12 @@ class NewAuthorisation(Input):
 
 
 class Reason(Input):
-    reason = fields.String(required=True, metadata={"minLength": 1, "maxLength": REASON_LENGTH})
+    reason = Text(
+        max_length=REASON_LENGTH,
+        required=True,
+        too_long="reason_too_long",
+        metadata={"minLength": 1},
+    )
 
 
 class Key(Output):

@@ -8,10 +8,13 @@ from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from kmc.accounts.service import MIN_PASSWORD_LENGTH
 from kmc.permissions import ROLES
+from kmc.web_forms import ValidText
 
 
 class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    username = StringField(
+        "Username", validators=[ValidText(name=True), DataRequired(), Length(max=64)]
+    )
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
     submit = SubmitField("Log in")
 
@@ -28,7 +31,9 @@ class ChangePasswordForm(FlaskForm):
 
 
 class CreateUserForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    username = StringField(
+        "Username", validators=[ValidText(name=True), DataRequired(), Length(max=64)]
+    )
     role = SelectField("Role", choices=list(ROLES))
     id_man = StringField("ID_man (manufacturer accounts)", validators=[Optional(), Length(max=4)])
     password = PasswordField(
@@ -42,8 +47,12 @@ class ToggleUserForm(FlaskForm):
 
 
 class CreateTokenForm(FlaskForm):
-    username = StringField("For user", validators=[DataRequired(), Length(max=64)])
-    name = StringField("Token name", validators=[DataRequired(), Length(max=80)])
+    username = StringField(
+        "For user", validators=[ValidText(name=True), DataRequired(), Length(max=64)]
+    )
+    name = StringField(
+        "Token name", validators=[ValidText(name=True), DataRequired(), Length(max=80)]
+    )
     submit = SubmitField("Create token")
 
 

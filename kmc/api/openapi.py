@@ -29,7 +29,11 @@ ERROR_STATUSES = {
     503: "The key store is sealed; nothing was changed",
 }
 _VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
-_PATH_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
+# kmc.web.StoredInteger: a path integer beyond 2**31 - 1 is no route.
+_PATH_TYPES = {
+    "int": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "float": {"type": "number"},
+}
 
 
 class Error(Output):
@@ -67,10 +71,9 @@ def _response(reply: Reply) -> dict[str, Any]:
 
 def _operation(declared: Operation, roles: frozenset[str], path_parameters: list[Any]) -> Any:
     public = PUBLIC in roles
-    # Any route may fail internally (kmc/web.py maps it) or meet a sealed key store (kmc.sealing).
-    statuses = {*declared.errors, 500, 503}
-    if declared.body is not None or declared.query is not None:
-        statuses.add(400)
+    # Any route may refuse bad text in its path or query (kmc.web.refuse_bad_text), fail
+    # internally (kmc/web.py maps both) or meet a sealed key store or a missing HSM (503).
+    statuses = {*declared.errors, 400, 500, 503}
     if not public:
         statuses.add(401)
         if not roles >= set(ROLES):

@@ -24,7 +24,10 @@ from flask import current_app, request
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load
 from werkzeug.wrappers import Response
 
+from kmc import text
 from kmc.errors import InvalidInput
+
+MAX_DEPTH = 32  # a JSON body nested deeper than this is refused (`too_deep`) before any schema
 
 _MISSING_MESSAGES = {
     fields.Field.default_error_messages["required"],
@@ -74,6 +77,32 @@ class WholeNumber(fields.Integer):
         return int(super()._deserialize(value, attr, data, **kwargs))
 
 
+class Text(fields.String):
+    """A string that follows the text rules (kmc.text) and fits `max_length`: refused as
+    `invalid_text`, or as too long with the reason `too_long` (default `"too_long"`). `name=True` for names shown on pages (no invisible
+    formatting characters, one line)."""
+
+    def __init__(
+        self, *, max_length: int, name: bool = False, too_long: str = "too_long", **kwargs: Any
+    ) -> None:
+        metadata = {"maxLength": max_length, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+        self.max_length = max_length
+        self.for_names = name
+        self.too_long = too_long
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        loaded = str(super()._deserialize(value, attr, data, **kwargs))
+        what = f"'{self.data_key or attr}'"
+        try:
+            text.check(loaded, what, name=self.for_names)
+        except text.TextRefused as refused:
+            raise InvalidInput(refused.reason, str(refused)) from None
+        if len(loaded) > self.max_length:
+            raise InvalidInput(self.too_long, f"{what} may be at most {self.max_length} characters")
+        return loaded
+
+
 @dataclass(frozen=True)
 class Binary:
     """A non-JSON body (DER, a file download), documented with its media types; not parsed."""
@@ -120,11 +149,38 @@ def load(schema_class: type[Schema], data: Any) -> dict[str, Any]:
         raise _refusal(schema, error) from None
 
 
+def _too_deep() -> InvalidInput:
+    return InvalidInput("too_deep", f"the JSON body is nested more than {MAX_DEPTH} levels deep")
+
+
+def checked_tree(data: Any) -> Any:
+    """`data` (parsed JSON) unchanged, or `InvalidInput` if it nests deeper than MAX_DEPTH or any
+    key or string in it breaks the text rules: one walk, before any schema sees it."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise _too_deep()
+            items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+            for key, item in items:
+                pending.append((key, depth))
+                pending.append((item, depth + 1))
+        elif isinstance(value, str):
+            found = text.problem(value)
+            if found is not None:
+                raise InvalidInput(text.REASON, f"a string in the JSON body {found}")
+    return data
+
+
 def _json_body() -> Any:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # the parser's own limit, far above MAX_DEPTH
+        raise _too_deep() from None
     if not isinstance(data, dict):
         raise InvalidInput("invalid_json", "send a JSON object (Content-Type: application/json)")
-    return data
+    return checked_tree(data)
 
 
 def _shape(reply: Reply, value: Any) -> Any:
