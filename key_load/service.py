@@ -82,7 +82,7 @@ def _audited(actor: str, der: bytes, smid: str | None, refusal: KMCError) -> KMC
         audit.record(
             actor,
             "keyload.refuse",
-            "security_module",
+            "sm",
             smid or "unknown",
             {
                 "reason": refusal.reason,
@@ -262,7 +262,7 @@ def _issue(actor: str, signed: SignedRequest) -> Issued:
     audit.record(
         actor,
         "keyload.issue",
-        "security_module",
+        "sm",
         smid,
         {
             "issue_id": issue_id,
@@ -314,6 +314,11 @@ def list_issues(smid: str | None = None, limit: int = 200) -> Sequence[KeyLoadIs
     if smid is not None:
         query = query.where(KeyLoadIssue.smid == smid)
     return db.session.scalars(query).all()
+
+
+def recent_refusals(limit: int = 5) -> list[Any]:
+    """The latest refused VKLOADREQs, from the audit log (refusals leave no other record)."""
+    return audit.search(audit.AuditQuery(action="keyload.refuse")).entries[:limit]
 
 
 def find_issue(issue_id: int) -> KeyLoadIssue:
