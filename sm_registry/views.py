@@ -104,7 +104,17 @@ def sm(smid: str) -> str:
 @allow(Permission.SMS_CHANGE_STATE)
 def change_state(smid: str) -> Response:
     form = StateChangeForm()
-    if form.validate_on_submit():
+    if (
+        form.validate_on_submit()
+        and form.action.data == "revoke"
+        and ((form.confirm.data or "").strip() != smid)
+    ):
+        flash(
+            f"Revoking SM {smid} is irreversible (it gets no further key loads): "
+            "type its SMID to confirm.",
+            "danger",
+        )
+    elif form.validate_on_submit():
         changed = attempt(
             lambda: service.change_state(
                 current_caller(), smid, form.action.data or "", form.reason.data or ""

@@ -57,6 +57,7 @@ class AuthoriseForm(FlaskForm):
 
 class KeyStateForm(FlaskForm):
     reason = StringField("Reason", validators=[DataRequired(), Length(max=REASON_LENGTH)])
+    confirm = StringField("To mark compromised, type the key identity", validators=[Optional()])
     submit = SubmitField("Apply")
 
 

@@ -153,6 +153,7 @@ def detail(sgc: str, krn: int, kt: int) -> str:
     return render_template(
         "keys/detail.html",
         key=key,
+        identity=service.identity_of(key),
         info=service.describe_key(key),
         authorisations=[service.describe_authorisation(a) for a in key.authorisations],
         recipients=service.recipients_of(key),
@@ -190,7 +191,18 @@ def authorise(sgc: str, krn: int, kt: int) -> Response:
 @allow(Permission.KEYS_MANAGE)
 def change_state(sgc: str, krn: int, kt: int, change: str) -> Response:
     form = KeyStateForm()
-    if form.validate_on_submit():
+    identity = key_identity(sgc, krn, kt)
+    if (
+        form.validate_on_submit()
+        and change == "compromise"
+        and (form.confirm.data or "").strip() != str(identity)
+    ):
+        flash(
+            f"Marking {identity} compromised is irreversible (it is never loaded again and "
+            f"every SM holding it is listed for re-keying): type {identity} to confirm.",
+            "danger",
+        )
+    elif form.validate_on_submit():
         changed = attempt(
             lambda: service.change_key_state(
                 current_caller(), key_identity(sgc, krn, kt), change, form.reason.data or ""
