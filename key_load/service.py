@@ -71,8 +71,8 @@ class Issued:
 def _protocol_refusal(error: ProtocolError) -> KMCError:
     reason = error.reason.value.replace("-", "_")
     if isinstance(error, MalformedMessage) or error.reason.value == "invalid-field":
-        return InvalidInput(reason, f"the request is refused: {error}")
-    return PolicyRefusal(reason, f"the request is refused: {error}")
+        return InvalidInput(reason, f"the VKLOADREQ is refused: {error}")
+    return PolicyRefusal(reason, f"the VKLOADREQ is refused: {error}")
 
 
 def _audited(actor: str, der: bytes, smid: str | None, refusal: KMCError) -> KMCError:

@@ -55,7 +55,7 @@ def process() -> Response:
         issued = service.process_request(current_caller(), der)
     except KMCError as refused:
         # The service has rolled back and audited the refusal already.
-        flash(f"Request refused ({refused.reason}): {refused.message}", "danger")
+        flash(refused.message, "danger")
         return redirect(url_for("keyload.index"))
     flash(
         f"EKLF #{issued.sequence} issued to SM {issued.smid} with {len(issued.keys)} key(s).",

@@ -187,7 +187,8 @@ def _uploader_id_man(caller: Caller, as_manufacturer: str | None) -> IdMan:
         return own
     if not as_manufacturer:
         raise InvalidInput(
-            "manufacturer_required", "name the manufacturer the SM belongs to (--as-manufacturer)"
+            "manufacturer_required",
+            "an admin must name the manufacturer (ID_man) the SMs belong to",
         )
     ident = IdMan.parse(as_manufacturer)
     if db.session.get(Manufacturer, ident.value) is None:
