@@ -71,8 +71,8 @@ class Issued:
 def _protocol_refusal(error: ProtocolError) -> KMCError:
     reason = error.reason.value.replace("-", "_")
     if isinstance(error, MalformedMessage) or error.reason.value == "invalid-field":
-        return InvalidInput(reason, f"the request is refused: {error}")
-    return PolicyRefusal(reason, f"the request is refused: {error}")
+        return InvalidInput(reason, f"the VKLOADREQ is refused: {error}")
+    return PolicyRefusal(reason, f"the VKLOADREQ is refused: {error}")
 
 
 def _audited(actor: str, der: bytes, smid: str | None, refusal: KMCError) -> KMCError:
@@ -82,7 +82,7 @@ def _audited(actor: str, der: bytes, smid: str | None, refusal: KMCError) -> KMC
         audit.record(
             actor,
             "keyload.refuse",
-            "security_module",
+            "sm",
             smid or "unknown",
             {
                 "reason": refusal.reason,
@@ -263,7 +263,7 @@ def _issue(actor: str, signed: SignedRequest) -> Issued:
     audit.record(
         actor,
         "keyload.issue",
-        "security_module",
+        "sm",
         smid,
         {
             "issue_id": issue_id,
@@ -315,6 +315,11 @@ def list_issues(smid: str | None = None, limit: int = 200) -> Sequence[KeyLoadIs
     if smid is not None:
         query = query.where(KeyLoadIssue.smid == smid)
     return db.session.scalars(query).all()
+
+
+def recent_refusals(limit: int = 5) -> list[Any]:
+    """The latest refused VKLOADREQs, from the audit log (refusals leave no other record)."""
+    return audit.search(audit.AuditQuery(action="keyload.refuse")).entries[:limit]
 
 
 def find_issue(issue_id: int) -> KeyLoadIssue:

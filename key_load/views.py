@@ -10,9 +10,29 @@ from key_load.forms import UploadRequestForm
 from key_load.http import eklf_response
 from kmc.access import allow, current_caller
 from kmc.errors import KMCError
-from kmc.permissions import Permission
+from kmc.permissions import Caller, Permission
+from kmc.web import HomeItem, HomePanel, when
 
 bp = Blueprint("keyload", __name__, url_prefix="/keyload")
+
+
+def home_panel(caller: Caller) -> HomePanel | None:
+    """The latest EKLFs issued and VKLOADREQs refused."""
+    if not caller.may(Permission.KEYS_READ):
+        return None
+    issued = [
+        HomeItem(
+            f"EKLF #{i.sequence} to SM {i.smid}",
+            when(i.issued_at),
+            url_for("keyload.issue", issue_id=i.id),
+        )
+        for i in service.list_issues(limit=5)
+    ]
+    refused = [
+        HomeItem(f"Refused request from SM {e.object_id}", when(e.at), None, "danger")
+        for e in service.recent_refusals()
+    ]
+    return HomePanel("Recent key loads", issued + refused)
 
 
 @bp.route("/")
@@ -35,7 +55,7 @@ def process() -> Response:
         issued = service.process_request(current_caller(), der)
     except KMCError as refused:
         # The service has rolled back and audited the refusal already.
-        flash(f"Request refused ({refused.reason}): {refused.message}", "danger")
+        flash(refused.message, "danger")
         return redirect(url_for("keyload.index"))
     flash(
         f"EKLF #{issued.sequence} issued to SM {issued.smid} with {len(issued.keys)} key(s).",

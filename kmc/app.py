@@ -65,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         __name__,
         instance_path=str(instance),
         template_folder=str(TEMPLATES),
+        static_folder=str(PACKAGE / "static"),  # the favicon, kmc.css and kmc.js (no inline code)
     )
     app.config.update(
         SECRET_KEY=config.ensure_secret_key(instance),
@@ -103,7 +104,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine)
 
-    web.init_app(app)
+    web.init_app(
+        app,
+        home_panels=(
+            sm_registry_views.home_panel,
+            vending_keys_views.home_panel,
+            key_load_views.home_panel,
+            audit_views.home_panel,
+        ),
+        badges={"keys.approvals": vending_keys_views.approvals_waiting},
+    )
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     api_layer.init_app(app, API_MODULES)

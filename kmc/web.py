@@ -5,12 +5,24 @@ Features register their own blueprints (`*/views.py`); this module imports none 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Response
@@ -18,7 +30,7 @@ from werkzeug.wrappers import Response
 from kmc import access, text
 from kmc.database import db
 from kmc.errors import InvalidInput, KMCError
-from kmc.permissions import Permission
+from kmc.permissions import Caller, Permission
 
 NAVIGATION = (
     # (endpoint, label, roles that see it)
@@ -30,12 +42,50 @@ NAVIGATION = (
     ("registry.register", "Register SMs", ("admin", "manufacturer")),
     ("registry.manufacturers", "Manufacturers", ("admin", "operator", "auditor")),
     ("keys.index", "Keys", ("admin", "operator", "auditor")),
+    ("keys.approvals", "Approvals", ("admin", "operator", "auditor")),
     ("keyload.index", "Key loading", ("admin", "operator", "auditor")),
     ("custodians.index", "Custodians", ("admin", "operator")),
 )
 
 
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class HomeItem:
+    """One line of a home panel: what waits, how many (or a value), and where to act on it."""
+
+    label: str
+    value: object
+    url: str | None = None
+    tone: str = "secondary"  # a Bootstrap colour: "warning" when someone must act
+
+
+@dataclass(frozen=True)
+class HomePanel:
+    """A feature's box on the home page (registered by the app factory, see `init_app`)."""
+
+    title: str
+    items: Sequence[HomeItem] = field(default_factory=tuple)
+
+
+# A feature's panel for a caller, or None when it has nothing for that caller's role.
+PanelSource = Callable[[Caller], HomePanel | None]
+# How many things wait behind a menu entry, for this caller (0 shows no badge).
+BadgeSource = Callable[[Caller], int]
+
+
+def when(value: datetime | str | None) -> Markup:
+    """The one date format for people: `2026-12-01 19:18 UTC`, the exact ISO time in a tooltip
+    and in `<time datetime>` (the API keeps ISO 8601)."""
+    if value is None or value == "":
+        return Markup("&ndash;")
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    exact = escape(moment.isoformat())
+    return Markup(f'<time datetime="{exact}" title="{exact}">{moment:%Y-%m-%d %H:%M} UTC</time>')
 
 
 def attempt(action: Callable[[], R]) -> R | None:
@@ -89,7 +139,16 @@ def index() -> Response:
 @main.route("/home")
 @access.allow(Permission.OWN_ACCOUNT)
 def home() -> str:
-    return render_template("home.html")
+    caller = access.current_caller()
+    sources: Sequence[PanelSource] = current_app.extensions["kmc.home_panels"]
+    panels = [panel for panel in (source(caller) for source in sources) if panel is not None]
+    return render_template("home.html", panels=panels)
+
+
+@main.route("/glossary")
+@access.allow(Permission.OWN_ACCOUNT)
+def glossary() -> str:
+    return render_template("glossary.html")
 
 
 def _error_page(status: int, message: str) -> tuple[str, int]:
@@ -102,20 +161,36 @@ def _api_or_page(status: int, reason: str, message: str) -> Any:
     return _error_page(status, message)
 
 
-def init_app(app: Flask) -> None:
-    """The layout's context, deny-by-default access before every request, the error pages."""
+def init_app(
+    app: Flask,
+    *,
+    home_panels: Sequence[PanelSource] = (),
+    badges: dict[str, BadgeSource] | None = None,
+) -> None:
+    """The layout's context, deny-by-default access before every request, the error pages.
+
+    The features above the core give the home page its panels and the menu its badges (the app
+    factory passes them in: this module imports no feature)."""
     app.url_map.converters["int"] = StoredInteger
     app.before_request(refuse_bad_text)
     app.before_request(access.enforce)
+    app.extensions["kmc.home_panels"] = tuple(home_panels)
+    counters = dict(badges or {})
+    app.add_template_filter(when, "when")
 
     @app.context_processor
     def _layout() -> dict[str, Any]:
         user = access.current_actor()
         role = user.role if user is not None else None
+        caller = Caller.of(user) if user is not None else None
         return {
             "kmc_mode": app.config["KMC_MODE"],
             "kmc_name": app.config["KMC_NAME"],
-            "navigation": [(e, label) for e, label, roles in NAVIGATION if role in roles],
+            "navigation": [
+                (e, label, counters[e](caller) if caller is not None and e in counters else 0)
+                for e, label, roles in NAVIGATION
+                if role in roles
+            ],
         }
 
     @app.errorhandler(KMCError)

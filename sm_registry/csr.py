@@ -78,7 +78,7 @@ def parse_request(data: bytes) -> RegistrationRequest:
     """Verify a CSR (PEM or DER) and return what it asserts; refuse anything else precisely."""
     if len(data) > MAX_CSR_BYTES:
         raise InvalidInput(
-            "csr_too_large", f"the CSR is {len(data)} bytes; the limit is {MAX_CSR_BYTES}"
+            "csr_too_large", f"the CSR is too large: the limit is {MAX_CSR_BYTES} bytes"
         )
     if not data.strip():
         raise InvalidInput("csr_empty", "the CSR file is empty")

@@ -51,6 +51,12 @@ class RegisterForm(FlaskForm):
 class StateChangeForm(FlaskForm):
     action = SelectField("Action", choices=list(TRANSITIONS))
     reason = StringField("Reason", validators=[ValidText(), DataRequired(), Length(max=MAX_REASON)])
+    confirm = StringField(
+        "To revoke, type the SMID",
+        validators=[Optional(), Length(max=40)],
+        description="Revoking is irreversible: the SM gets no further key loads. "
+        "Only needed for revoke.",
+    )
     submit = SubmitField("Apply")
 
 

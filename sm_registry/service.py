@@ -19,7 +19,7 @@ from typing import cast
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from flask import current_app
-from sqlalchemy import Select, bindparam, select, text
+from sqlalchemy import Select, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -189,7 +189,8 @@ def _uploader_id_man(caller: Caller, as_manufacturer: str | None) -> IdMan:
         return own
     if not as_manufacturer:
         raise InvalidInput(
-            "manufacturer_required", "name the manufacturer the SM belongs to (--as-manufacturer)"
+            "manufacturer_required",
+            "an admin must name the manufacturer (ID_man) the SMs belong to",
         )
     ident = IdMan.parse(as_manufacturer)
     if db.session.get(Manufacturer, ident.value) is None:
@@ -605,6 +606,13 @@ class SmFilter:
 
     def as_dict(self) -> dict[str, str]:
         return {k: str(v) for k, v in self.__dict__.items() if v}
+
+
+def count_by_state(caller: Caller) -> dict[str, int]:
+    """How many SMs the caller may see are in each state (the home page's counts)."""
+    query = _scoped(select(SecurityModule), caller).subquery()
+    rows = db.session.execute(select(query.c.state, func.count()).group_by(query.c.state))
+    return {state: count for state, count in rows}
 
 
 def list_sms(caller: Caller, where: SmFilter | None = None) -> list[SecurityModule]:

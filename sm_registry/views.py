@@ -13,14 +13,30 @@ from werkzeug.wrappers import Response
 
 from kmc.access import allow, current_caller
 from kmc.errors import InvalidInput
-from kmc.permissions import Permission
-from kmc.web import attempt
+from kmc.permissions import Caller, Permission
+from kmc.web import HomeItem, HomePanel, attempt
 from sm_registry import service
 from sm_registry.csr import MAX_CSR_BYTES
 from sm_registry.forms import ManufacturerForm, RegisterForm, SmFilterForm, StateChangeForm
 from sm_registry.identifiers import CertificationReference
 
 bp = Blueprint("registry", __name__, url_prefix="/registry")
+
+
+def home_panel(caller: Caller) -> HomePanel | None:
+    """The SMs the caller sees, by state; pending ones are what operators act on."""
+    counts = service.count_by_state(caller)
+    acting = caller.may(Permission.SMS_CHANGE_STATE) and not caller.is_manufacturer
+    items = [
+        HomeItem(
+            f"SMs {state}",
+            counts.get(state, 0),
+            url_for("registry.sms", state=state),
+            "warning" if state == "pending" and acting and counts.get(state) else "secondary",
+        )
+        for state in ("pending", "active", "suspended", "revoked")
+    ]
+    return HomePanel("Security modules", items)
 
 
 def _filter(form: SmFilterForm) -> service.SmFilter:
@@ -88,7 +104,17 @@ def sm(smid: str) -> str:
 @allow(Permission.SMS_CHANGE_STATE)
 def change_state(smid: str) -> Response:
     form = StateChangeForm()
-    if form.validate_on_submit():
+    if (
+        form.validate_on_submit()
+        and form.action.data == "revoke"
+        and ((form.confirm.data or "").strip() != smid)
+    ):
+        flash(
+            f"Revoking SM {smid} is irreversible (it gets no further key loads): "
+            "type its SMID to confirm.",
+            "danger",
+        )
+    elif form.validate_on_submit():
         changed = attempt(
             lambda: service.change_state(
                 current_caller(), smid, form.action.data or "", form.reason.data or ""

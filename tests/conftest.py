@@ -511,6 +511,8 @@ def page(chromium: Any, live_server: str) -> Iterator[Any]:
     context = chromium.new_context(base_url=live_server)
     page = context.new_page()
     page.set_default_timeout(15_000)
+    # Confirmation dialogs (kmc.js, forms with data-confirm) are accepted, as a person would.
+    page.on("dialog", lambda dialog: dialog.accept())
     yield page
     context.close()
 

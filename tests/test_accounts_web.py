@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from factories.callers import caller
@@ -196,3 +197,28 @@ def test_an_internal_error_is_a_plain_500_page_and_json_on_the_api(app, client, 
         "error": "internal_error",
         "message": "the KMC hit an internal error; nothing was changed",
     }
+
+
+def test_an_admin_cannot_disable_their_own_account(client):
+    login(client, "admin1")
+    response = post_form(client, "/admin/users/admin1/disable", {}, token_from="/admin/users")
+    assert "you cannot disable your own account" in client.get(
+        response.headers["Location"]
+    ).get_data(as_text=True)
+    assert client.get("/home").status_code == 200
+
+
+def test_the_last_active_admin_cannot_be_disabled(app):
+    from kmc.accounts import service
+    from kmc.errors import Conflict
+
+    with app.app_context():
+        service.create_user(caller("admin1"), "admin2", "admin", PASSWORD)
+        others = [u.username for u in service.list_users() if u.role == "admin"]
+        for name in others:
+            if name != "admin2":
+                service.set_active(caller("admin2"), name, False)
+        with pytest.raises(Conflict, match="admin2 is the last active admin"):
+            service.set_active(caller("cli:root"), "admin2", False)
+        service.set_active(caller("admin2"), "admin1", True)
+        service.set_active(caller("admin1"), "admin2", False)

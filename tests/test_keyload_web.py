@@ -107,7 +107,8 @@ def test_upload_of_garbage_is_refused_with_the_reason_and_issues_nothing(app, cl
         content_type="multipart/form-data",
         follow_redirects=True,
     )
-    assert "Request refused (not_der)" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert "the VKLOADREQ is refused" in page and "Request refused (not_der)" not in page
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(KeyLoadIssue)) == 0
 

@@ -33,3 +33,19 @@ def test_krn_zero_is_refused_as_out_of_range_not_as_missing(client, kmc):
     page = _generate(client, kmc, **{"key-krn": "0"})
     assert "krn: Number must be between 1 and 9." in page
     assert json.loads(_ok(kmc("key", "list", "--json")).output) == []
+
+
+def test_compromise_needs_the_key_identity_typed(client, kmc):
+    from vending_keys.domain import key_identity
+
+    _generate(client, kmc)
+    identity = str(key_identity(SGC, 1, 1))
+    path = f"/keys/{SGC}/1/1"
+    post_form(client, f"{path}/compromise", {"reason": "leaked", "confirm": "yes"}, path)
+    page = html.unescape(client.get(path).get_data(as_text=True))
+    assert f"type {identity} to confirm" in page
+    (key,) = json.loads(_ok(kmc("key", "list", "--json")).output)
+    assert key["state"] == "active"
+    post_form(client, f"{path}/compromise", {"reason": "leaked", "confirm": identity}, path)
+    (key,) = json.loads(_ok(kmc("key", "list", "--json")).output)
+    assert key["state"] == "compromised"

@@ -86,7 +86,7 @@ def test_admin_must_name_the_manufacturer(ctx):
     _refused(
         InvalidInput,
         "manufacturer_required",
-        "--as-manufacturer",
+        "must name the manufacturer",
         lambda: service.register(ADMIN, make_csr("77"), "virtual"),
     )
 

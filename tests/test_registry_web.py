@@ -194,3 +194,20 @@ def test_navigation_shows_registry_pages_by_role(client):
     login(client, "auditor1")
     nav = client.get("/home").get_data(as_text=True)
     assert "Security modules" in nav and "Register SMs" not in nav
+
+
+def test_revoke_needs_the_smid_typed(app, client):
+    login(client, "maker1")
+    upload(client, [csr_file("1001")])
+    change = {"action": "revoke", "reason": "lost"}
+    post_form(client, "/registry/sms/1001/change", change, token_from="/registry/sms/1001")
+    page = client.get("/registry/sms/1001").get_data(as_text=True)
+    assert "is irreversible (it gets no further key loads): type its SMID" in page
+    with app.app_context():
+        assert db.session.get(SecurityModule, "1001").state == "pending"
+    post_form(
+        client, "/registry/sms/1001/change", {**change, "confirm": "1001"},
+        token_from="/registry/sms/1001",
+    )  # fmt: skip
+    with app.app_context():
+        assert db.session.get(SecurityModule, "1001").state == "revoked"

@@ -66,6 +66,7 @@ class KeyStateForm(FlaskForm):
     reason = StringField(
         "Reason", validators=[ValidText(), DataRequired(), Length(max=REASON_LENGTH)]
     )
+    confirm = StringField("To mark compromised, type the key identity", validators=[Optional()])
     submit = SubmitField("Apply")
 
 

@@ -569,6 +569,18 @@ def list_approvals(state: str | None = "pending") -> Sequence[Approval]:
     return db.session.scalars(query).all()
 
 
+def waiting_for(caller: Caller) -> Sequence[Approval]:
+    """Pending proposals this caller could approve: a second person's, never their own."""
+    if not caller.may(Permission.KEYS_MANAGE):
+        return ()
+    query = (
+        select(Approval)
+        .where(Approval.state == "pending", Approval.proposed_by != caller.name)
+        .order_by(Approval.id)
+    )
+    return db.session.scalars(query).all()
+
+
 def _pending(approval_id: int) -> Approval:
     approval = db.session.get(Approval, approval_id, with_for_update=True)
     if approval is None:

@@ -8,8 +8,8 @@ from wtforms.fields.choices import SelectChoice
 
 from kmc import clock
 from kmc.access import allow, current_caller
-from kmc.permissions import Permission
-from kmc.web import attempt, flash_form_errors
+from kmc.permissions import Caller, Permission
+from kmc.web import HomeItem, HomePanel, attempt, flash_form_errors
 from vending_keys import service
 from vending_keys.domain import (
     KEY_TYPES,
@@ -27,6 +27,38 @@ from vending_keys.forms import (
 )
 
 bp = Blueprint("keys", __name__, url_prefix="/keys")
+
+
+EXPIRY_WINDOW_DAYS = 90
+
+
+def approvals_waiting(caller: Caller) -> int:
+    """The menu badge: proposals waiting for this caller as the second person."""
+    return len(service.waiting_for(caller))
+
+
+def home_panel(caller: Caller) -> HomePanel | None:
+    if not caller.may(Permission.KEYS_READ):
+        return None
+    waiting = approvals_waiting(caller)
+    soon = len(service.expiring(EXPIRY_WINDOW_DAYS))
+    return HomePanel(
+        "Vending keys",
+        (
+            HomeItem(
+                "Approvals waiting for you",
+                waiting,
+                url_for("keys.approvals"),
+                "warning" if waiting else "secondary",
+            ),
+            HomeItem(
+                f"Keys and authorisations reaching a limit within {EXPIRY_WINDOW_DAYS} days",
+                soon,
+                url_for("keys.expiring", within=EXPIRY_WINDOW_DAYS),
+                "warning" if soon else "secondary",
+            ),
+        ),
+    )
 
 
 def _flash_outcome(outcome: service.Outcome) -> None:
@@ -121,6 +153,7 @@ def detail(sgc: str, krn: int, kt: int) -> str:
     return render_template(
         "keys/detail.html",
         key=key,
+        identity=service.identity_of(key),
         info=service.describe_key(key),
         authorisations=[service.describe_authorisation(a) for a in key.authorisations],
         recipients=service.recipients_of(key),
@@ -158,7 +191,18 @@ def authorise(sgc: str, krn: int, kt: int) -> Response:
 @allow(Permission.KEYS_MANAGE)
 def change_state(sgc: str, krn: int, kt: int, change: str) -> Response:
     form = KeyStateForm()
-    if form.validate_on_submit():
+    identity = key_identity(sgc, krn, kt)
+    if (
+        form.validate_on_submit()
+        and change == "compromise"
+        and (form.confirm.data or "").strip() != str(identity)
+    ):
+        flash(
+            f"Marking {identity} compromised is irreversible (it is never loaded again and "
+            f"every SM holding it is listed for re-keying): type {identity} to confirm.",
+            "danger",
+        )
+    elif form.validate_on_submit():
         changed = attempt(
             lambda: service.change_key_state(
                 current_caller(), key_identity(sgc, krn, kt), change, form.reason.data or ""

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -170,11 +170,27 @@ def record_logout(user: User) -> None:
     audit.record(user.username, "logout", "user", user.username)
 
 
+def _refuse_losing_an_admin(caller: Caller, user: User, change: str) -> None:
+    """An admin may not lock themselves out, and the KMC keeps at least one active admin."""
+    if user.username == caller.name:
+        raise Forbidden("own_account", f"you cannot {change} your own account; ask another admin")
+    if user.role == "admin" and user.active:
+        others = db.session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == "admin", User.active.is_(True), User.id != user.id)
+        )
+        if not others:
+            raise Conflict("last_admin", f"{user.username} is the last active admin")
+
+
 @use_case
 def set_active(caller: Caller, username: str, active: bool) -> User:
     caller.require(Permission.USERS_MANAGE)
     actor = caller.name
     user = find_user(username)
+    if not active:
+        _refuse_losing_an_admin(caller, user, "disable")
     user.active = active
     user.end_sessions()
     audit.record(actor, "user.enable" if active else "user.disable", "user", user.username)

@@ -230,6 +230,13 @@ def checkpoint() -> AuditCheckpoint | None:
     return cp
 
 
+def latest_checkpoint() -> AuditCheckpoint | None:
+    """The newest signed checkpoint (what `kmc audit verify` checks the chain against)."""
+    return db.session.scalars(
+        select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1)
+    ).first()
+
+
 def export_lines(mode: str) -> Iterator[str]:
     """The log as JSON Lines: a header, every entry, then every checkpoint (see docs/audit.md)."""
     signer = pki.current().audit_signer.certificate

@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 
 from kmc.access import allow
 from kmc.audit import service
 from kmc.audit.forms import AuditFilterForm
-from kmc.permissions import Permission
+from kmc.permissions import Caller, Permission
+from kmc.web import HomeItem, HomePanel, when
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
+
+
+def home_panel(caller: Caller) -> HomePanel | None:
+    """The audit chain's newest signed checkpoint (what an auditor verifies against)."""
+    if not caller.may(Permission.AUDIT_READ):
+        return None
+    latest = service.latest_checkpoint()
+    item = (
+        HomeItem(
+            f"Last signed checkpoint: entry {latest.seq}", when(latest.at), url_for("audit_ui.log")
+        )
+        if latest is not None
+        else HomeItem("No checkpoint signed yet", "none", url_for("audit_ui.log"), "warning")
+    )
+    return HomePanel("Audit log", (item,))
 
 
 @bp.route("/")
