@@ -48,9 +48,13 @@ class RunningService:
     server: TlsFiles
 
     def stop(self) -> None:
+        """Terminate gracefully; a master still draining busy workers after 30 s is killed."""
         if self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=30)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
     def kill(self) -> None:
         """SIGKILL the master and its workers (the workers are in its process group)."""
