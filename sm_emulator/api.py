@@ -38,14 +38,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from key_load_protocol import KeyIdentity, ProtocolError
 from sm_emulator import schemas
 from sm_emulator.bearer import BearerTokens
 from sm_emulator.clock import Clock
 from sm_emulator.errors import InvalidRequest, SmError, VendRefused
 from sm_emulator.expiry import warnings
 from sm_emulator.module import SecurityModule
-from sm_emulator.vending import MeterKey, Vending, parse_currency
+from sm_emulator.vending import MeterKey, Vending, key_identity, parse_currency
 from sts_token import (
     CreditSubclass,
     EncryptionAlgorithm,
@@ -58,6 +57,7 @@ from sts_token import (
     TransferAmount,
     meter_test_token,
 )
+from sts_token.kinds import ALL_REGISTERS
 
 API_VERSION = "1.0.0"
 MAX_BODY_BYTES = 16 * 1024  # a vend request is a few hundred bytes
@@ -94,16 +94,9 @@ def _operation(
     return register
 
 
-def _identity(sgc: str, krn: int, kt: int) -> KeyIdentity:
-    try:
-        return KeyIdentity(sgc, krn, kt)
-    except ProtocolError as error:
-        raise InvalidRequest("invalid_key", str(error)) from None
-
-
 def _meter(body: dict[str, Any]) -> MeterKey:
     return MeterKey(
-        _identity(body["sgc"], body["krn"], body["kt"]),
+        key_identity(body["sgc"], body["krn"], body["kt"]),
         Pan(body["pan"]),
         TariffIndex.parse(body["ti"]),
         EncryptionAlgorithm(body["ea"]) if "ea" in body else None,
@@ -126,15 +119,16 @@ def credit(service: VendingService, body: dict[str, Any]) -> dict[str, Any]:
 )  # fmt: skip
 def management(service: VendingService, body: dict[str, Any]) -> dict[str, Any]:
     kind = ManagementKind[body["kind"].upper().replace("-", "_")]
-    takes = {ManagementKind.CLEAR_CREDIT: "register", ManagementKind.CLEAR_TAMPER: None}.get(
-        kind, "value"
-    )
+    takes = kind.takes
     for name in ("value", "register"):
         if name in body and name != takes:
             raise InvalidRequest("invalid_field", f"kind {kind.cli_name} takes no {name}")
     if takes == "value" and "value" not in body:
         raise InvalidRequest("invalid_field", f"kind {kind.cli_name} needs a value")
-    field = {"register": body.get("register", 0xFFFF), "value": body.get("value"), None: 0}[takes]
+    if takes == "register":
+        field = body.get("register", ALL_REGISTERS)
+    else:
+        field = body["value"] if takes == "value" else 0
     return service.vending().management(_meter(body), kind, field).to_dict()
 
 
@@ -157,7 +151,7 @@ def meter_test(service: VendingService, body: dict[str, Any]) -> dict[str, Any]:
 )  # fmt: skip
 def key_change(service: VendingService, body: dict[str, Any]) -> dict[str, Any]:
     meter = _meter(body)
-    new = _identity(body["new_sgc"], body["new_krn"], body["new_kt"])
+    new = key_identity(body["new_sgc"], body["new_krn"], body["new_kt"])
     new_ti = TariffIndex.parse(body["new_ti"]) if "new_ti" in body else None
     return service.vending().key_change(meter, new, new_ti, body.get("rollover")).to_dict()
 

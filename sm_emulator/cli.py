@@ -21,7 +21,7 @@ from sm_emulator.clock import from_environment
 from sm_emulator.errors import InvalidRequest, SmError
 from sm_emulator.module import REQUEST_LIFETIME, SecurityModule
 from sm_emulator.registers import MIN_REGISTERS
-from sm_emulator.vending import MeterKey, Vended, Vending, parse_currency
+from sm_emulator.vending import MeterKey, Vended, Vending, key_identity, parse_currency
 from sts_token import (
     CreditSubclass,
     EncryptionAlgorithm,
@@ -35,6 +35,7 @@ from sts_token import (
     meter_test_token,
 )
 from sts_token.command_line import OneLineErrorGroup, json_option
+from sts_token.kinds import ALL_REGISTERS
 
 
 class _SmErrors(OneLineErrorGroup):
@@ -157,19 +158,12 @@ def install_cert(state: Path, certificate: Path, as_json: bool) -> None:
     )
 
 
-def _identity(sgc: str, krn: int, kt: int) -> KeyIdentity:
-    try:
-        return KeyIdentity(sgc, krn, kt)
-    except ProtocolError as error:
-        raise InvalidRequest("invalid_key", str(error)) from None
-
-
 def parse_key(text: str) -> KeyIdentity:
     """A `--key SGC:KRN:KT` argument; KRN and KT in ASCII decimal digits, checked by KeyIdentity."""
     parts = text.split(":")
     if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 4 for p in parts[1:]):
         raise InvalidRequest("invalid_key", f"--key {text!r:.60}: expected SGC:KRN:KT")
-    return _identity(parts[0], int(parts[1]), int(parts[2]))
+    return key_identity(parts[0], int(parts[1]), int(parts[2]))
 
 
 @main.command()
@@ -251,7 +245,7 @@ def vend() -> None:
 
 def _meter(sgc: str, krn: int, kt: int, pan: str, ti: str, ea: str | None) -> MeterKey:
     return MeterKey(
-        _identity(sgc, krn, kt),
+        key_identity(sgc, krn, kt),
         Pan(pan),
         TariffIndex.parse(ti),
         None if ea is None else EncryptionAlgorithm(ea),
@@ -331,15 +325,13 @@ def vend_credit(
 def _management_field(kind: ManagementKind, value: int | None, register: int | None) -> int:
     """The value field: --register for clear-credit (all registers by default), nothing for
     clear-tamper, --value otherwise."""
-    takes = {ManagementKind.CLEAR_CREDIT: "register", ManagementKind.CLEAR_TAMPER: "nothing"}.get(
-        kind, "value"
-    )
+    takes = kind.takes or "nothing"
     if (takes != "register" and register is not None) or (takes != "value" and value is not None):
         raise click.UsageError(
             f"--kind {kind.cli_name} takes {'--' + takes if takes != 'nothing' else 'no value'}"
         )
     if takes == "register":
-        return 0xFFFF if register is None else register
+        return ALL_REGISTERS if register is None else register
     if takes == "nothing":
         return 0
     if value is None:

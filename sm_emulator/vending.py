@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from key_load_protocol import KeyIdentity
+from key_load_protocol import KeyIdentity, ProtocolError
 from sm_emulator.errors import InvalidRequest, VendRefused
 from sm_emulator.module import SecurityModule
 from sm_emulator.registers import DEFAULT_KEY_TYPES, KeyRegister
@@ -71,6 +71,14 @@ def parse_currency(text: str) -> Decimal:
             f"--currency must be a non-negative amount with at most {MAX_CURRENCY_DECIMALS} decimals",
         )
     return value
+
+
+def key_identity(sgc: str, krn: int, kt: int) -> KeyIdentity:
+    """The (SGC, KRN, KT) of a request, or `InvalidRequest` (`invalid_key`)."""
+    try:
+        return KeyIdentity(sgc, krn, kt)
+    except ProtocolError as error:
+        raise InvalidRequest("invalid_key", str(error)) from None
 
 
 @dataclass(frozen=True)

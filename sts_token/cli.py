@@ -35,7 +35,13 @@ from sts_token.identifiers import (
     TariffIndex,
 )
 from sts_token.keys import DecoderKey, KeyParameters, VendingKey
-from sts_token.kinds import CreditSubclass, ManagementKind, MeterTestSubclass, TokenClass
+from sts_token.kinds import (
+    ALL_REGISTERS,
+    CreditSubclass,
+    ManagementKind,
+    MeterTestSubclass,
+    TokenClass,
+)
 from sts_token.tid import Tid
 from sts_token.token_key import TokenKey
 from sts_token.token_number import Token
@@ -294,13 +300,14 @@ def management_command(
 ) -> None:
     """Class 2 management token (not key change)."""
     management = ManagementKind[kind.upper().replace("-", "_")]
-    if register is not None and management is not ManagementKind.CLEAR_CREDIT:
+    takes = management.takes
+    if register is not None and takes != "register":
         raise click.UsageError("--register applies only to --kind clear-credit")
-    if management is ManagementKind.CLEAR_CREDIT:
+    if takes == "register":
         if value is not None:
             raise click.UsageError("clear-credit takes --register, not --value")
-        field = 0xFFFF if register is None else register
-    elif management is ManagementKind.CLEAR_TAMPER:
+        field = ALL_REGISTERS if register is None else register
+    elif takes is None:
         if value is not None:
             raise click.UsageError("clear-tamper takes no --value")
         field = 0

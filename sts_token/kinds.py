@@ -28,6 +28,9 @@ class CreditSubclass(enum.IntEnum):
         return self.name.lower()
 
 
+ALL_REGISTERS = 0xFFFF  # clear-credit's field when no register is named
+
+
 class ManagementKind(enum.IntEnum):
     """Class 2 subclasses that carry RND, TID and a 16-bit value field."""
 
@@ -42,6 +45,16 @@ class ManagementKind(enum.IntEnum):
     def cli_name(self) -> str:
         """Hyphenated name used on the command line and in JSON."""
         return self.name.lower().replace("_", "-")
+
+    @property
+    def takes(self) -> str | None:
+        """What a caller gives for the 16-bit field: a register number ("register", clear-credit,
+        every register by default), nothing (None, clear-tamper: the field is 0) or a "value"."""
+        if self is ManagementKind.CLEAR_CREDIT:
+            return "register"
+        if self is ManagementKind.CLEAR_TAMPER:
+            return None
+        return "value"
 
     @property
     def amount_encoded(self) -> bool:
