@@ -171,7 +171,7 @@ def test_all_keys_request_gets_every_valid_authorisation_and_sequences_increase(
     add_key(app, 6)
     authorise(app, device.smid, 6)
     with app.app_context():
-        keys.deactivate_key(caller("operator1"), key_identity(SGC, 6, 1), "retired")
+        keys.change_key_state(caller("operator1"), key_identity(SGC, 6, 1), "deactivate", "retired")
     headers = api_headers(app)
     first = client.post("/api/v1/keyload", data=device.request(), headers=headers)
     second = client.post("/api/v1/keyload", data=device.request(), headers=headers)
@@ -483,7 +483,7 @@ def test_key_load_waits_for_a_compromise_in_progress_and_then_refuses_the_key(ap
         outcomes.append(_outcome(app, der))
 
     with app.app_context(), db.engine.connect() as compromising:
-        # What `compromise_key` does, held open: the key row locked and marked, not committed.
+        # What a compromise (`change_key_state`) does, held open: the key row locked and marked, not committed.
         key_id = compromising.execute(_key_row(identity).with_for_update()).scalar_one()
         compromising.execute(
             update(VendingKey).where(VendingKey.id == key_id).values(state="compromised")
@@ -522,8 +522,10 @@ def test_compromise_waits_for_a_key_load_in_progress_and_names_its_sm(app, devic
     def compromise() -> None:
         with app.app_context():
             try:
-                changed = keys.compromise_key(caller("operator2"), identity, "leaked")
-                outcomes["issued_to"] = keys.recipients_of(changed)
+                changed = keys.change_key_state(
+                    caller("operator2"), identity, "compromise", "leaked"
+                )
+                outcomes["issued_to"] = changed.issued_to
             finally:
                 db.session.remove()
 

@@ -46,7 +46,9 @@ def test_deactivation_racing_a_compromise_does_not_undo_it(app, kmc, backend):
         with app.app_context():
             try:
                 outcome.append(
-                    keys.deactivate_key(caller("operator2"), key_identity(SGC, 1, 1), "old")
+                    keys.change_key_state(
+                        caller("operator2"), key_identity(SGC, 1, 1), "deactivate", "old"
+                    )
                 )
             except Conflict as refused:
                 outcome.append(refused)

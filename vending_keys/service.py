@@ -366,22 +366,6 @@ def change_key_state(
     return KeyStateChange(key, recipients_of(key))
 
 
-@use_case
-def deactivate_key(caller: Caller, identity: KeyIdentity, reason: str) -> VendingKey:
-    """Stop issuing a key (it stays on record, with its authorisations)."""
-    caller.require(Permission.KEYS_MANAGE)
-    actor = caller.name
-    return _set_key_state(actor, identity, "deactivated", reason)
-
-
-@use_case
-def compromise_key(caller: Caller, identity: KeyIdentity, reason: str) -> VendingKey:
-    """Mark a key compromised: it is never issued again, whatever its other state."""
-    caller.require(Permission.KEYS_MANAGE)
-    actor = caller.name
-    return _set_key_state(actor, identity, "compromised", reason)
-
-
 # Grants: what key loading reads of the keys authorised for an SM
 
 
