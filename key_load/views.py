@@ -9,9 +9,8 @@ from key_load import service
 from key_load.forms import UploadRequestForm
 from key_load.http import eklf_response
 from kmc.access import allow, current_caller
-from kmc.errors import KMCError
 from kmc.permissions import Caller, Permission
-from kmc.web import HomeItem, HomePanel, when
+from kmc.web import HomeItem, HomePanel, attempt, when
 
 bp = Blueprint("keyload", __name__, url_prefix="/keyload")
 
@@ -51,11 +50,9 @@ def process() -> Response:
         flash("Choose a VKLOADREQ file to upload.", "danger")
         return redirect(url_for("keyload.index"))
     der = form.request_file.data.stream.read(service.MAX_REQUEST_SIZE + 1)
-    try:
-        issued = service.process_request(current_caller(), der)
-    except KMCError as refused:
-        # The service has rolled back and audited the refusal already.
-        flash(refused.message, "danger")
+    # A refusal is flashed; the service has rolled back and audited it already.
+    issued = attempt(lambda: service.process_request(current_caller(), der))
+    if issued is None:
         return redirect(url_for("keyload.index"))
     flash(
         f"EKLF #{issued.sequence} issued to SM {issued.smid} with {len(issued.keys)} key(s).",
