@@ -61,7 +61,7 @@ _LOST = (
     p11.NoSuchToken,
 )
 T = TypeVar("T")
-_TOKEN_LOOKUPS = 5
+_TOKEN_LOOKUPS = 10
 
 
 def signing_label(name: str) -> str:
@@ -217,15 +217,20 @@ class Pkcs11KeyStore:
     def _find_token(self) -> Any:
         """The token by label. A module lists the tokens it saw at C_Initialize, and SoftHSM2
         does not list a token whose file another process is rewriting (it does at each login),
-        so look again a few times, initialising the module afresh, before refusing."""
+        or fails reading it (CKR_GENERAL_ERROR), so look again a few times, initialising the
+        module afresh, before refusing."""
+        unreadable = False
         for attempt in range(_TOKEN_LOOKUPS):
             try:
                 return self._lib.get_token(token_label=self._token_label)
-            except p11.NoSuchToken:
+            except (p11.NoSuchToken, p11.GeneralError) as error:
+                unreadable = isinstance(error, p11.GeneralError)
                 time.sleep(0.05 * attempt)
                 self._lib.reinitialize()
             except p11.MultipleTokensReturned:
                 raise KeyStoreError(f"several tokens are labelled {self._token_label!r}") from None
+        if unreadable:
+            raise KeyStoreError(f"the PKCS#11 token {self._token_label!r} cannot be read")
         raise KeyStoreError(f"no PKCS#11 token labelled {self._token_label!r}")
 
     @contextmanager
