@@ -60,6 +60,9 @@ _LOST = (
     p11.KeyHandleInvalid,
     p11.NoSuchToken,
 )
+# What SoftHSM2 answers a login that reads the token file while another process rewrites it
+# (it does at each login): the file looks broken, or looks like a token without a user PIN.
+_HALF_WRITTEN = (p11.GeneralError, p11.UserPinNotInitialized, *_LOST)
 T = TypeVar("T")
 _TOKEN_LOOKUPS = 10
 
@@ -205,10 +208,11 @@ class Pkcs11KeyStore:
                 raise KeyStoreError(
                     f"the PIN in the PIN file does not open token {self._token_label!r}"
                 ) from None
-            except p11.GeneralError:
-                # SoftHSM2 fails a login while another process rewrites the token file.
+            except _HALF_WRITTEN as error:
                 if attempt == _TOKEN_LOOKUPS - 1:
-                    raise
+                    raise KeyStoreError(
+                        f"token {self._token_label!r} refuses the login ({type(error).__name__})"
+                    ) from None
                 time.sleep(0.05 * (attempt + 1))
                 self._lib.reinitialize()
         self._pid = os.getpid()
