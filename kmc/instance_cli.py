@@ -141,3 +141,53 @@ def hsm_status(as_json: bool) -> None:
         return "\n".join(lines)
 
     emit(data, as_json, text)
+
+
+@click.group(cls=KmcGroup)
+def keystore() -> None:
+    """Where the KMC's keys live (KMC_KEYSTORE)."""
+
+
+@keystore.command("migrate")
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["pkcs11"]),
+    required=True,
+    help="The back end to move to (the token KMC_PKCS11_* names).",
+)
+@click.option(
+    "--batch",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Vending keys re-wrapped per transaction (and per audit entry).",
+)
+@json_option
+def keystore_migrate(target: str, batch: int, as_json: bool) -> None:
+    """Move a software KMC onto the token: PKI keys imported, vending keys re-wrapped (KCVs
+    checked), then the master key file destroyed. Resumable: run it again after a failure.
+
+    Run it with the KMC stopped and KMC_KEYSTORE=software; afterwards run with KMC_KEYSTORE=pkcs11.
+    """
+    from kmc.instance_migrate import Migration
+
+    migration = Migration.prepare()
+    with click.progressbar(
+        length=len(migration.pending), label="re-wrapping vending keys", file=sys.stderr
+    ) as bar:
+        report = migration.run(system_actor(), batch, bar.update)
+    data = report.as_dict()
+
+    def text() -> str:
+        lines = [f"KMC keys moved to token {report.token_label!r}"]
+        lines += [f"  {name}: {how}" for name, how in report.signing_keys.items()]
+        lines.append(
+            f"vending keys re-wrapped: {report.keys_rewrapped}; "
+            f"verified against their KCVs: {report.keys_verified}"
+        )
+        lines.append(f"destroyed: {', '.join(report.destroyed) or 'nothing left to destroy'}")
+        lines.append("From now on run the KMC with KMC_KEYSTORE=pkcs11 (README, Configuration).")
+        return "\n".join(lines)
+
+    emit(data, as_json, text)

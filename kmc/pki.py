@@ -134,6 +134,9 @@ class KmcPki:
         self._signers = signers
         self.folder = folder
 
+    def signer(self, name: str) -> Signer:
+        return self._signers[name]
+
     @property
     def root(self) -> Signer:
         return self._signers["root"]

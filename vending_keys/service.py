@@ -656,3 +656,59 @@ def expiring(within_days: int) -> list[ExpiryWarning]:
             if at is not None and at <= horizon
         )
     return sorted(warnings, key=lambda w: (w.at, w.sgc, w.krn, w.kt, w.smid or ""))
+
+
+# -- moving the keys to another key store (`kmc keystore migrate`) -------------------------------
+
+REWRAP = "key.rewrap"
+
+
+def keys_to_rewrap(target: keystore.KeyStore) -> list[int]:
+    """Ids of the keys not yet sealed by `target`, in id order (what a migration has left)."""
+    rows = db.session.execute(select(VendingKey.id, VendingKey.key_sealed).order_by(VendingKey.id))
+    return [key_id for key_id, sealed in rows if not target.sealed_here(sealed)]
+
+
+def _checked(key: VendingKey, material: bytes, where: str) -> bytes:
+    if key_check_value(key.dkga, material).hex().upper() != key.kcv:
+        raise Conflict(
+            "kcv_mismatch",
+            f"vending key {identity_of(key)} does not match its KCV {key.kcv} {where}; "
+            "nothing of this batch was written",
+        )
+    return material
+
+
+@use_case
+def rewrap_keys(
+    actor: str, source: keystore.KeyStore, target: keystore.KeyStore, ids: Sequence[int]
+) -> int:
+    """Re-seal keys `ids` from `source` under `target`, each checked against its KCV before and
+    after (opened back from `target`), with one audit entry naming the keys and their KCVs;
+    one transaction, so an interruption keeps every batch before it and nothing of this one."""
+    moved = []
+    for key in db.session.scalars(
+        select(VendingKey).where(VendingKey.id.in_(ids)).order_by(VendingKey.id)
+    ):
+        if target.sealed_here(key.key_sealed):
+            continue  # re-wrapped by a run that this one resumes
+        binding = sealing_identity(identity_of(key))
+        material = _checked(key, source.open(key.key_sealed, binding), "in the old store")
+        sealed = target.seal(material, binding)
+        _checked(key, target.open(sealed, binding), "once re-wrapped")
+        key.key_sealed = sealed
+        moved.append({"identity": str(identity_of(key)), "kcv": key.kcv})
+    if moved:
+        audit.record(actor, REWRAP, "key_store", target.kind, {"keys": moved})
+    return len(moved)
+
+
+def verify_sealed_keys(target: keystore.KeyStore) -> int:
+    """Open every key from `target` and check its KCV; the number checked, or `kcv_mismatch`."""
+    count = 0
+    for key in db.session.scalars(select(VendingKey).order_by(VendingKey.id)):
+        _checked(
+            key, target.open(key.key_sealed, sealing_identity(identity_of(key))), "in the new store"
+        )
+        count += 1
+    return count

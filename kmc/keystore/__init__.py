@@ -6,7 +6,8 @@
 The contract is what the KMC asks of its keys, never the keys themselves:
 
     seal / open          storage of a secret bound to its identity (a blob moved to another
-                         row does not open)
+                         row does not open); `sealed_here` tells this store's blobs by their
+                         format byte (what `kmc keystore migrate` has still to re-wrap)
     generate_secret      a new vending key from the store's generator, returned sealed with its
                          check value (the value never leaves the call)
     create_signing_key   a P-384 PKI key (root, issuing, keyload, audit); `signing_key` loads it.
@@ -48,6 +49,8 @@ class KeyStore(Protocol):
     def seal(self, secret: bytes, identity: bytes) -> bytes: ...
 
     def open(self, sealed: bytes, identity: bytes) -> bytes: ...
+
+    def sealed_here(self, sealed: bytes) -> bool: ...
 
     def generate_secret(
         self, length: int, identity: bytes, check: Callable[[bytes], bytes]

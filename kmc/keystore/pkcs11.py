@@ -164,6 +164,10 @@ class Pkcs11KeyStore:
     def __repr__(self) -> str:
         return f"Pkcs11KeyStore({self._module}, token {self._token_label!r}, <PIN hidden>)"
 
+    @property
+    def token_label(self) -> str:
+        return self._token_label
+
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Pkcs11KeyStore:
         """Refuses, with one line each, a configuration that cannot work (checked at start)."""
@@ -340,6 +344,9 @@ class Pkcs11KeyStore:
 
         return _FORMAT + self._run(wrap)
 
+    def sealed_here(self, sealed: bytes) -> bool:
+        return sealed[:1] == _FORMAT
+
     def open(self, sealed: bytes, identity: bytes) -> bytes:
         if len(sealed) < 1 + 24 or sealed[:1] != _FORMAT:
             raise KeyStoreError("sealed value has an unknown format")
@@ -420,6 +427,59 @@ class Pkcs11KeyStore:
             return _public_key(public[Attribute.EC_POINT])
 
         return TokenSigningKey(self, label, self._run(generate))
+
+    def import_signing_key(
+        self, name: str, key: ec.EllipticCurvePrivateKey
+    ) -> ec.EllipticCurvePrivateKey:
+        """Put a software P-384 key on the token (`kmc keystore migrate`) as a sensitive,
+        non-extractable private key beside its public key. The token marks it neither local nor
+        always sensitive nor never extractable: it was made outside (docs/keys.md)."""
+        label = signing_label(name)
+        if self.has_signing_key(name):
+            raise KeyStoreError(f"token {self._token_label!r} already holds a key {label}")
+        parameters = encode_named_curve_parameters("secp384r1")
+        point = key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        common = {
+            Attribute.TOKEN: True,
+            Attribute.LABEL: label,
+            Attribute.ID: name.encode(),
+            Attribute.KEY_TYPE: KeyType.EC,
+            Attribute.EC_PARAMS: parameters,
+        }
+
+        def create(session: Any) -> None:
+            # A public half left by an interrupted import goes first; the private half is last,
+            # so `has_signing_key` is true only once both are there.
+            for stray in session.get_objects(
+                {Attribute.LABEL: label, Attribute.CLASS: ObjectClass.PUBLIC_KEY}
+            ):
+                stray.destroy()
+            session.create_object(
+                {
+                    **common,
+                    Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                    Attribute.EC_POINT: b"\x04" + bytes([len(point)]) + point,
+                    Attribute.VERIFY: True,
+                }
+            )
+            session.create_object(
+                {
+                    **common,
+                    **_NEVER_OUT,
+                    Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                    Attribute.PRIVATE: True,
+                    Attribute.VALUE: key.private_numbers().private_value.to_bytes(
+                        _COORDINATE, "big"
+                    ),
+                    Attribute.SIGN: True,
+                    Attribute.DERIVE: False,
+                }
+            )
+
+        self._run(create)
+        return TokenSigningKey(self, label, key.public_key())
 
     def signing_key(self, name: str) -> ec.EllipticCurvePrivateKey:
         label = signing_label(name)

@@ -53,6 +53,9 @@ class SoftwareKeyStore:
         nonce = os.urandom(_NONCE_BYTES)
         return _FORMAT + nonce + self._aead.encrypt(nonce, secret, identity)
 
+    def sealed_here(self, sealed: bytes) -> bool:
+        return sealed[:1] == _FORMAT
+
     def open(self, sealed: bytes, identity: bytes) -> bytes:
         if len(sealed) < 1 + _NONCE_BYTES + 16 or sealed[:1] != _FORMAT:
             raise KeyStoreError("sealed value has an unknown format")
