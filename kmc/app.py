@@ -18,13 +18,14 @@ from kmc.accounts import models as accounts_models
 from kmc.accounts import service as accounts_service
 from kmc.accounts import views as accounts_views
 from kmc.audit import models as audit_models
+from kmc.audit import service as audit_service
 from kmc.audit import views as audit_views
 from kmc.clock import SystemClock
 from kmc.custodians import api as custodians_api
 from kmc.custodians import views as custodians_views
 from kmc.database import configure_sqlite, db, migrate
 from kmc.extensions import bootstrap, csrf, login_manager
-from kmc.keystore import open_keystore
+from kmc.keystore import FAULT_AUDIT, open_keystore
 from sm_registry import api as sm_registry_api
 from sm_registry import models as sm_registry_models
 from sm_registry import views as sm_registry_views
@@ -89,6 +90,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.session_protection = "strong"
     app.extensions["kmc.clock"] = app.config.get("KMC_CLOCK") or SystemClock()
     sealing.init_app(app)
+    app.extensions[FAULT_AUDIT] = audit_service.record_keystore_fault
     store = open_keystore(app.config)
     if store is not None:
         app.extensions["kmc.keystore"] = store

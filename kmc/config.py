@@ -70,6 +70,7 @@ def settings_from_env() -> dict[str, Any]:
         "KMC_PKCS11_MODULE": os.environ.get("KMC_PKCS11_MODULE", ""),
         "KMC_PKCS11_TOKEN": os.environ.get("KMC_PKCS11_TOKEN", ""),
         "KMC_PKCS11_PIN_FILE": os.environ.get("KMC_PKCS11_PIN_FILE", ""),
+        "KMC_PKCS11_KEY_WRAP": os.environ.get("KMC_PKCS11_KEY_WRAP", "AES_KEY_WRAP_PAD"),
         "SESSION_COOKIE_SECURE": _flag("KMC_SECURE_COOKIES"),
         "PERMANENT_SESSION_LIFETIME": timedelta(
             minutes=int(os.environ.get("KMC_SESSION_MINUTES", "30"))

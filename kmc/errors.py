@@ -77,7 +77,8 @@ def identifier_input() -> Iterator[None]:
 
 class Unavailable(KMCError):
     """503: the KMC cannot do this now (its key store is sealed, or the HSM is missing, locked
-    or lacks a mechanism); nothing was written. Reasons `sealed`, `hsm_unavailable`,
-    `hsm_mechanism_missing`."""
+    or lacks a mechanism); nothing was written but, for an HSM fault, its audit entry. Reasons
+    `REASONS` (the API document lists them; the CLI's `server_unreachable` never reaches it)."""
 
     http_status = 503
+    REASONS = ("sealed", "hsm_unavailable", "hsm_mechanism_missing")

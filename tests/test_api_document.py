@@ -73,6 +73,21 @@ def test_the_document_takes_fields_and_enums_from_the_code(app):
     assert schemas["Key"]["additionalProperties"] is False
 
 
+def test_every_operation_declares_503_with_the_sealed_and_hsm_reasons(app, client, auditor):
+    built = document(app)
+    reasons = built["components"]["schemas"]["UnavailableError"]["properties"]["error"]["enum"]
+    assert reasons == ["sealed", "hsm_unavailable", "hsm_mechanism_missing"]
+    for path, methods in built["paths"].items():
+        for method, declared in methods.items():
+            answer = declared["responses"]["503"]["content"]["application/json"]["schema"]
+            assert answer == {"$ref": "#/components/schemas/UnavailableError"}, (path, method)
+    response = client.get("/api/v1/whoami", headers=auditor)
+    response.status_code = 503
+    response.set_data(json.dumps({"error": "conflict", "message": "not a 503 reason"}))
+    with pytest.raises(AssertionError, match="not what the OpenAPI document says"):
+        check_documented(app, response)
+
+
 def test_the_interactive_documentation_is_served_from_local_files(client):
     page = client.get("/api/docs/")
     assert page.status_code == 200

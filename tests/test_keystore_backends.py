@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -188,6 +189,9 @@ def test_a_token_gone_away_is_refused_then_the_kmc_recovers_by_itself(
     assert refused.stderr.startswith("kmc: hsm_unavailable: "), refused.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(VendingKey)) == 1
+        fault = _last_audit_entry()
+        assert (fault.action, fault.object_id) == ("keystore.fault", "kmc-sqlite")
+        assert json.loads(fault.details)["reason"] == "hsm_unavailable"
     assert kmc(*generate, "--krn", "2").exit_code == 0, "back without a restart"
 
 
@@ -232,3 +236,52 @@ def test_a_fresh_instance_on_a_token_with_kmc_keys_needs_reuse_keys(
     assert "already holds a key kmc-root" in refused.stderr and "--reuse-keys" in refused.stderr
     reused = run_kmc(second, "hsm", "init", "--reuse-keys")
     assert reused.returncode == 0, reused.stderr
+
+
+def _last_audit_entry() -> Any:
+    from sqlalchemy import select
+
+    from kmc.audit.models import AuditEntry
+    from kmc.database import db
+
+    return db.session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_mechanism_the_token_lacks_is_refused_503_audited_and_nothing_written(app, client):
+    """SoftHSM2 2.6.1 has no CKM_AES_KEY_WRAP_KWP (RFC 5649): a KMC configured to wrap with it
+    is refused by the token at the first key it seals."""
+    from sqlalchemy import func, select
+
+    from factories.keys import api_headers
+    from kmc.database import db
+    from kmc.keystore.pkcs11 import Pkcs11KeyStore
+    from vending_keys.models import VendingKey
+
+    headers = {"Authorization": api_headers(app)["Authorization"]}
+    assert client.post("/api/v1/supply-groups", json={"sgc": "600727", "name": "North"},
+                       headers=headers).status_code == 201  # fmt: skip
+    app.config["KMC_PKCS11_KEY_WRAP"] = "AES_KEY_WRAP_KWP"
+    app.extensions["kmc.keystore"] = Pkcs11KeyStore.from_settings(app.config)
+    with app.app_context():
+        before = _last_audit_entry().seq
+    body = {"sgc": "600727", "krn": 1, "kt": 1, "dkga": "04", "eas": ["11"]}
+    refused = client.post("/api/v1/keys", json={**body, "base_date": 2014, "ken": 255},
+                          headers=headers)  # fmt: skip
+    assert refused.status_code == 503
+    assert refused.get_json()["error"] == "hsm_mechanism_missing"
+    assert "MechanismInvalid" in refused.get_json()["message"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(VendingKey)) == 0
+        fault = _last_audit_entry()
+        assert fault.seq == before + 1, "the fault's entry and nothing else"
+        assert (fault.action, fault.actor) == ("keystore.fault", "operator1")
+        assert json.loads(fault.details)["reason"] == "hsm_mechanism_missing"
+
+
+def test_an_unknown_key_wrap_is_refused_at_start(softhsm: SoftHsm) -> None:
+    from kmc.keystore.pkcs11 import Pkcs11KeyStore
+
+    settings = {**softhsm.token("kmc-contract"), "KMC_PKCS11_KEY_WRAP": "AES_KEY_WRAP"}
+    with pytest.raises(KeyStoreError, match="KMC_PKCS11_KEY_WRAP must be one of"):
+        Pkcs11KeyStore.from_settings(settings)

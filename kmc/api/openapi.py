@@ -11,10 +11,12 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 from marshmallow import Schema, fields
+from marshmallow.validate import OneOf
 from werkzeug.routing import Rule
 
 from kmc.access import PUBLIC
 from kmc.api.schema import Binary, Operation, Output, Reply
+from kmc.errors import Unavailable
 from kmc.permissions import ROLES
 
 ERROR_STATUSES = {
@@ -26,7 +28,8 @@ ERROR_STATUSES = {
     413: "Too large",
     422: "Refused by KMC policy",
     500: "Internal error; nothing was changed",
-    503: "The key store is sealed; nothing was changed",
+    503: "The key store is sealed (`sealed`), or the HSM is missing (`hsm_unavailable`) or lacks "
+    "a mechanism (`hsm_mechanism_missing`); nothing was changed but the HSM fault's audit entry",
 }
 _VARIABLE = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
 # kmc.web.StoredInteger: a path integer beyond 2**31 - 1 is no route.
@@ -41,6 +44,16 @@ class Error(Output):
 
     error = fields.String(required=True, metadata={"description": "stable machine-readable reason"})
     message = fields.String(required=True)
+
+
+class UnavailableError(Error):
+    """A refusal for now (503): the key store is sealed or the HSM fails."""
+
+    error = fields.String(
+        required=True,
+        validate=OneOf(Unavailable.REASONS),
+        metadata={"description": "stable machine-readable reason"},
+    )
 
 
 def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
@@ -85,7 +98,10 @@ def _operation(declared: Operation, roles: frozenset[str], path_parameters: list
         "responses": {
             **{str(status): _response(reply) for status, reply in declared.responses.items()},
             **{
-                str(status): {"description": ERROR_STATUSES[status], "content": _content(Error)}
+                str(status): {
+                    "description": ERROR_STATUSES[status],
+                    "content": _content(UnavailableError if status == 503 else Error),
+                }
                 for status in sorted(statuses)
             },
         },
@@ -113,6 +129,7 @@ def build_document(app: Flask, blueprint: str, title: str) -> dict[str, Any]:
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=Error)
+    spec.components.schema("UnavailableError", schema=UnavailableError)
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if rule.endpoint.partition(".")[0] != blueprint:

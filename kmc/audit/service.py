@@ -8,10 +8,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from flask import current_app, has_request_context
 from sqlalchemy import DateTime, Select, event, func, insert, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from kmc import clock, pki
+from kmc.access import current_actor
 from kmc.audit.chain import (
     GENESIS,
     ROW_FIELDS,
@@ -24,7 +26,9 @@ from kmc.audit.chain import (
 )
 from kmc.audit.models import AuditCheckpoint, AuditEntry
 from kmc.audit.offline import CHECKPOINT_PREFIX
+from kmc.command_line import system_actor
 from kmc.database import db, use_case
+from kmc.errors import KMCError
 
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises appends ("KMCA").
 _PG_AUDIT_LOCK = 0x4B4D4341
@@ -319,3 +323,19 @@ def search(where: AuditQuery, page: int = 1) -> AuditPage:
         query.order_by(AuditEntry.seq.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
     ).all()
     return AuditPage(list(entries), page, max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), total)
+
+
+KEYSTORE_FAULT = "keystore.fault"
+
+
+def record_keystore_fault(refusal: KMCError) -> None:
+    """The audit entry of an HSM fault (`kmc.keystore.audited_fault`): who asked (the request's
+    user, else the shell user of this process), the reason and the message, nothing else."""
+    user = current_actor() if has_request_context() else None
+    record(
+        user.username if user is not None else system_actor(),
+        KEYSTORE_FAULT,
+        "key_store",
+        current_app.config.get("KMC_PKCS11_TOKEN") or current_app.config["KMC_KEYSTORE"],
+        {"reason": refusal.reason, "message": refusal.message},
+    )

@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kmc.errors import KeyStoreError
+from kmc.database import audited_refusal
+from kmc.errors import KeyStoreError, Unavailable
 from kmc.keystore.software import SoftwareKeyStore
 from kmc.sealing import MASTER_KEY_FILE, Custody
 
@@ -65,6 +66,24 @@ class KeyStore(Protocol):
     def agree(self, peer: ec.EllipticCurvePublicKey) -> tuple[ec.EllipticCurvePublicKey, bytes]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+# The app's recorder of a key-store fault (the app factory wires the audit log in, so the core
+# imports no feature): called with the refusal once the refused use case has rolled back.
+FAULT_AUDIT = "kmc.keystore.fault_audit"
+
+
+def audited_fault(refusal: Unavailable) -> Unavailable:
+    """`refusal` (hsm_unavailable, hsm_mechanism_missing) marked to leave one audit entry and
+    nothing else: the use case it ends rolls its work back, then writes the entry."""
+    from flask import current_app, has_app_context
+
+    record: Callable[[Unavailable], None] | None = (
+        current_app.extensions.get(FAULT_AUDIT) if has_app_context() else None
+    )
+    if record is None:
+        return refusal
+    return audited_refusal(refusal, lambda: record(refusal))
 
 
 def current() -> KeyStore:

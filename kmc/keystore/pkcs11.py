@@ -2,7 +2,8 @@
 
 On the token, created by `kmc init` / `kmc hsm init`, sensitive and never extractable:
 
-    kmc-storage                 AES-256, wraps every stored secret (CKM_AES_KEY_WRAP_PAD)
+    kmc-storage                 AES-256, wraps every stored secret (CKM_AES_KEY_WRAP_PAD, or
+                                CKM_AES_KEY_WRAP_KWP with KMC_PKCS11_KEY_WRAP)
     kmc-root, kmc-issuing,      P-384 key pairs; every certificate, EKLF, export and audit
     kmc-keyload, kmc-audit      checkpoint is signed on the token (CKM_ECDSA over SHA-384)
 
@@ -38,9 +39,17 @@ from pkcs11 import exceptions as p11
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from kmc.errors import KeyStoreError, Unavailable
+from kmc.keystore import audited_fault
 
 STORAGE_LABEL = "kmc-storage"
-_FORMAT = b"\x02"  # 02 | AES key wrap with padding of (tag | length | secret | pad)
+# The format byte of a stored secret names the wrap that made it: 02 | CKM_AES_KEY_WRAP_PAD
+# (what SoftHSM2 offers) or 03 | CKM_AES_KEY_WRAP_KWP (RFC 5649, PKCS#11 3.0), of
+# (tag | length | secret | pad). KMC_PKCS11_KEY_WRAP chooses the one new secrets get.
+KEY_WRAPS = {
+    "AES_KEY_WRAP_PAD": (b"\x02", Mechanism.AES_KEY_WRAP_PAD),
+    "AES_KEY_WRAP_KWP": (b"\x03", Mechanism.AES_KEY_WRAP_KWP),
+}
+_UNWRAPS = dict(KEY_WRAPS.values())
 _TAG_BYTES = 16
 _CURVE = ec.SECP384R1()
 _COORDINATE = 48
@@ -152,10 +161,13 @@ def _identity_tag(identity: bytes) -> bytes:
 class Pkcs11KeyStore:
     kind = "pkcs11"
 
-    def __init__(self, module: str, token_label: str, pin: str) -> None:
+    def __init__(
+        self, module: str, token_label: str, pin: str, key_wrap: str = "AES_KEY_WRAP_PAD"
+    ) -> None:
         self._module = module
         self._token_label = token_label
         self._pin = pin
+        self._format, self._wrap = KEY_WRAPS[key_wrap]
         self._lock = threading.RLock()
         self._lib: Any = None
         self._session: Any = None
@@ -181,7 +193,12 @@ class Pkcs11KeyStore:
         ):
             if not value:
                 raise KeyStoreError(f"KMC_KEYSTORE=pkcs11 needs {name}")
-        store = cls(str(module), str(label), read_pin_file(Path(pin_file)))
+        key_wrap = settings.get("KMC_PKCS11_KEY_WRAP") or "AES_KEY_WRAP_PAD"
+        if key_wrap not in KEY_WRAPS:
+            raise KeyStoreError(
+                f"KMC_PKCS11_KEY_WRAP must be one of {', '.join(KEY_WRAPS)}, not {key_wrap!r}"
+            )
+        store = cls(str(module), str(label), read_pin_file(Path(pin_file)), key_wrap)
         store._connect()
         return store
 
@@ -263,7 +280,14 @@ class Pkcs11KeyStore:
             raise Unavailable("hsm_unavailable", f"the HSM is not available: {error}") from None
 
     def _run(self, operation: Callable[[Any], T]) -> T:
-        """Run on the session; a lost session is reopened once, then `hsm_unavailable`."""
+        """Run on the session; a lost session is reopened once, then `hsm_unavailable`. The
+        refusal is audited (`kmc.keystore.audited_fault`) once its use case has rolled back."""
+        try:
+            return self._attempt(operation)
+        except Unavailable as refusal:
+            raise audited_fault(refusal) from None
+
+    def _attempt(self, operation: Callable[[Any], T]) -> T:
         for attempt in (1, 2):
             try:
                 with self._token() as session:
@@ -335,21 +359,20 @@ class Pkcs11KeyStore:
                 }
             )
             try:
-                wrapped: bytes = self._storage_key(session).wrap_key(
-                    value, mechanism=Mechanism.AES_KEY_WRAP_PAD
-                )
+                wrapped: bytes = self._storage_key(session).wrap_key(value, mechanism=self._wrap)
             finally:
                 value.destroy()
             return wrapped
 
-        return _FORMAT + self._run(wrap)
+        return self._format + self._run(wrap)
 
     def sealed_here(self, sealed: bytes) -> bool:
-        return sealed[:1] == _FORMAT
+        return sealed[:1] in _UNWRAPS
 
     def open(self, sealed: bytes, identity: bytes) -> bytes:
-        if len(sealed) < 1 + 24 or sealed[:1] != _FORMAT:
+        if len(sealed) < 1 + 24 or sealed[:1] not in _UNWRAPS:
             raise KeyStoreError("sealed value has an unknown format")
+        mechanism = _UNWRAPS[sealed[:1]]
 
         def unwrap(session: Any) -> bytes:
             try:
@@ -357,7 +380,7 @@ class Pkcs11KeyStore:
                     ObjectClass.SECRET_KEY,
                     KeyType.GENERIC_SECRET,
                     sealed[1:],
-                    mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                    mechanism=mechanism,
                     store=False,
                     template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
                 )
