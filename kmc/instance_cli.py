@@ -11,19 +11,36 @@ from cryptography.hazmat.primitives import serialization
 from flask import current_app
 
 from kmc.command_line import KmcCommand, KmcGroup, emit, json_option, system_actor
+from kmc.custodians.cli import unseal_this_process
 from kmc.errors import InvalidInput
 from kmc.instance import initialise
 from kmc.keystore import current as keystore_current
+from kmc.permissions import ADMIN, Caller
 from kmc.pki import current as current_pki
 from kmc.sealing import require_protected_store
 
+_unseal_option = click.option(
+    "--unseal",
+    is_flag=True,
+    help="On a KMC split among custodians: unseal this process first with M shares read from "
+    "stdin, one a line (each entry audited).",
+)
+
+
+def _unseal_if(unseal: bool) -> None:
+    if unseal:
+        unseal_this_process(Caller(system_actor(), ADMIN))
+
 
 @click.command(cls=KmcCommand)
-def init() -> None:
+@_unseal_option
+def init(unseal: bool) -> None:
     """Create or upgrade the instance: keys, database, PKI and the bootstrap admin (idempotent).
 
     It runs before any account exists, so it acts as the system user (`cli:<user>`) in every mode.
+    A KMC split among custodians is sealed in this process too: upgrade it with --unseal.
     """
+    _unseal_if(unseal)
     report = initialise(system_actor())
     instance = current_app.config["KMC_INSTANCE"]
     click.echo(f"KMC instance ready at {instance} (mode {current_app.config['KMC_MODE']})")
@@ -163,8 +180,9 @@ def keystore() -> None:
     type=click.IntRange(1, 10_000),
     help="Vending keys re-wrapped per transaction (and per audit entry).",
 )
+@_unseal_option
 @json_option
-def keystore_migrate(target: str, batch: int, as_json: bool) -> None:
+def keystore_migrate(target: str, batch: int, unseal: bool, as_json: bool) -> None:
     """Move a software KMC onto the token: PKI keys imported, vending keys re-wrapped (KCVs
     checked), then the master key file destroyed. Resumable: run it again after a failure.
 
@@ -172,6 +190,7 @@ def keystore_migrate(target: str, batch: int, as_json: bool) -> None:
     """
     from kmc.instance_migrate import Migration
 
+    _unseal_if(unseal)
     migration = Migration.prepare()
     with click.progressbar(
         length=len(migration.pending), label="re-wrapping vending keys", file=sys.stderr

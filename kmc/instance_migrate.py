@@ -10,7 +10,9 @@ still configured and the target token named by `KMC_PKCS11_*`:
 3. every vending key is re-wrapped under it in batches of `batch` keys, one transaction and one
    audit entry each, its KCV checked before and after;
 4. every key is opened from the token and checked against its KCV;
-5. only then the master key file and the sealed PKI key files are destroyed.
+5. only then the master key file (or, on a KMC split among custodians and unsealed with
+   `--unseal`, its custody record: the shares open nothing any more) and the sealed PKI key
+   files are destroyed.
 
 Each step skips what an earlier, interrupted run did (a PKI key already on the token and
 matching its certificate, a vending key already sealed by the token), so running it again
@@ -35,6 +37,7 @@ from kmc.errors import Conflict, InvalidInput
 from kmc.keystore import MASTER_KEY_FILE, SIGNING_KEYS, KeyStore
 from kmc.keystore.pkcs11 import STORAGE_LABEL, Pkcs11KeyStore, signing_label
 from kmc.pki import PKI_DIR, KmcPki
+from kmc.sealing import CUSTODY_FILE
 from vending_keys import service as vending_keys
 
 _PROOF = b"kmc keystore migrate: the imported key signs"
@@ -96,7 +99,7 @@ class Migration:
         report.keys_verified = vending_keys.verify_sealed_keys(self.target)
         instance = Path(current_app.config["KMC_INSTANCE"])
         files = [instance / PKI_DIR / f"{name}.key.sealed" for name in SIGNING_KEYS]
-        files.append(instance / MASTER_KEY_FILE)
+        files += [instance / MASTER_KEY_FILE, instance / CUSTODY_FILE]
         report.destroyed = [str(f.relative_to(instance)) for f in files if f.exists()]
         _record(actor, "keystore.migrate", current_app.config["KMC_PKCS11_TOKEN"], report.as_dict())
         for path in files:

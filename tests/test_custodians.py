@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from sqlalchemy import select
 
 from kmc import sealing
+from kmc.audit.models import AuditEntry
+from kmc.database import db
 from kmc.errors import Conflict, InvalidInput, Unavailable
 from tests.conftest import csrf_token, login
 
@@ -145,3 +148,47 @@ def test_the_api_answers_503_sealed_then_unseals_with_shares_audited_without_the
         "custodians.seal",
     ]
     assert not any(share.split()[5] in details for _, details in entries for share in shares)
+
+
+def _split(kmc) -> list[str]:
+    result = kmc("custodians", "init", "--shares", "3", "--threshold", "2")
+    assert result.exit_code == 0, result.output
+    return [
+        line.split(": ", 1)[1] for line in result.output.splitlines() if line.startswith("share ")
+    ]
+
+
+def test_kmc_init_unseals_its_own_process_with_shares_from_stdin(app, kmc, instance):
+    from tests.conftest import run_kmc
+
+    shares = _split(kmc)
+    sealed = run_kmc(instance, "init")
+    assert (sealed.returncode, sealed.stderr.split(":")[:2]) == (1, ["kmc", " sealed"])
+    short = run_kmc(instance, "init", "--unseal", input=shares[0] + "\n")
+    assert short.returncode == 1
+    assert short.stderr == (
+        "kmc: shares_missing: the input ended with 1 of the 2 shares that unseal the KMC\n"
+    )
+    upgraded = run_kmc(instance, "init", "--unseal", input=f"{shares[0]}\n{shares[2]}\n")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "KMC instance ready" in upgraded.stdout
+    with app.app_context():
+        entries = db.session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.action.like("custodians.%"))
+            .order_by(AuditEntry.seq)
+        ).all()
+        assert [e.action for e in entries] == [
+            "custodians.split",
+            "custodians.share",  # the short run's share counted, then its process ended
+            "custodians.share",
+            "custodians.unseal",
+        ]
+        assert all(e.actor.startswith("cli:") for e in entries[1:])
+
+
+def test_init_unseal_on_a_kmc_without_custodians_is_refused(instance):
+    from tests.conftest import run_kmc
+
+    refused = run_kmc(instance, "init", "--unseal", input="")
+    assert (refused.returncode, refused.stderr.split(":")[:2]) == (1, ["kmc", " not_split"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,30 @@ def test_migrate_needs_the_target_token_configured(app: Flask, kmc: KmcRunner) -
     refused = kmc("keystore", "migrate", "--to", "pkcs11")
     assert refused.exit_code == 1
     assert refused.stderr == "kmc: keystore: KMC_KEYSTORE=pkcs11 needs KMC_PKCS11_MODULE\n"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_kmc_split_among_custodians_migrates_once_unsealed(
+    app: Flask, kmc: KmcRunner, softhsm: SoftHsm, instance: Any
+) -> None:
+    add_key(app, 1)
+    result = kmc("custodians", "init", "--shares", "3", "--threshold", "2")
+    shares = [line.split(": ", 1)[1] for line in result.output.splitlines() if "share " in line[:6]]
+    settings = softhsm.token("kmc-custody")
+    env = {**instance.env(), **settings, "KMC_KEYSTORE": "software"}
+    command = [str(Path(sys.executable).parent / "kmc"), "keystore", "migrate", "--to", "pkcs11"]
+    sealed = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert sealed.returncode == 1 and "kmc: sealed: " in sealed.stderr, sealed.stderr
+    moved = subprocess.run(
+        [*command, "--unseal", "--json"],
+        env=env,
+        input=f"{shares[1]}\n{shares[2]}\n",
+        capture_output=True,
+        text=True,
+    )
+    assert moved.returncode == 0, moved.stderr
+    report = json.loads(moved.stdout)
+    assert (report["keys_rewrapped"], report["keys_verified"]) == (1, 1)
+    assert "custodians.json" in report["destroyed"]
+    folder = Path(app.config["KMC_INSTANCE"])
+    assert not (folder / "custodians.json").exists() and not list(folder.rglob("*.key*"))

@@ -21,7 +21,7 @@ from kmc.command_line import KmcCommand, emit, json_option, resolve_caller
 from kmc.custodians import service
 from kmc.errors import InvalidInput, KMCError, Unavailable
 from kmc.instance import initialise
-from kmc.permissions import Permission
+from kmc.permissions import Caller, Permission
 
 
 @click.group()
@@ -61,6 +61,26 @@ def _read_share() -> str:
     if sys.stdin.isatty():
         return str(click.prompt("Your share", hide_input=True, err=True))
     return sys.stdin.readline()
+
+
+def unseal_this_process(caller: Caller) -> None:
+    """Unseal this CLI process's own vault (`kmc init --unseal`, `kmc keystore migrate
+    --unseal` on a KMC split among custodians): shares from stdin, one a line (prompted, hidden,
+    on a terminal), until the threshold is met; each entry audited like one on the page."""
+    while True:
+        progress = service.status()
+        if progress is None:
+            raise service.not_split()
+        if not progress.sealed:
+            return
+        share = _read_share()
+        if not share.strip():
+            raise InvalidInput(
+                "shares_missing",
+                f"the input ended with {progress.entered} of the {progress.threshold} shares "
+                "that unseal the KMC",
+            )
+        service.enter_share(caller, share)
 
 
 def _call(server: str, token_file: Path, path: str, body: dict[str, Any] | None) -> Any:

@@ -29,14 +29,14 @@ class Split:
         return f"Split({self.custody.threshold} of {self.custody.shares}, shares hidden)"
 
 
-def _not_split() -> Conflict:
+def not_split() -> Conflict:
     return Conflict("not_split", "this KMC's master key is not split among custodians")
 
 
 def _vault() -> sealing.Vault:
     vault = sealing.vault_of(current_app)
     if vault is None:
-        raise _not_split()
+        raise not_split()
     return vault
 
 
