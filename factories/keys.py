@@ -26,14 +26,15 @@ def add_key(
     dkga: str = "04",
     act: dt.datetime | None = None,
     exp: dt.datetime | None = None,
+    sgc: str = SGC,
 ) -> None:
-    """Propose a vending key of `SGC` (the supply group is created on first use)."""
+    """Propose a vending key of `sgc` (the supply group is created on first use)."""
     now = dt.datetime.now(dt.UTC)
     with app.app_context():
-        if db.session.get(keys.SupplyGroup, SGC) is None:
-            keys.add_supply_group(caller("test"), SGC, "Test supply group", "Test Utility")
+        if db.session.get(keys.SupplyGroup, sgc) is None:
+            keys.add_supply_group(caller("test"), sgc, "Test supply group", "Test Utility")
         spec = KeySpec(
-            key_identity(SGC, krn, kt),
+            key_identity(sgc, krn, kt),
             dkga,
             frozenset({"07", "11"} if dkga == "04" else {"07"}),
             2014,
