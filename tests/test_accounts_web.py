@@ -44,7 +44,9 @@ def test_failed_login_is_refused_with_a_message_and_audited(app, client):
             "address",
             "127.0.0.1",
         )
-        assert '"reason":"bad_password"' in last.details and '"username":"operator1"' in last.details
+        assert (
+            '"reason":"bad_password"' in last.details and '"username":"operator1"' in last.details
+        )
 
 
 def test_unknown_user_gets_the_same_message_as_a_wrong_password(client):

@@ -280,3 +280,35 @@ def test_concurrent_failures_are_all_counted(app, clock):
     assert len(entries(app, "login.failure")) == 1
     with app.app_context():
         assert audit.verify().ok
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_share_one_counter(app, instance):
+    """Bad tokens spread over three worker processes meet one counter: ten are checked, then the
+    address waits (a counter per process would check up to thirty). A wait that ends during the
+    burst lets one more through, hence the small margin; the counter never loses an update."""
+    from concurrent.futures import ThreadPoolExecutor
+    from http.client import HTTPConnection
+
+    from kmc.accounts.models import LoginThrottle
+    from tests.test_keyload_serving import _serving, _workers_of
+
+    def bad_token(port: int) -> tuple[int, str | None]:
+        connection = HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/api/v1/whoami", headers={"Authorization": "Bearer kmc_1_x"})
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        return response.status, response.getheader("Retry-After")
+
+    with _serving(instance, "--workers", "3", "--threads", "2") as (port, process):
+        assert len(_workers_of(process.pid, 3)) == 3
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(bad_token, [port] * 30))
+    checked = [a for a in answers if a[0] == 401]
+    assert 10 <= len(checked) <= 12
+    assert all(status == 429 and wait for status, wait in answers if status != 401)
+    with app.app_context():
+        row = db.session.get(LoginThrottle, ("token-address", "127.0.0.1"))
+        assert row.failures == len(checked)
+        assert row.window_failures == 30

@@ -161,11 +161,10 @@ def _attempt(
     elif not check_password_hash(user.password_hash, password):
         reason = "bad_password"
     elif not user.active:
-        audit.record(
-            user.username, "login.refused", "user", user.username, {"reason": "disabled"}
-        )
+        audit.record(user.username, "login.refused", "user", user.username, {"reason": "disabled"})
         return LoginOutcome(
-            None, Forbidden("account_disabled", "this account is disabled; ask an admin to enable it")
+            None,
+            Forbidden("account_disabled", "this account is disabled; ask an admin to enable it"),
         )
     else:
         throttle.clear(account)

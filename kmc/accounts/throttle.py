@@ -193,4 +193,6 @@ def sweep(now: datetime) -> None:
 
 def accounts() -> list[LoginThrottle]:
     """Every account row (the admin's view of who is being slowed down)."""
-    return list(db.session.scalars(select(LoginThrottle).where(LoginThrottle.scope == ACCOUNT.name)))
+    return list(
+        db.session.scalars(select(LoginThrottle).where(LoginThrottle.scope == ACCOUNT.name))
+    )
