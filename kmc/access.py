@@ -36,11 +36,12 @@ def init_app(
     app: Flask,
     *,
     session_user: Callable[[str], User | None],
-    token_user: Callable[[str], User | None],
+    token_user: Callable[[str, str], User | None],
     named_user: Callable[[str], User],
 ) -> None:
-    """Register how a session identity, a bearer token and a CLI `--as` name become an account
-    (the accounts feature provides them; access control itself knows no tables)."""
+    """Register how a session identity, a bearer token (with the client address it came from,
+    which bad tokens are counted against) and a CLI `--as` name become an account (the
+    accounts feature provides them; access control itself knows no tables)."""
     login_manager.user_loader(session_user)
     app.extensions["kmc.token_user"] = token_user
     app.extensions["kmc.named_user"] = named_user
@@ -60,6 +61,12 @@ def allow(rule: Permission | str) -> Callable[[F], F]:
 
 def is_api_request() -> bool:
     return request.path.startswith("/api/")
+
+
+def client_address() -> str:
+    """The address the request came from (the peer: a proxy in front must pass the client's,
+    see docs/accounts.md)."""
+    return request.remote_addr or "unknown"
 
 
 def current_actor() -> User | None:
@@ -91,7 +98,7 @@ def enforce() -> Response | None:
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         g.api_user = (
-            current_app.extensions["kmc.token_user"](presented.strip())
+            current_app.extensions["kmc.token_user"](presented.strip(), client_address())
             if scheme.lower() == "bearer"
             else None
         )

@@ -7,6 +7,7 @@
     ├── NotFound                  404
     ├── Conflict                  409: duplicates, wrong state, replays
     ├── PolicyRefusal             422: well-formed but refused by a KMC rule (live-mode policy...)
+    ├── TooManyAttempts           429: wait after failed logins or bad tokens (`retry_after`)
     └── Unavailable               503: not now: the key store is sealed, or the HSM is missing, locked or lacks a mechanism
 
 Messages never carry key material. Each interface maps these in exactly one place: the JSON API
@@ -57,6 +58,19 @@ class Conflict(KMCError):
 
 class PolicyRefusal(KMCError):
     http_status = 422
+
+
+class TooManyAttempts(KMCError):
+    """429: too many failed attempts for this account or from this address; the caller waits
+    `retry_after` seconds (sent as `Retry-After`), whatever it sends meanwhile."""
+
+    http_status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "throttled", f"Too many failed attempts; try again in {retry_after} seconds"
+        )
+        self.retry_after = retry_after
 
 
 class KeyStoreError(Exception):

@@ -29,7 +29,7 @@ from werkzeug.wrappers import Response
 
 from kmc import access, text
 from kmc.database import db
-from kmc.errors import InvalidInput, KMCError
+from kmc.errors import InvalidInput, KMCError, TooManyAttempts
 from kmc.permissions import Caller, Permission
 
 NAVIGATION = (
@@ -196,7 +196,10 @@ def init_app(
     @app.errorhandler(KMCError)
     def _kmc_error(error: KMCError) -> Any:
         db.session.rollback()
-        return _api_or_page(error.http_status, error.reason, error.message)
+        reply = _api_or_page(error.http_status, error.reason, error.message)
+        if isinstance(error, TooManyAttempts):
+            return (*reply, {"Retry-After": str(error.retry_after)})
+        return reply
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError) -> Any:

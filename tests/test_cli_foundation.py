@@ -74,7 +74,8 @@ def test_user_create_reads_the_password_from_stdin(kmc):
         "role": "auditor",
         "id_man": None,
         "active": True,
-        "locked": False,
+        "failed_logins": 0,
+        "throttled_until": None,
     } in listed
 
 

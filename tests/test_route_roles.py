@@ -51,6 +51,9 @@ ROUTES: dict[str, Route] = {
     "admin.toggle_user": Route(
         "/admin/users/auditor1/disable", frozenset({"admin"}), ok=302, method="POST"
     ),
+    "admin.unlock_user": Route(
+        "/admin/users/auditor1/unlock", frozenset({"admin"}), ok=302, method="POST"
+    ),
     "admin.tokens": Route("/admin/tokens", frozenset({"admin"})),
     "admin.revoke_token": Route(
         "/admin/tokens/999/revoke", frozenset({"admin"}), ok=302, method="POST"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 import click
 
@@ -63,14 +64,17 @@ def user_create(
 @user.command("list")
 @json_option
 def user_list(as_json: bool) -> None:
-    """List accounts."""
+    """List accounts (with failed logins that still count, and any wait they impose)."""
+    standings = accounts.login_standings()
+    none = accounts.Standing(0, None)
     rows = [
         {
             "username": u.username,
             "role": u.role,
             "id_man": u.id_man,
             "active": u.active,
-            "locked": u.locked_until is not None,
+            "failed_logins": standings.get(u.username, none).failures,
+            "throttled_until": _iso(standings.get(u.username, none).throttled_until),
         }
         for u in accounts.list_users()
     ]
@@ -79,8 +83,28 @@ def user_list(as_json: bool) -> None:
         as_json,
         lambda: "\n".join(
             f"{r['username']:<24} {r['role']:<12} {r['id_man'] or '':<6} {'active' if r['active'] else 'disabled'}"
+            + (f" {r['failed_logins']} failed logins" if r["failed_logins"] else "")
+            + (f", waits until {r['throttled_until']}" if r["throttled_until"] else "")
             for r in rows
         ),
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+@user.command("unlock")
+@click.option("--username", required=True)
+@json_option
+@acting(Permission.USERS_MANAGE)
+def user_unlock(caller: Caller, username: str, as_json: bool) -> None:
+    """Clear an account's back-off after failed logins, so it may log in at once."""
+    before = accounts.unlock(caller, username)
+    emit(
+        {"username": username, "failed_logins": before.failures},
+        as_json,
+        f"cleared the back-off of {username} ({before.failures} failed logins)",
     )
 
 

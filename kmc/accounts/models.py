@@ -1,4 +1,4 @@
-"""Account and API-token tables."""
+"""Account, API-token and login-throttle tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kmc.database import UTCDateTime, db
@@ -28,8 +28,6 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     must_change_password: Mapped[bool] = mapped_column(default=False, nullable=False)
     active: Mapped[bool] = mapped_column(default=True, nullable=False)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     # Part of the session identity: changing it (logout, password change, disable) ends every
     # session of this user, including copies of an old session cookie.
@@ -65,3 +63,23 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class LoginThrottle(db.Model):
+    """Failed attempts counted for one account name or one client address (`scope`, `subject`),
+    the wait they impose, and for an address the audit window being counted
+    (kmc/accounts/throttle.py; docs/accounts.md)."""
+
+    __tablename__ = "login_throttle"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(120), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    window_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    window_throttled: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    window_names: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
+
+    __table_args__ = (Index("ix_login_throttle_window_start", "window_start"),)

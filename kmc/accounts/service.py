@@ -1,4 +1,4 @@
-"""Account use cases: create users, check passwords with lockout, issue and check API tokens."""
+"""Account use cases: create users, check passwords with back-off, issue and check API tokens."""
 
 from __future__ import annotations
 
@@ -15,16 +15,23 @@ from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kmc import clock
-from kmc.accounts.models import ApiToken, User
+from kmc.accounts import throttle
+from kmc.accounts.models import ApiToken, LoginThrottle, User
 from kmc.audit import service as audit
 from kmc.database import db, use_case
-from kmc.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
+from kmc.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    KMCError,
+    NotAuthenticated,
+    NotFound,
+    TooManyAttempts,
+)
 from kmc.permissions import ROLES, Caller, Permission
 from sm_registry import service as registry
 
 MIN_PASSWORD_LENGTH = 12
-MAX_FAILED_LOGINS = 5
-LOCKOUT = timedelta(minutes=15)
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 TOKEN_PREFIX = "kmc_"
 TOKEN_USE_RESOLUTION = timedelta(minutes=1)
@@ -37,7 +44,7 @@ def generate_password() -> str:
 
 @functools.cache
 def _dummy_hash() -> str:
-    """Checked against when the username is unknown or locked, so every path costs one scrypt
+    """Checked against when the username is unknown, so a known and an unknown name cost one scrypt
     computation (made on first use, not at import: `kmc --help` must not pay for it)."""
     return generate_password_hash("timing-equaliser-not-a-password")
 
@@ -113,41 +120,101 @@ class LoginOutcome:
     """The result of a login attempt: the user, or the refusal to show (generic on purpose)."""
 
     user: User | None
-    refusal: NotAuthenticated | None = None
+    refusal: KMCError | None = None
 
 
 @use_case
-def authenticate(username: str, password: str) -> LoginOutcome:
-    """Check a login. Every outcome is audited and committed (failures too, with the lockout
-    counter), so a refusal is returned rather than raised."""
+def authenticate(username: str, password: str, address: str) -> LoginOutcome:
+    """Check a login from client `address`. Every outcome is committed with its audit entry and
+    the throttle counters (kmc.accounts.throttle), so a refusal is returned rather than raised.
+
+    During a wait (of the account name or of the address) the password is not checked: the
+    right one is refused too, or the back-off would not slow a guesser down. Unknown names are
+    counted like known ones, and refused with the same message, so nothing tells whether an
+    account exists; only the right password of a disabled account is told that it is disabled.
+    """
     now = clock.now()
-    user = db.session.scalar(select(User).where(User.username == username.strip().lower()))
-    bad_credentials = NotAuthenticated("bad_credentials", "invalid username or password")
+    name = username.strip().lower()
+    account = throttle.hold(throttle.ACCOUNT, name)
+    place = throttle.hold(throttle.LOGIN_ADDRESS, address)
+    outcome = _attempt(name, password, address, account, place, now)
+    throttle.sweep(now)
+    return outcome
+
+
+def _attempt(
+    name: str,
+    password: str,
+    address: str,
+    account: LoginThrottle,
+    place: LoginThrottle,
+    now: datetime,
+) -> LoginOutcome:
+    wait = max(throttle.wait_seconds(account, now), throttle.wait_seconds(place, now))
+    if wait:
+        throttle.note(place, now, name, "throttled")
+        return LoginOutcome(None, TooManyAttempts(wait))
+    user = db.session.scalar(select(User).where(User.username == name))
     if user is None:
-        check_password_hash(_dummy_hash(), password)
-        audit.record(
-            "anonymous", "login.failure", "user", username[:120], {"reason": "unknown_user"}
+        check_password_hash(_dummy_hash(), password)  # the same scrypt cost as a known name
+        reason = "unknown_user"
+    elif not check_password_hash(user.password_hash, password):
+        reason = "bad_password"
+    elif not user.active:
+        audit.record(user.username, "login.refused", "user", user.username, {"reason": "disabled"})
+        return LoginOutcome(
+            None,
+            Forbidden("account_disabled", "this account is disabled; ask an admin to enable it"),
         )
-        return LoginOutcome(None, bad_credentials)
-    if user.locked_until is not None and user.locked_until > now:
-        # The same answer, and the same scrypt cost, as a wrong password: a lockout must not
-        # reveal that the account exists.
-        check_password_hash(_dummy_hash(), password)
-        audit.record("anonymous", "login.failure", "user", user.username, {"reason": "locked"})
-        return LoginOutcome(None, bad_credentials)
-    if not user.active or not check_password_hash(user.password_hash, password):
-        user.failed_logins += 1
-        details: dict[str, object] = {"reason": "bad_password", "failed_logins": user.failed_logins}
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until = now + LOCKOUT
-            user.failed_logins = 0
-            details["locked_until"] = user.locked_until.isoformat()
-        audit.record("anonymous", "login.failure", "user", user.username, details)
-        return LoginOutcome(None, bad_credentials)
-    user.failed_logins = 0
-    user.locked_until = None
-    audit.record(user.username, "login.success", "user", user.username)
-    return LoginOutcome(user)
+    else:
+        throttle.clear(account)
+        throttle.close_window(place, now)
+        audit.record(user.username, "login.success", "user", user.username, {"address": address})
+        return LoginOutcome(user)
+    throttle.count_failure(account, now)
+    throttle.count_failure(place, now)
+    throttle.note(place, now, name, reason)
+    return LoginOutcome(None, NotAuthenticated("bad_credentials", "invalid username or password"))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """An account's failed logins that still count, and until when it waits (None: it doesn't)."""
+
+    failures: int
+    throttled_until: datetime | None
+
+
+def login_standings() -> dict[str, Standing]:
+    """Accounts with failed logins that still count, by username."""
+    now = clock.now()
+    standings = {
+        row.subject: Standing(throttle.failures(row, now), throttle.waiting_until(row, now))
+        for row in throttle.accounts()
+    }
+    return {name: standing for name, standing in standings.items() if standing.failures}
+
+
+@use_case
+def unlock(caller: Caller, username: str) -> Standing:
+    """Clear an account's back-off at once (audited); what it was is returned."""
+    caller.require(Permission.USERS_MANAGE)
+    user = find_user(username)
+    now = clock.now()
+    row = throttle.hold(throttle.ACCOUNT, user.username)
+    before = Standing(throttle.failures(row, now), throttle.waiting_until(row, now))
+    if not before.failures:
+        raise Conflict("not_throttled", f"{user.username} has no failed logins to clear")
+    throttle.clear(row)
+    until = before.throttled_until
+    audit.record(
+        caller.name,
+        "user.unlock",
+        "user",
+        user.username,
+        {"failures": before.failures, "throttled_until": until and until.isoformat()},
+    )
+    return before
 
 
 @use_case
@@ -265,20 +332,43 @@ def user_for_session(session_id: str) -> User | None:
     return user
 
 
-def user_for_token(presented: str) -> User | None:
-    """The active user behind a bearer token, or None; the secret is compared in constant time."""
+def user_for_token(presented: str, address: str) -> User | None:
+    """The active user behind a bearer token, or None; the secret is compared in constant time.
+
+    A bad token is counted against the client `address` (kmc.accounts.throttle); once that
+    address must wait, bad tokens are refused with `TooManyAttempts` (429). A valid token is
+    served even then: its 256-bit secret cannot be guessed, and the check costs no extra query.
+    """
     match = re.fullmatch(rf"{TOKEN_PREFIX}(\d{{1,12}})_([A-Za-z0-9_-]{{20,100}})", presented)
-    if match is None:
-        return None
-    token = db.session.scalar(_TOKEN_WITH_USER, {"id": int(match.group(1))})
-    if token is None or token.revoked_at is not None or not token.user.active:
-        return None
-    if not hmac.compare_digest(token.secret_hash, _secret_digest(match.group(2))):
+    token = db.session.scalar(_TOKEN_WITH_USER, {"id": int(match.group(1))}) if match else None
+    if (
+        match is None
+        or token is None
+        or token.revoked_at is not None
+        or not token.user.active
+        or not hmac.compare_digest(token.secret_hash, _secret_digest(match.group(2)))
+    ):
+        wait = _bad_token(address, match.group(1) if match else None)
+        if wait:
+            raise TooManyAttempts(wait)
         return None
     now = clock.now()
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
         _note_use(token, now)
     return token.user
+
+
+@use_case
+def _bad_token(address: str, token_id: str | None) -> int:
+    """Count a bad token from `address` (only its id part is kept); the wait left, if any."""
+    now = clock.now()
+    place = throttle.hold(throttle.TOKEN_ADDRESS, address)
+    wait = throttle.wait_seconds(place, now)
+    if not wait:
+        throttle.count_failure(place, now)
+    throttle.note(place, now, token_id, "throttled" if wait else "bad_token")
+    throttle.sweep(now)
+    return wait
 
 
 @use_case

@@ -8,7 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from kmc.access import PUBLIC, allow, current_caller
+from kmc.access import PUBLIC, allow, client_address, current_caller
 from kmc.accounts import service
 from kmc.accounts.forms import (
     ChangePasswordForm,
@@ -42,7 +42,9 @@ def _safe_next(target: str | None) -> str:
 def login() -> str | Response:
     form = LoginForm()
     if form.validate_on_submit():
-        outcome = service.authenticate(form.username.data or "", form.password.data or "")
+        outcome = service.authenticate(
+            form.username.data or "", form.password.data or "", client_address()
+        )
         if outcome.user is None:
             assert outcome.refusal is not None
             flash(outcome.refusal.message, "danger")
@@ -103,7 +105,11 @@ def users() -> str | Response:
             )
             return redirect(url_for("admin.users"))
     return render_template(
-        "admin/users.html", form=form, users=service.list_users(), toggle=ToggleUserForm()
+        "admin/users.html",
+        form=form,
+        users=service.list_users(),
+        standings=service.login_standings(),
+        toggle=ToggleUserForm(),
     )
 
 
@@ -113,6 +119,15 @@ def toggle_user(username: str, change: str) -> Response:
     if ToggleUserForm().validate_on_submit():
         if attempt(lambda: service.set_active(current_caller(), username, change == "enable")):
             flash(f"User {username} {change}d.", "success")
+    return redirect(url_for("admin.users"))
+
+
+@admin.route("/users/<username>/unlock", methods=["POST"])
+@allow(Permission.USERS_MANAGE)
+def unlock_user(username: str) -> Response:
+    if ToggleUserForm().validate_on_submit():
+        if attempt(lambda: service.unlock(current_caller(), username)):
+            flash(f"Back-off of {username} cleared.", "success")
     return redirect(url_for("admin.users"))
 
 

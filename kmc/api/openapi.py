@@ -27,6 +27,7 @@ ERROR_STATUSES = {
     409: "Conflict",
     413: "Too large",
     422: "Refused by KMC policy",
+    429: "Too many bad tokens from this address; wait Retry-After seconds",
     500: "Internal error; nothing was changed",
     503: "The key store is sealed (`sealed`), or the HSM is missing (`hsm_unavailable`) or lacks "
     "a mechanism (`hsm_mechanism_missing`); nothing was changed but the HSM fault's audit entry",
@@ -82,11 +83,27 @@ def _response(reply: Reply) -> dict[str, Any]:
     return {"description": (reply.__doc__ or reply.__name__).strip(), "content": _content(reply)}
 
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before the next attempt",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    schema = UnavailableError if status == 503 else Error
+    response = {"description": ERROR_STATUSES[status], "content": _content(schema)}
+    return {**response, "headers": _RETRY_AFTER} if status == 429 else response
+
+
 def _operation(declared: Operation, roles: frozenset[str], path_parameters: list[Any]) -> Any:
     public = PUBLIC in roles
     # Any route may refuse bad text in its path or query (kmc.web.refuse_bad_text), fail
-    # internally (kmc/web.py maps both) or meet a sealed key store or a missing HSM (503).
-    statuses = {*declared.errors, 400, 500, 503}
+    # internally (kmc/web.py maps both), meet a sealed key store or a missing HSM (503), or
+    # refuse a bad bearer token from an address that must wait (429, kmc.accounts.throttle).
+    statuses = {*declared.errors, 400, 429, 500, 503}
     if not public:
         statuses.add(401)
         if not roles >= set(ROLES):
@@ -97,13 +114,7 @@ def _operation(declared: Operation, roles: frozenset[str], path_parameters: list
         "parameters": list(path_parameters),
         "responses": {
             **{str(status): _response(reply) for status, reply in declared.responses.items()},
-            **{
-                str(status): {
-                    "description": ERROR_STATUSES[status],
-                    "content": _content(UnavailableError if status == 503 else Error),
-                }
-                for status in sorted(statuses)
-            },
+            **{str(status): _error_response(status) for status in sorted(statuses)},
         },
     }
     who = "anyone" if public else ", ".join(r for r in ROLES if r in roles)
