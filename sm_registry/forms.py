@@ -60,6 +60,12 @@ class StateChangeForm(FlaskForm):
     submit = SubmitField("Apply")
 
 
+class OnlineKeyloadForm(FlaskForm):
+    enabled = SelectField("Online key loading", choices=["on", "off"])
+    reason = StringField("Reason", validators=[ValidText(), DataRequired(), Length(max=MAX_REASON)])
+    submit = SubmitField("Set")
+
+
 class ManufacturerForm(FlaskForm):
     id_man = StringField("ID_man (4 hex digits)", validators=[DataRequired(), Length(max=4)])
     name = StringField("Name", validators=[ValidText(name=True), DataRequired(), Length(max=120)])

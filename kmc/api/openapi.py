@@ -24,6 +24,7 @@ ERROR_STATUSES = {
     404: "Not found",
     409: "Conflict",
     413: "Too large",
+    429: "Too many requests: a rate limit is reached (see Retry-After)",
     422: "Refused by KMC policy",
     500: "Internal error; nothing was changed",
     503: "The key store is sealed; nothing was changed",
@@ -41,6 +42,12 @@ class Error(Output):
 
     error = fields.String(required=True, metadata={"description": "stable machine-readable reason"})
     message = fields.String(required=True)
+    sequence = fields.Integer(
+        metadata={
+            "description": "on a replayed VKLOADREQ (409 replayed_nonce, after its signature "
+            "verified): the sequence of the EKLF that answered it, to fetch it again"
+        }
+    )
 
 
 def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
