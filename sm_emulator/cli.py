@@ -19,7 +19,7 @@ import click
 from key_load_protocol import KeyIdentity, ProtocolError
 from sm_emulator.clock import from_environment
 from sm_emulator.errors import InvalidRequest, SmError
-from sm_emulator.module import REQUEST_LIFETIME, SecurityModule
+from sm_emulator.module import REQUEST_LIFETIME, Loaded, SecurityModule
 from sm_emulator.registers import MIN_REGISTERS
 from sm_emulator.vending import MeterKey, Vended, Vending, key_identity, parse_currency
 from sts_token import (
@@ -166,19 +166,36 @@ def parse_key(text: str) -> KeyIdentity:
     return key_identity(parts[0], int(parts[1]), int(parts[2]))
 
 
-@main.command()
-@_state_option
-@click.option(
+_key_option = click.option(
     "--key", "keys", multiple=True, metavar="SGC:KRN:KT", help="A key to ask for (repeatable)."
 )
-@click.option("--all", "all_keys", is_flag=True, help="Ask for every key authorised for this SM.")
+_all_option = click.option(
+    "--all", "all_keys", is_flag=True, help="Ask for every key authorised for this SM."
+)
+
+
+def _wanted(keys: tuple[str, ...], all_keys: bool) -> tuple[KeyIdentity, ...] | None:
+    if bool(keys) == all_keys:
+        raise click.UsageError("give --key SGC:KRN:KT (one or more) or --all")
+    return None if all_keys else tuple(parse_key(k) for k in keys)
+
+
+def _loaded_text(loaded: Loaded) -> str:
+    return f"loaded EKLF #{loaded.sequence} from {loaded.kmc_id}: " + (
+        ", ".join(f"{r.identity} KCV {r.kcv} in register {r.slot}" for r in loaded.registers)
+        or "no keys"
+    )
+
+
+@main.command()
+@_state_option
+@_key_option
+@_all_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_json_option
 def request(state: Path, keys: tuple[str, ...], all_keys: bool, out: Path, as_json: bool) -> None:
     """Write a signed VKLOADREQ (DER) with a fresh nonce, for `kmc keyload process`."""
-    if bool(keys) == all_keys:
-        raise click.UsageError("give --key SGC:KRN:KT (one or more) or --all")
-    wanted = None if all_keys else tuple(parse_key(k) for k in keys)
+    wanted = _wanted(keys, all_keys)
     with _opened(state) as sm:
         der = sm.request(wanted)
     out.write_bytes(der)
@@ -198,19 +215,39 @@ def load(state: Path, eklf: Path, as_json: bool) -> None:
     """Verify, decrypt and check an EKLF, then install its keys (all or nothing)."""
     with _opened(state) as sm:
         loaded = sm.load(eklf.read_bytes())
-    _emit(
-        loaded.to_dict(),
-        as_json,
-        lambda: (
-            f"loaded EKLF #{loaded.sequence} from {loaded.kmc_id}: "
-            + (
-                ", ".join(
-                    f"{r.identity} KCV {r.kcv} in register {r.slot}" for r in loaded.registers
-                )
-                or "no keys"
-            )
-        ),
-    )
+    _emit(loaded.to_dict(), as_json, lambda: _loaded_text(loaded))
+
+
+@main.command()
+@_state_option
+@click.option("--kmc", "kmc_url", required=True, help="The KMC's base URL (https://...).")
+@click.option(
+    "--ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The CA certificate (PEM) of the KMC's TLS certificate (default: the system's).",
+)
+@_key_option
+@click.option(
+    "--all", "all_keys", is_flag=True, help="Every key authorised for this SM (the default)."
+)
+@_json_option
+def keyload(
+    state: Path,
+    kmc_url: str,
+    ca: Path | None,
+    keys: tuple[str, ...],
+    all_keys: bool,
+    as_json: bool,
+) -> None:
+    """Request keys from the KMC online, receive and load the EKLF in one step."""
+    from sm_emulator.online import Kmc, load_online
+
+    if keys and all_keys:
+        raise click.UsageError("give --key SGC:KRN:KT (one or more) or --all, not both")
+    kmc = Kmc(kmc_url, ca)
+    with _opened(state) as sm:
+        loaded = load_online(sm, kmc, _wanted(keys, not keys))
+    _emit(loaded.to_dict(), as_json, lambda: _loaded_text(loaded))
 
 
 @main.command()
