@@ -18,10 +18,17 @@ import click
 
 from key_load_protocol import KeyIdentity, ProtocolError
 from sm_emulator.clock import from_environment
-from sm_emulator.errors import InvalidRequest, SmError
+from sm_emulator.errors import SmError
 from sm_emulator.module import REQUEST_LIFETIME, Loaded, SecurityModule
 from sm_emulator.registers import MIN_REGISTERS
-from sm_emulator.vending import MeterKey, Vended, Vending, key_identity, parse_currency
+from sm_emulator.vending import (
+    MeterKey,
+    Vended,
+    Vending,
+    key_identity,
+    parse_currency,
+    parse_key,
+)
 from sts_token import (
     CreditSubclass,
     EncryptionAlgorithm,
@@ -156,14 +163,6 @@ def install_cert(state: Path, certificate: Path, as_json: bool) -> None:
         as_json,
         f"installed SM certificate {serial} (chains to the pinned root)",
     )
-
-
-def parse_key(text: str) -> KeyIdentity:
-    """A `--key SGC:KRN:KT` argument; KRN and KT in ASCII decimal digits, checked by KeyIdentity."""
-    parts = text.split(":")
-    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 4 for p in parts[1:]):
-        raise InvalidRequest("invalid_key", f"--key {text!r:.60}: expected SGC:KRN:KT")
-    return key_identity(parts[0], int(parts[1]), int(parts[2]))
 
 
 _key_option = click.option(
@@ -466,6 +465,12 @@ def vend_test(subclass: str, control: str, manufacturer_code: str, as_json: bool
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Bearer tokens (hashed; see `api-token`): every request needs one of them.",
 )
+@click.option("--kmc", "kmc_url", help="The KMC's base URL, for POST /api/v1/keyload (online).")
+@click.option(
+    "--kmc-ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The CA certificate (PEM) of the KMC's TLS certificate (default: the system's).",
+)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option(
@@ -481,6 +486,8 @@ def serve(
     tls_key: Path,
     client_ca: Path | None,
     tokens_file: Path | None,
+    kmc_url: str | None,
+    kmc_ca: Path | None,
     workers: int,
     threads: int,
     ea07_tables: str | None,
@@ -489,6 +496,7 @@ def serve(
     from sm_emulator import serving
     from sm_emulator.api import VendingService
     from sm_emulator.bearer import BearerTokens
+    from sm_emulator.online import Kmc
 
     if client_ca is None and tokens_file is None:
         raise click.UsageError("give --client-ca (mutual TLS) or --tokens-file (bearer tokens)")
@@ -497,6 +505,7 @@ def serve(
         clock=from_environment(),
         tokens=None if tokens_file is None else BearerTokens.read(tokens_file),
         ea07_tables=ea07_tables,
+        kmc=None if kmc_url is None else Kmc(kmc_url, kmc_ca),
     )
     serving.serve(
         app,

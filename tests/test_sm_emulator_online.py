@@ -16,12 +16,16 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from flask import Flask
 from werkzeug.serving import make_server
+from werkzeug.test import Client
 
 from factories.keys import SGC, add_key, authorise
 from factories.registry import ADMIN, ID_MAN
 from kmc import pki
+from sm_emulator.api import VendingService
 from sm_emulator.cli import main
+from sm_emulator.clock import system_now
 from sm_emulator.module import SecurityModule
+from sm_emulator.online import Kmc
 from sm_registry import service as registry
 from tests.test_keyload_flow import issue_count, last_audit
 
@@ -144,3 +148,39 @@ def test_an_unreachable_kmc_is_one_line(state):
     assert result.output.startswith("sm-emulator: kmc_unreachable:")
     bad = CliRunner().invoke(main, ["keyload", "--state", str(state), "--kmc", "ftp://x"])
     assert bad.exit_code == 1 and bad.output.startswith("sm-emulator: invalid_kmc_url:")
+
+
+def _service_post(service: VendingService, body: dict[str, Any]) -> tuple[int, Any]:
+    response = Client(service).post(
+        "/api/v1/keyload", data=json.dumps(body), content_type="application/json"
+    )
+    return response.status_code, response.get_json()
+
+
+def test_the_vending_service_loads_keys_online(app, served, state):
+    url, _ = served
+    service = VendingService(state, clock=system_now, kmc=Kmc(url))
+    status, loaded = _service_post(service, {"keys": [f"{SGC}:1:1"]})
+    assert status == 200, loaded
+    assert loaded["sequence"] == 1 and [k["krn"] for k in loaded["keys"]] == [1]
+    # A key the KMC does not authorise: the KMC's refusal, with its reason, nothing loaded.
+    add_key(app, 3)
+    status, refused = _service_post(service, {"keys": [f"{SGC}:3:1"]})
+    assert (status, refused["error"]) == (422, "key_not_authorised")
+    assert _registers(state) == [1]
+    assert _service_post(service, {"keys": ["bad"]})[1]["error"] == "invalid_key"
+    assert _service_post(service, {"keys": []})[1]["error"] == "invalid_request"
+    document = Client(service).get("/api/v1/openapi.json").get_json()
+    assert set(document["paths"]["/api/v1/keyload"]["post"]["responses"]) >= {"200", "422", "502"}
+
+
+def test_the_vending_service_refuses_online_loading_without_a_kmc_or_a_reachable_one(state):
+    status, refused = _service_post(VendingService(state, clock=system_now), {})
+    assert (status, refused["error"]) == (422, "no_kmc")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = VendingService(state, clock=system_now, kmc=Kmc(f"http://127.0.0.1:{port}"))
+    status, refused = _service_post(unreachable, {})
+    assert (status, refused["error"]) == (502, "kmc_unreachable")
+    assert _registers(state) == []
