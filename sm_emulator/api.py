@@ -8,6 +8,7 @@
     GET  /api/v1/keys                key registers (KCVs, limits used and left, dates) + warnings
     GET  /api/v1/warnings            key-expiry warnings (STS 202-6)
     POST /api/v1/keyload             load keys from the KMC online (`serve --kmc URL`)
+    /page/                           the SM operator's page (sm_emulator.page; login required)
     GET  /api/v1/openapi.json        this API's OpenAPI 3.1 document, generated from the schemas
 
 The vending side never imports the KMC or Flask (import-linter contract), so the application is
@@ -46,6 +47,7 @@ from sm_emulator.errors import InvalidRequest, LoadRefused, SmError, VendRefused
 from sm_emulator.expiry import warnings
 from sm_emulator.module import SecurityModule
 from sm_emulator.online import Kmc, KmcRefused, load_online
+from sm_emulator.page import Page
 from sm_emulator.vending import MeterKey, Vending, key_identity, parse_currency, parse_key
 from sts_token import (
     CreditSubclass,
@@ -281,6 +283,9 @@ class VendingService:
             self._map.add(Rule(op.path, endpoint=op.handler.__name__, methods=[op.method]))
             self._handlers[op.handler.__name__] = op
         SecurityModule(state, clock=clock).close()  # fail at start-up, not on the first request
+        self.page = Page(self)
+        for rule in Page.RULES:
+            self._map.add(rule.empty())
 
     def sm(self) -> SecurityModule:
         """This thread's opened SM (one SQLite connection per thread)."""
@@ -306,6 +311,8 @@ class VendingService:
                 error.code or 0, "bad_request"
             )
             return _refusal(error.code or 400, reason, error.description or reason)
+        if isinstance(endpoint, str) and endpoint.startswith("page:"):
+            return self.page(endpoint, request)  # its own login (a browser sends no bearer)
         if self.tokens is not None and not self.tokens.admits(request.headers.get("Authorization")):
             response = _refusal(401, "unauthorised", "a valid bearer token is required")
             response.headers["WWW-Authenticate"] = "Bearer"

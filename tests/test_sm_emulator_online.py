@@ -22,6 +22,7 @@ from factories.keys import SGC, add_key, authorise
 from factories.registry import ADMIN, ID_MAN
 from kmc import pki
 from sm_emulator.api import VendingService
+from sm_emulator.bearer import BearerTokens, add_token
 from sm_emulator.cli import main
 from sm_emulator.clock import system_now
 from sm_emulator.module import SecurityModule
@@ -184,3 +185,21 @@ def test_the_vending_service_refuses_online_loading_without_a_kmc_or_a_reachable
     status, refused = _service_post(unreachable, {})
     assert (status, refused["error"]) == (502, "kmc_unreachable")
     assert _registers(state) == []
+
+
+def test_the_page_button_loads_keys_online(app, served, state, tmp_path):
+    from tests.test_sm_page import HTTPS, _csrf, _log_in
+
+    url, _ = served
+    tokens_file = tmp_path / "tokens"
+    token = add_token(tokens_file, "desk")
+    service = VendingService(
+        state, clock=system_now, tokens=BearerTokens.read(tokens_file), kmc=Kmc(url)
+    )
+    client = Client(service)
+    _log_in(client, token)
+    csrf = _csrf(client, "/page/")
+    done = client.post("/page/keyload", data={"csrf_token": csrf}, base_url=HTTPS)
+    text = done.get_data(as_text=True)
+    assert "Loaded EKLF #1" in text
+    assert _registers(state) == [1, 2] and issue_count(app) == 1
