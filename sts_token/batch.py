@@ -126,7 +126,9 @@ def answer_line(line: str, at: datetime | None) -> dict[str, Any]:
     """`sts-token --stdin`: one JSON request (a batch row plus `kind`, and `at` for its issue
     time if it has no `tid`) to one JSON answer, `{"tokens": [...]}` or `{"error", "message"}`."""
     row = json_row(line)
-    kind = row.pop("kind", "credit" if "_unparsed" in row else "")
+    if "_unparsed" in row:
+        return {"error": "invalid_value", "message": "the line is not a JSON object"}
+    kind = row.pop("kind", "")
     if kind not in KINDS:
         return {"error": "invalid_value", "message": f"'kind' must be one of {', '.join(KINDS)}"}
     if row.get("at"):
