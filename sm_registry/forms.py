@@ -61,9 +61,15 @@ class StateChangeForm(FlaskForm):
 
 
 class OnlineKeyloadForm(FlaskForm):
-    enabled = SelectField("Online key loading", choices=["on", "off"])
-    reason = StringField("Reason", validators=[ValidText(), DataRequired(), Length(max=MAX_REASON)])
-    submit = SubmitField("Set")
+    """On the SM page beside the state form: its own element ids, so neither form's are doubled."""
+
+    enabled = SelectField("Online key loading", choices=["on", "off"], id="online-enabled")
+    reason = StringField(
+        "Reason",
+        validators=[ValidText(), DataRequired(), Length(max=MAX_REASON)],
+        id="online-reason",
+    )
+    submit = SubmitField("Set", id="online-submit")
 
 
 class ManufacturerForm(FlaskForm):

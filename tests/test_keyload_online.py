@@ -5,6 +5,7 @@ operator switches it per SM (service, API, page, CLI); floods are rate-limited."
 from __future__ import annotations
 
 import base64
+import re
 import json
 
 import pytest
@@ -225,6 +226,8 @@ def test_online_key_loading_is_switched_on_the_sm_page_with_csrf(app, client, de
     login(client, "operator1")
     page = client.get("/registry/sms/1001").get_data(as_text=True)
     assert 'id="online-keyload"' in page and "enabled" in page
+    ids = [i for i in re.findall(r' id="([^"]+)"', page) if i != "csrf_token"]
+    assert sorted({i for i in ids if ids.count(i) > 1}) == []
     path = "/registry/sms/1001/online-keyload"
     assert client.post(path, data={"enabled": "off", "reason": "x"}).status_code == 400
     assert _online_keyload(app, "1001")
