@@ -5,8 +5,8 @@ operator switches it per SM (service, API, page, CLI); floods are rate-limited."
 from __future__ import annotations
 
 import base64
-import re
 import json
+import re
 
 import pytest
 from flask import Flask
