@@ -4,6 +4,12 @@ A refusal must leave an audit entry while nothing else is written, so every refu
 `audited_refusal` (`kmc.database`): the use case rolls the work back, then commits the refusal's
 audit entry on its own and raises the `KMCError`. On success the EKLF, the issuance record
 (keys, per-SM sequence, request and file hashes) and the audit entry commit together.
+
+Two callers reach the same use case: an operator carrying the SM's request (`keys-load`), and
+the SM itself online (`keys-load-online`, `Caller.security_module`), whom nothing but the
+request's signature under its registered certificate authenticates; for it the use case also
+asks that an operator enabled online key loading for that SM. `fetch_issued` hands an SM the
+EKLF it was already issued again, for the same signed request, never a second one.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from key_load_protocol import (
 from kmc import clock, keystore, pki
 from kmc.audit import service as audit
 from kmc.database import RunAgain, audited_refusal, db, use_case
-from kmc.errors import Conflict, InvalidInput, KMCError, NotFound, PolicyRefusal
+from kmc.errors import Conflict, Forbidden, InvalidInput, KMCError, NotFound, PolicyRefusal
 from kmc.permissions import Caller, Permission
 from sm_registry import service as registry
 from vending_keys import service as keys
@@ -75,24 +81,26 @@ def _protocol_refusal(error: ProtocolError) -> KMCError:
     return PolicyRefusal(reason, f"the VKLOADREQ is refused: {error}")
 
 
+def _record_refusal(actor: str, der: bytes, smid: str | None, reason: str, message: str) -> None:
+    audit.record(
+        actor,
+        "keyload.refuse",
+        "sm",
+        smid or "unknown",
+        {
+            "reason": reason,
+            "message": message,
+            "request_sha256": hashlib.sha256(der).hexdigest(),
+            "request_bytes": len(der),
+        },
+    )
+
+
 def _audited(actor: str, der: bytes, smid: str | None, refusal: KMCError) -> KMCError:
     """`refusal`, marked to be audited once the refused work is rolled back."""
-
-    def record() -> None:
-        audit.record(
-            actor,
-            "keyload.refuse",
-            "sm",
-            smid or "unknown",
-            {
-                "reason": refusal.reason,
-                "message": refusal.message,
-                "request_sha256": hashlib.sha256(der).hexdigest(),
-                "request_bytes": len(der),
-            },
-        )
-
-    return audited_refusal(refusal, record)
+    return audited_refusal(
+        refusal, lambda: _record_refusal(actor, der, smid, refusal.reason, refusal.message)
+    )
 
 
 def _parse(der: bytes) -> SignedRequest:
@@ -110,7 +118,7 @@ def _parse(der: bytes) -> SignedRequest:
 class _History:
     """What the issuance needs to know of the SM's past EKLFs, read with the SM in one query."""
 
-    replayed: bool
+    replayed_sequence: int | None  # the sequence of the EKLF that answered this nonce before
     last_sequence: int
 
 
@@ -119,12 +127,12 @@ _HISTORY = select(
     select(func.max(KeyLoadIssue.sequence))
     .where(KeyLoadIssue.smid == bindparam("smid"))
     .scalar_subquery(),
-    select(KeyLoadIssue.id)
+    select(KeyLoadIssue.sequence)
     .where(
         KeyLoadIssue.smid == bindparam("smid"),
         KeyLoadIssue.nonce_sha256 == bindparam("nonce_sha256"),
     )
-    .exists(),
+    .scalar_subquery(),
 )
 # Table (Core) inserts on the session's connection: the ORM's bulk-insert path around them cost
 # more than the statements.
@@ -136,14 +144,21 @@ def _security_module(smid: str, nonce_sha256: str) -> tuple[x509.Certificate, _H
     """The SM's registered certificate, whether this nonce was answered before and its last
     sequence number; refused unless the SM may receive keys (`registry.loadable`)."""
     certificate_der = registry.loadable_certificate(smid)
-    last_sequence, replayed = (
+    last_sequence, replayed_sequence = (
         db.session.connection()
         .execute(_HISTORY, {"smid": smid, "nonce_sha256": nonce_sha256})
         .one()
     )
     return x509.load_der_x509_certificate(certificate_der), _History(
-        replayed=bool(replayed), last_sequence=last_sequence or 0
+        replayed_sequence=replayed_sequence, last_sequence=last_sequence or 0
     )
+
+
+def _check_signature(signed: SignedRequest, certificate: x509.Certificate) -> None:
+    try:
+        signed.verify(certificate)
+    except ProtocolError as error:
+        raise _protocol_refusal(error) from None
 
 
 def _verify(signed: SignedRequest, certificate: x509.Certificate, now: dt.datetime) -> None:
@@ -153,10 +168,17 @@ def _verify(signed: SignedRequest, certificate: x509.Certificate, now: dt.dateti
         raise PolicyRefusal("future_request", "the request time is ahead of the KMC clock")
     if -skew > REQUEST_TIME_WINDOW:
         raise PolicyRefusal("stale_request", "the request time is too far in the past")
-    try:
-        signed.verify(certificate)
-    except ProtocolError as error:
-        raise _protocol_refusal(error) from None
+    _check_signature(signed, certificate)
+
+
+def _admit(caller: Caller, smid: str) -> None:
+    """An SM calling for itself (its signature verified): only for its own SMID, and only once
+    an operator enabled online key loading for it. An operator caller passes unchanged."""
+    if not caller.is_security_module:
+        return
+    if caller.smid != smid:
+        raise Forbidden("other_sm", f"{caller.name} may load keys only for itself, not {smid}")
+    registry.require_online_keyload(smid)
 
 
 def _nonce_sha256(signed: SignedRequest) -> str:
@@ -207,14 +229,21 @@ def _loaded(grant: keys.Grant) -> LoadedKey:
     )
 
 
-def _issue(actor: str, signed: SignedRequest) -> Issued:
+def _issue(caller: Caller, signed: SignedRequest) -> Issued:
+    actor = caller.name
     now = clock.now()
     smid = signed.request.smid
     nonce_sha256 = _nonce_sha256(signed)
     certificate, history = _security_module(smid, nonce_sha256)
     _verify(signed, certificate, now)
-    if history.replayed:
-        raise Conflict("replayed_nonce", "this request was answered before; replays are refused")
+    _admit(caller, smid)
+    if history.replayed_sequence is not None:
+        raise Conflict(
+            "replayed_nonce",
+            f"this request was answered before (EKLF sequence {history.replayed_sequence}); "
+            "replays are refused",
+            sequence=history.replayed_sequence,
+        )
     chosen = _selected_keys(smid, signed.request.keys, now)
     sequence = history.last_sequence + 1
     kmc = pki.current()
@@ -276,15 +305,21 @@ def _issue(actor: str, signed: SignedRequest) -> Issued:
     return Issued(issue_id, smid, sequence, eklf, file_sha256, described)
 
 
+def _require_loader(caller: Caller) -> None:
+    caller.require(
+        Permission.KEYS_LOAD_ONLINE if caller.is_security_module else Permission.KEYS_LOAD
+    )
+
+
 @use_case(attempts=_SEQUENCE_ATTEMPTS)
 def process_request(caller: Caller, der: bytes) -> Issued:
     """Check a VKLOADREQ and issue its EKLF, or refuse it (audited) with a precise reason."""
-    caller.require(Permission.KEYS_LOAD)
+    _require_loader(caller)
     actor = caller.name
     signed: SignedRequest | None = None
     try:
         signed = _parse(der)
-        return _issue(actor, signed)
+        return _issue(caller, signed)
     except IntegrityError:
         # Another process committed first: the same request (a replay, refused on the next
         # attempt by the nonce check) or another request of this SM taking our sequence.
@@ -295,6 +330,76 @@ def process_request(caller: Caller, der: bytes) -> Issued:
     except KMCError as refusal:
         _audited(actor, der, signed.request.smid if signed else None, refusal)
         raise
+
+
+def claimed_smid(der: bytes) -> str | None:
+    """The SMID a VKLOADREQ names, unverified (None if it does not parse): whom to count an
+    online request against, and who it claims to be."""
+    try:
+        return _parse(der).request.smid
+    except KMCError:
+        return None
+
+
+def online_caller(der: bytes) -> Caller:
+    """The caller of an SM's own online request: the SM the request names, admitted only once
+    the request's signature verifies under that SM's registered certificate."""
+    return Caller.security_module(claimed_smid(der) or "unknown")
+
+
+@use_case
+def record_flood(caller: Caller, der: bytes, limit: str) -> None:
+    """Audit an online request the rate limit refused (the limiter answers 429 before any use
+    case runs; the API audits the first refusal of a flood per key and minute, not each one)."""
+    _record_refusal(
+        caller.name,
+        der,
+        caller.smid,
+        "too_many_requests",
+        f"online key-load requests over the limit of {limit}; refused unread",
+    )
+
+
+_ISSUE_AT = select(KeyLoadIssue).where(
+    KeyLoadIssue.smid == bindparam("smid"), KeyLoadIssue.sequence == bindparam("sequence")
+)
+
+
+@use_case
+def fetch_issued(caller: Caller, der: bytes, sequence: int) -> KeyLoadIssue:
+    """The EKLF of `sequence` again, for the SM whose signed VKLOADREQ `der` it answered: the
+    same file (nothing issued), or a refusal (audited). The request time is not checked: the
+    answer is the file already issued, enveloped to that SM's key (docs/protocol.md)."""
+    caller.require(Permission.KEYS_LOAD_ONLINE)
+    smid: str | None = None
+    try:
+        signed = _parse(der)
+        smid = signed.request.smid
+        _check_signature(
+            signed, x509.load_der_x509_certificate(registry.loadable_certificate(smid))
+        )
+        _admit(caller, smid)
+        issue = db.session.scalars(_ISSUE_AT, {"smid": smid, "sequence": sequence}).first()
+        if issue is None or issue.nonce_sha256 != _nonce_sha256(signed):
+            raise NotFound(
+                "unknown_issue", f"no EKLF of sequence {sequence} answers this request of {smid}"
+            )
+    except KMCError as refusal:
+        _audited(caller.name, der, smid, refusal)
+        raise
+    audit.record(
+        caller.name,
+        "keyload.fetch",
+        "sm",
+        smid,
+        {
+            "issue_id": issue.id,
+            "sequence": issue.sequence,
+            "request_sha256": signed.digest.hex(),
+            "file_sha256": issue.file_sha256,
+        },
+    )
+    return issue
 
 
 def recipients_of(key_id: int) -> list[str]:

@@ -24,7 +24,7 @@ from kmc.clock import SystemClock
 from kmc.custodians import api as custodians_api
 from kmc.custodians import views as custodians_views
 from kmc.database import configure_sqlite, db, migrate
-from kmc.extensions import bootstrap, csrf, login_manager
+from kmc.extensions import bootstrap, csrf, limiter, login_manager
 from kmc.keystore import FAULT_AUDIT, open_keystore
 from sm_registry import api as sm_registry_api
 from sm_registry import models as sm_registry_models
@@ -80,10 +80,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         KMC_NAME="STS KMC",
     )
     app.config.update(settings)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["KMC_RATELIMIT_STORAGE_URI"])
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     csrf.init_app(app)
+    limiter.init_app(app)
     bootstrap.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

@@ -72,6 +72,13 @@ def settings_from_env() -> dict[str, Any]:
         "KMC_PKCS11_PIN_FILE": os.environ.get("KMC_PKCS11_PIN_FILE", ""),
         "KMC_PKCS11_KEY_WRAP": os.environ.get("KMC_PKCS11_KEY_WRAP", "AES_KEY_WRAP_PAD"),
         "SESSION_COOKIE_SECURE": _flag("KMC_SECURE_COOKIES"),
+        # Where Flask-Limiter keeps its counters: memory:// counts per process (one worker);
+        # several workers or hosts need shared storage, e.g. redis://host:6379 (docs/protocol.md).
+        "KMC_RATELIMIT_STORAGE_URI": os.environ.get("KMC_RATELIMIT_STORAGE_URI", "memory://"),
+        "KMC_SM_KEYLOAD_LIMIT_PER_SM": os.environ.get("KMC_SM_KEYLOAD_LIMIT_PER_SM", "10/minute"),
+        "KMC_SM_KEYLOAD_LIMIT_PER_ADDRESS": os.environ.get(
+            "KMC_SM_KEYLOAD_LIMIT_PER_ADDRESS", "60/minute"
+        ),
         "PERMANENT_SESSION_LIFETIME": timedelta(
             minutes=int(os.environ.get("KMC_SESSION_MINUTES", "30"))
         ),

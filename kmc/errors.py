@@ -27,13 +27,16 @@ from key_load_protocol.identifiers import InvalidIdentifier
 class KMCError(Exception):
     http_status = 400
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, **details: int) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        # Machine-readable facts the caller acts on (e.g. `sequence` of a replayed VKLOADREQ's
+        # EKLF); each one is declared in the API's Error schema (kmc/api/openapi.py).
+        self.details = details
 
-    def as_dict(self) -> dict[str, str]:
-        return {"error": self.reason, "message": self.message}
+    def as_dict(self) -> dict[str, str | int]:
+        return {"error": self.reason, "message": self.message, **self.details}
 
 
 class InvalidInput(KMCError):

@@ -19,7 +19,9 @@ ADMIN = "admin"
 OPERATOR = "operator"
 MANUFACTURER = "manufacturer"
 AUDITOR = "auditor"
-ROLES = (ADMIN, OPERATOR, MANUFACTURER, AUDITOR)
+ROLES = (ADMIN, OPERATOR, MANUFACTURER, AUDITOR)  # the roles an account may have
+# Not an account: an SM asking for its own keys online, authenticated by its request's signature.
+SECURITY_MODULE = "security-module"
 
 
 class Permission(enum.StrEnum):
@@ -36,6 +38,8 @@ class Permission(enum.StrEnum):
     KEYS_READ = "keys-read"  # supply groups, keys, approvals, expiry, key-load records
     KEYS_MANAGE = "keys-manage"  # supply groups, keys, authorisations, approvals
     KEYS_LOAD = "keys-load"  # VKLOADREQ in, EKLF out
+    KEYS_LOAD_ONLINE = "keys-load-online"  # an SM's own VKLOADREQ in, its EKLF out
+    SMS_ONLINE_KEYLOAD = "sms-online-keyload"  # let an SM load its keys online, or stop it
     MASTER_KEY_CUSTODY = "master-key-custody"  # split the master key, enter a share, seal
 
 
@@ -50,10 +54,12 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         Permission.KEYS_LOAD,
         Permission.MASTER_KEY_CUSTODY,
         Permission.SMS_CHANGE_STATE,
+        Permission.SMS_ONLINE_KEYLOAD,
         Permission.AUDIT_CHECKPOINT,
     },
     MANUFACTURER: _EVERYONE | {Permission.SMS_REGISTER, Permission.SMS_CHANGE_STATE},
     AUDITOR: _EVERYONE | _KEY_READING | {Permission.USERS_READ, Permission.AUDIT_READ},
+    SECURITY_MODULE: frozenset({Permission.KEYS_LOAD_ONLINE}),
 }
 
 
@@ -62,6 +68,7 @@ _REFUSALS = {
     Permission.SMS_REGISTER: "only manufacturers and admins register SMs",
     Permission.USERS_MANAGE: "only admins manage accounts and API tokens",
     Permission.MANUFACTURERS_MANAGE: "only admins add manufacturers",
+    Permission.SMS_ONLINE_KEYLOAD: "only operators and admins switch online key loading",
 }
 
 
@@ -78,15 +85,27 @@ class Account(Protocol):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is acting: the audit name, the role, and for a manufacturer its ID_man."""
+    """Who is acting: the audit name, the role, for a manufacturer its ID_man, and for an SM
+    loading its own keys online its SMID."""
 
     name: str
     role: str
     id_man: str | None = None
+    smid: str | None = None
 
     @classmethod
     def of(cls, user: Account) -> Caller:
         return cls(user.username, user.role, user.id_man)
+
+    @classmethod
+    def security_module(cls, smid: str) -> Caller:
+        """The SM `smid` as the caller of its own online request (audited as `sm:SMID`); the
+        service admits it only once the request's signature verifies under that SM's key."""
+        return cls(f"sm:{smid}", SECURITY_MODULE, smid=smid)
+
+    @property
+    def is_security_module(self) -> bool:
+        return self.role == SECURITY_MODULE
 
     @property
     def is_manufacturer(self) -> bool:

@@ -155,9 +155,9 @@ def _error_page(status: int, message: str) -> tuple[str, int]:
     return render_template("error.html", status=status, message=message), status
 
 
-def _api_or_page(status: int, reason: str, message: str) -> Any:
+def _api_or_page(status: int, reason: str, message: str, **details: int) -> Any:
     if access.is_api_request():
-        return {"error": reason, "message": message}, status
+        return {"error": reason, "message": message, **details}, status
     return _error_page(status, message)
 
 
@@ -196,7 +196,7 @@ def init_app(
     @app.errorhandler(KMCError)
     def _kmc_error(error: KMCError) -> Any:
         db.session.rollback()
-        reply = _api_or_page(error.http_status, error.reason, error.message)
+        reply = _api_or_page(error.http_status, error.reason, error.message, **error.details)
         if isinstance(error, TooManyAttempts):
             return (*reply, {"Retry-After": str(error.retry_after)})
         return reply

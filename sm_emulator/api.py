@@ -7,6 +7,8 @@
     POST /api/v1/tokens/decode       decode a meter's token (support desks)
     GET  /api/v1/keys                key registers (KCVs, limits used and left, dates) + warnings
     GET  /api/v1/warnings            key-expiry warnings (STS 202-6)
+    POST /api/v1/keyload             load keys from the KMC online (`serve --kmc URL`)
+    /page/                           the SM operator's page (sm_emulator.page; login required)
     GET  /api/v1/openapi.json        this API's OpenAPI 3.1 document, generated from the schemas
 
 The vending side never imports the KMC or Flask (import-linter contract), so the application is
@@ -41,10 +43,12 @@ from werkzeug.wrappers import Request, Response
 from sm_emulator import schemas
 from sm_emulator.bearer import BearerTokens
 from sm_emulator.clock import Clock
-from sm_emulator.errors import InvalidRequest, SmError, VendRefused
+from sm_emulator.errors import InvalidRequest, LoadRefused, SmError, VendRefused
 from sm_emulator.expiry import warnings
 from sm_emulator.module import SecurityModule
-from sm_emulator.vending import MeterKey, Vending, key_identity, parse_currency
+from sm_emulator.online import Kmc, KmcRefused, load_online
+from sm_emulator.page import Page
+from sm_emulator.vending import MeterKey, Vending, key_identity, parse_currency, parse_key
 from sts_token import (
     CreditSubclass,
     EncryptionAlgorithm,
@@ -181,9 +185,24 @@ def expiry_warnings(service: VendingService, body: dict[str, Any]) -> dict[str, 
     return {"warnings": [w.to_dict() for w in warnings(sm.registers(), sm.clock())]}
 
 
+@_operation(
+    "POST", "/api/v1/keyload", "Load keys from the KMC online (request, receive, load)",
+    schemas.KeyloadSchema, schemas.LoadedSchema,
+)  # fmt: skip
+def keyload(service: VendingService, body: dict[str, Any]) -> dict[str, Any]:
+    if service.kmc is None:
+        raise KmcRefused("no_kmc", "this service was started without --kmc URL")
+    wanted = tuple(parse_key(k) for k in body["keys"]) if "keys" in body else None
+    return load_online(service.sm(), service.kmc, wanted).to_dict()
+
+
 def _status(error: Exception) -> int:
     if isinstance(error, VendRefused):
         return 404 if error.reason == "no_such_key" else 422
+    if isinstance(error, KmcRefused):
+        return 502 if error.reason == "kmc_unreachable" else 422
+    if isinstance(error, LoadRefused):
+        return 422
     return 413 if error.reason == "body_too_large" else 400
 
 
@@ -219,8 +238,10 @@ def openapi_document(bearer: bool) -> dict[str, Any]:
             refusals |= {
                 "404": {"description": "Key not held", **error},
                 "413": {"description": "Body over the size limit", **error},
-                "422": {"description": "Refused by the SM rules", **error},
+                "422": {"description": "Refused by the SM rules (or the KMC's)", **error},
             }
+        if op.handler is keyload:
+            refusals["502"] = {"description": "The KMC could not be reached", **error}
         entry: dict[str, Any] = {
             "summary": op.summary,
             "operationId": op.handler.__name__,
@@ -247,10 +268,12 @@ class VendingService:
         clock: Clock,
         tokens: BearerTokens | None = None,
         ea07_tables: str | None = None,
+        kmc: Kmc | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
         self.tokens = tokens
+        self.kmc = kmc
         self.ea07_tables = ea07_tables
         self._local = threading.local()
         self._document = json.dumps(openapi_document(tokens is not None))
@@ -260,6 +283,9 @@ class VendingService:
             self._map.add(Rule(op.path, endpoint=op.handler.__name__, methods=[op.method]))
             self._handlers[op.handler.__name__] = op
         SecurityModule(state, clock=clock).close()  # fail at start-up, not on the first request
+        self.page = Page(self)
+        for rule in Page.RULES:
+            self._map.add(rule.empty())
 
     def sm(self) -> SecurityModule:
         """This thread's opened SM (one SQLite connection per thread)."""
@@ -285,6 +311,8 @@ class VendingService:
                 error.code or 0, "bad_request"
             )
             return _refusal(error.code or 400, reason, error.description or reason)
+        if isinstance(endpoint, str) and endpoint.startswith("page:"):
+            return self.page(endpoint, request)  # its own login (a browser sends no bearer)
         if self.tokens is not None and not self.tokens.admits(request.headers.get("Authorization")):
             response = _refusal(401, "unauthorised", "a valid bearer token is required")
             response.headers["WWW-Authenticate"] = "Bearer"

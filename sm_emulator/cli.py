@@ -18,10 +18,17 @@ import click
 
 from key_load_protocol import KeyIdentity, ProtocolError
 from sm_emulator.clock import from_environment
-from sm_emulator.errors import InvalidRequest, SmError
-from sm_emulator.module import REQUEST_LIFETIME, SecurityModule
+from sm_emulator.errors import SmError
+from sm_emulator.module import REQUEST_LIFETIME, Loaded, SecurityModule
 from sm_emulator.registers import MIN_REGISTERS
-from sm_emulator.vending import MeterKey, Vended, Vending, key_identity, parse_currency
+from sm_emulator.vending import (
+    MeterKey,
+    Vended,
+    Vending,
+    key_identity,
+    parse_currency,
+    parse_key,
+)
 from sts_token import (
     CreditSubclass,
     EncryptionAlgorithm,
@@ -158,27 +165,36 @@ def install_cert(state: Path, certificate: Path, as_json: bool) -> None:
     )
 
 
-def parse_key(text: str) -> KeyIdentity:
-    """A `--key SGC:KRN:KT` argument; KRN and KT in ASCII decimal digits, checked by KeyIdentity."""
-    parts = text.split(":")
-    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 4 for p in parts[1:]):
-        raise InvalidRequest("invalid_key", f"--key {text!r:.60}: expected SGC:KRN:KT")
-    return key_identity(parts[0], int(parts[1]), int(parts[2]))
+_key_option = click.option(
+    "--key", "keys", multiple=True, metavar="SGC:KRN:KT", help="A key to ask for (repeatable)."
+)
+_all_option = click.option(
+    "--all", "all_keys", is_flag=True, help="Ask for every key authorised for this SM."
+)
+
+
+def _wanted(keys: tuple[str, ...], all_keys: bool) -> tuple[KeyIdentity, ...] | None:
+    if bool(keys) == all_keys:
+        raise click.UsageError("give --key SGC:KRN:KT (one or more) or --all")
+    return None if all_keys else tuple(parse_key(k) for k in keys)
+
+
+def _loaded_text(loaded: Loaded) -> str:
+    return f"loaded EKLF #{loaded.sequence} from {loaded.kmc_id}: " + (
+        ", ".join(f"{r.identity} KCV {r.kcv} in register {r.slot}" for r in loaded.registers)
+        or "no keys"
+    )
 
 
 @main.command()
 @_state_option
-@click.option(
-    "--key", "keys", multiple=True, metavar="SGC:KRN:KT", help="A key to ask for (repeatable)."
-)
-@click.option("--all", "all_keys", is_flag=True, help="Ask for every key authorised for this SM.")
+@_key_option
+@_all_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @_json_option
 def request(state: Path, keys: tuple[str, ...], all_keys: bool, out: Path, as_json: bool) -> None:
     """Write a signed VKLOADREQ (DER) with a fresh nonce, for `kmc keyload process`."""
-    if bool(keys) == all_keys:
-        raise click.UsageError("give --key SGC:KRN:KT (one or more) or --all")
-    wanted = None if all_keys else tuple(parse_key(k) for k in keys)
+    wanted = _wanted(keys, all_keys)
     with _opened(state) as sm:
         der = sm.request(wanted)
     out.write_bytes(der)
@@ -198,19 +214,39 @@ def load(state: Path, eklf: Path, as_json: bool) -> None:
     """Verify, decrypt and check an EKLF, then install its keys (all or nothing)."""
     with _opened(state) as sm:
         loaded = sm.load(eklf.read_bytes())
-    _emit(
-        loaded.to_dict(),
-        as_json,
-        lambda: (
-            f"loaded EKLF #{loaded.sequence} from {loaded.kmc_id}: "
-            + (
-                ", ".join(
-                    f"{r.identity} KCV {r.kcv} in register {r.slot}" for r in loaded.registers
-                )
-                or "no keys"
-            )
-        ),
-    )
+    _emit(loaded.to_dict(), as_json, lambda: _loaded_text(loaded))
+
+
+@main.command()
+@_state_option
+@click.option("--kmc", "kmc_url", required=True, help="The KMC's base URL (https://...).")
+@click.option(
+    "--ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The CA certificate (PEM) of the KMC's TLS certificate (default: the system's).",
+)
+@_key_option
+@click.option(
+    "--all", "all_keys", is_flag=True, help="Every key authorised for this SM (the default)."
+)
+@_json_option
+def keyload(
+    state: Path,
+    kmc_url: str,
+    ca: Path | None,
+    keys: tuple[str, ...],
+    all_keys: bool,
+    as_json: bool,
+) -> None:
+    """Request keys from the KMC online, receive and load the EKLF in one step."""
+    from sm_emulator.online import Kmc, load_online
+
+    if keys and all_keys:
+        raise click.UsageError("give --key SGC:KRN:KT (one or more) or --all, not both")
+    kmc = Kmc(kmc_url, ca)
+    with _opened(state) as sm:
+        loaded = load_online(sm, kmc, _wanted(keys, not keys))
+    _emit(loaded.to_dict(), as_json, lambda: _loaded_text(loaded))
 
 
 @main.command()
@@ -429,6 +465,12 @@ def vend_test(subclass: str, control: str, manufacturer_code: str, as_json: bool
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Bearer tokens (hashed; see `api-token`): every request needs one of them.",
 )
+@click.option("--kmc", "kmc_url", help="The KMC's base URL, for POST /api/v1/keyload (online).")
+@click.option(
+    "--kmc-ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The CA certificate (PEM) of the KMC's TLS certificate (default: the system's).",
+)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option(
@@ -444,6 +486,8 @@ def serve(
     tls_key: Path,
     client_ca: Path | None,
     tokens_file: Path | None,
+    kmc_url: str | None,
+    kmc_ca: Path | None,
     workers: int,
     threads: int,
     ea07_tables: str | None,
@@ -452,6 +496,7 @@ def serve(
     from sm_emulator import serving
     from sm_emulator.api import VendingService
     from sm_emulator.bearer import BearerTokens
+    from sm_emulator.online import Kmc
 
     if client_ca is None and tokens_file is None:
         raise click.UsageError("give --client-ca (mutual TLS) or --tokens-file (bearer tokens)")
@@ -460,6 +505,7 @@ def serve(
         clock=from_environment(),
         tokens=None if tokens_file is None else BearerTokens.read(tokens_file),
         ea07_tables=ea07_tables,
+        kmc=None if kmc_url is None else Kmc(kmc_url, kmc_ca),
     )
     serving.serve(
         app,

@@ -391,6 +391,16 @@ class SecurityModule:
             f"UPDATE key_register SET {assignments} WHERE slot = ?", (*values.values(), slot)
         )
 
+    def recent_tokens(self, limit: int) -> list[dict[str, Any]]:
+        """The latest issued tokens' records (PAN, TID, kind, register, time), newest first."""
+        with self.store.snapshot() as db:
+            rows = db.execute(
+                "SELECT pan, tid, kind, slot, issued_at FROM issued_tid"
+                " ORDER BY issued_at DESC, tid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(row) for row in rows]
+
     def registers(self) -> list[KeyRegister]:
         with self.store.snapshot() as db:
             rows = db.execute("SELECT * FROM key_register ORDER BY slot").fetchall()

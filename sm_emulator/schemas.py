@@ -152,6 +152,20 @@ class WarningsSchema(Schema):
     warnings = fields.List(fields.Nested(WarningSchema))
 
 
+class KeyloadSchema(_Strict):
+    keys = fields.List(
+        fields.String(validate=validate.Length(max=40), metadata={"example": "600100:1:2"}),
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "SGC:KRN:KT of each key wanted; absent: every authorised key"},
+    )
+
+
+class LoadedSchema(Schema):
+    sequence = fields.Integer(required=True)
+    kmc_id = fields.String(required=True)
+    keys = fields.List(fields.Nested(RegisterSchema), required=True)
+
+
 class RefusalSchema(Schema):
     error = fields.String(required=True, metadata={"description": "Stable reason code"})
     message = fields.String(required=True)

@@ -81,6 +81,15 @@ def key_identity(sgc: str, krn: int, kt: int) -> KeyIdentity:
         raise InvalidRequest("invalid_key", str(error)) from None
 
 
+def parse_key(text: str) -> KeyIdentity:
+    """A key named `SGC:KRN:KT` (`--key`, the service's key-load request); KRN and KT in ASCII
+    decimal digits, checked by KeyIdentity."""
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 4 for p in parts[1:]):
+        raise InvalidRequest("invalid_key", f"key {text!r:.60}: expected SGC:KRN:KT")
+    return key_identity(parts[0], int(parts[1]), int(parts[2]))
+
+
 @dataclass(frozen=True)
 class MeterKey:
     """Which register and which meter: the key identity plus the meter's PAN, TI and (if the key

@@ -22,6 +22,7 @@ from sm_registry.schemas import (
     Manufacturer,
     Manufacturers,
     NewManufacturer,
+    OnlineKeyload,
     Registration,
     SecurityModule,
     SecurityModules,
@@ -30,6 +31,11 @@ from sm_registry.schemas import (
     StateChange,
     Verdicts,
 )
+
+
+def _shown(sm: Any) -> dict[str, Any]:
+    """The SM as the API shows it: its registry record and whether it may load keys online."""
+    return {**asdict(record_of(sm)), "online_keyload": sm.online_keyload}
 
 
 def _csr(item: dict[str, Any]) -> bytes:
@@ -78,7 +84,7 @@ def register_sm(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     sm = service.register(
         current_caller(), _csr(body), body["kind"], body["certification"], body["id_man"]
     )
-    return asdict(record_of(sm)), 201
+    return _shown(sm), 201
 
 
 @allow(Permission.SMS_REGISTER)
@@ -132,16 +138,14 @@ def _filter(query: dict[str, Any]) -> service.SmFilter:
 )
 def list_sms(query: dict[str, Any]) -> dict[str, Any]:
     return {
-        "security_modules": [
-            asdict(record_of(s)) for s in service.list_sms(current_caller(), _filter(query))
-        ]
+        "security_modules": [_shown(s) for s in service.list_sms(current_caller(), _filter(query))]
     }
 
 
 @allow(Permission.REGISTRY_READ)
 @operation("One SM with its history", responses={200: SecurityModule}, errors=(404,))
 def get_sm(smid: str) -> dict[str, Any]:
-    return asdict(record_of(service.get_sm(current_caller(), smid)))
+    return _shown(service.get_sm(current_caller(), smid))
 
 
 @allow(Permission.REGISTRY_READ)
@@ -165,7 +169,19 @@ def certificate(smid: str) -> dict[str, Any]:
 )
 def change_state(smid: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
     changed = service.change_state(current_caller(), smid, action, body["reason"])
-    return asdict(record_of(changed))
+    return _shown(changed)
+
+
+@allow(Permission.SMS_ONLINE_KEYLOAD)
+@operation(
+    "Let the SM load its keys online (POST /api/v1/sm/keyload), or stop it; audited",
+    body=OnlineKeyload,
+    responses={200: SecurityModule},
+    errors=(404, 409),
+)
+def online_keyload(smid: str, body: dict[str, Any]) -> dict[str, Any]:
+    changed = service.set_online_keyload(current_caller(), smid, body["enabled"], body["reason"])
+    return _shown(changed)
 
 
 @allow(Permission.REGISTRY_READ)
@@ -195,6 +211,9 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/sms/export", "registry_export", export)
     bp.add_url_rule("/sms/<smid>", "registry_sm", get_sm)
     bp.add_url_rule("/sms/<smid>/certificate", "registry_certificate", certificate)
+    bp.add_url_rule(
+        "/sms/<smid>/online-keyload", "registry_online_keyload", online_keyload, methods=["POST"]
+    )
     bp.add_url_rule(
         "/sms/<smid>/<any(approve, suspend, resume, revoke):action>",
         "registry_change_state",

@@ -181,6 +181,24 @@ for _action in service.TRANSITIONS:
     _transition(_action)
 
 
+@sm.command("online-keyload")
+@click.argument("smid")
+@click.option(
+    "--enable/--disable", "enabled", required=True, help="Let the SM load online, or not."
+)
+@click.option("--reason", required=True, help="Recorded in the audit log.")
+@json_option
+@acting(Permission.SMS_ONLINE_KEYLOAD)
+def online_keyload(caller: Caller, smid: str, enabled: bool, reason: str, as_json: bool) -> None:
+    """Let an SM send its own VKLOADREQs to the KMC (POST /api/v1/sm/keyload), or stop it."""
+    changed = service.set_online_keyload(caller, smid, enabled, reason)
+    emit(
+        {"smid": changed.smid, "online_keyload": changed.online_keyload},
+        as_json,
+        f"online key loading for SM {changed.smid} is now {'on' if changed.online_keyload else 'off'}",
+    )
+
+
 _filters = (
     click.option("--id-man", help="Only this manufacturer."),
     click.option("--smid", help="Only this SMID."),

@@ -60,6 +60,18 @@ class StateChangeForm(FlaskForm):
     submit = SubmitField("Apply")
 
 
+class OnlineKeyloadForm(FlaskForm):
+    """On the SM page beside the state form: its own element ids, so neither form's are doubled."""
+
+    enabled = SelectField("Online key loading", choices=["on", "off"], id="online-enabled")
+    reason = StringField(
+        "Reason",
+        validators=[ValidText(), DataRequired(), Length(max=MAX_REASON)],
+        id="online-reason",
+    )
+    submit = SubmitField("Set", id="online-submit")
+
+
 class ManufacturerForm(FlaskForm):
     id_man = StringField("ID_man (4 hex digits)", validators=[DataRequired(), Length(max=4)])
     name = StringField("Name", validators=[ValidText(name=True), DataRequired(), Length(max=120)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kmc.database import UTCDateTime, db
@@ -48,6 +48,11 @@ class SecurityModule(db.Model):
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     registered_by: Mapped[str] = mapped_column(String(120), nullable=False)
+    # Whether the SM may send its own VKLOADREQ to /api/v1/sm/keyload (an operator decides;
+    # on at registration in a test KMC, off in a live one).
+    online_keyload: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
 
     manufacturer: Mapped[Manufacturer] = relationship()
     events: Mapped[list[SmStateEvent]] = relationship(

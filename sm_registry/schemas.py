@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
-from kmc.api.schema import Input, Output, Query, Text, Timestamp, WholeNumber
+from kmc.api.schema import Flag, Input, Output, Query, Text, Timestamp, WholeNumber
 from sm_registry.bulk import MAX_ITEM_NAME, MAX_ITEMS
 from sm_registry.csr import MAX_CSR_BYTES
 from sm_registry.export import FORMATS
@@ -157,6 +157,16 @@ class StateChange(Input):
     )
 
 
+class OnlineKeyload(Input):
+    enabled = Flag(
+        required=True,
+        metadata={"description": "true: the SM may load its keys online; false: it may not"},
+    )
+    reason = Text(
+        max_length=MAX_REASON, required=True, too_long="reason_required", metadata={"minLength": 1}
+    )
+
+
 class HistoryEntry(Output):
     at = Timestamp(required=True)
     from_state = fields.String(
@@ -182,6 +192,10 @@ class SecurityModule(Output):
     public_key_sha256 = fields.String(required=True)
     certificate_sha256 = fields.String(required=True, allow_none=True)
     history = fields.List(fields.Nested(HistoryEntry), required=True)
+    online_keyload = fields.Boolean(
+        required=True,
+        metadata={"description": "whether the SM may send its own VKLOADREQ (/api/v1/sm/keyload)"},
+    )
 
 
 class SecurityModules(Output):

@@ -137,6 +137,18 @@ def loadable_certificate(smid: str) -> bytes:
     return bytes(certificate_der)
 
 
+_ONLINE = select(SecurityModule.online_keyload).where(SecurityModule.smid == bindparam("smid"))
+
+
+def require_online_keyload(smid: str) -> None:
+    """Refuse (422 `online_keyload_disabled`) unless an operator lets SM `smid` load online."""
+    if not db.session.connection().execute(_ONLINE, {"smid": smid}).scalar():
+        raise PolicyRefusal(
+            "online_keyload_disabled",
+            f"online key loading is not enabled for SM {smid}; an operator enables it",
+        )
+
+
 def manufacturer_exists(id_man: str) -> bool:
     return db.session.get(Manufacturer, id_man) is not None
 
@@ -291,6 +303,7 @@ def _add_registration(upload: _Upload, request: RegistrationRequest) -> Security
         csr_der=request.csr_der,
         registered_at=now,
         registered_by=actor,
+        online_keyload=not _live(),
     )
     details: dict[str, object] = {
         "id_man": upload.id_man.value,
@@ -537,6 +550,23 @@ def change_state(caller: Caller, smid: str, action: str, reason: str) -> Securit
     )
     sm.state = target
     audit.record(caller.name, f"sm.{action}", "sm", smid, details)
+    return sm
+
+
+@use_case
+def set_online_keyload(caller: Caller, smid: str, enabled: bool, reason: str) -> SecurityModule:
+    """Let the SM send its own VKLOADREQs to the KMC (`POST /api/v1/sm/keyload`), or stop it;
+    audited with the actor and the reason. A revoked SM is never enabled."""
+    caller.require(Permission.SMS_ONLINE_KEYLOAD)
+    reason = reason.strip()
+    if not 1 <= len(reason) <= MAX_REASON:
+        raise InvalidInput("reason_required", f"give a reason of 1-{MAX_REASON} characters")
+    sm = get_sm(caller, smid, for_update=True)
+    if enabled and sm.state == "revoked":
+        raise Conflict("sm_revoked", f"SM {smid} is revoked; it never loads keys again")
+    details = {"from": sm.online_keyload, "to": enabled, "reason": reason}
+    sm.online_keyload = enabled
+    audit.record(caller.name, "sm.online_keyload", "sm", smid, details)
     return sm
 
 

@@ -17,7 +17,13 @@ from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, attempt
 from sm_registry import service
 from sm_registry.csr import MAX_CSR_BYTES
-from sm_registry.forms import ManufacturerForm, RegisterForm, SmFilterForm, StateChangeForm
+from sm_registry.forms import (
+    ManufacturerForm,
+    OnlineKeyloadForm,
+    RegisterForm,
+    SmFilterForm,
+    StateChangeForm,
+)
 from sm_registry.identifiers import CertificationReference
 
 bp = Blueprint("registry", __name__, url_prefix="/registry")
@@ -92,12 +98,32 @@ def sm(smid: str) -> str:
     form = StateChangeForm()
     if caller.is_manufacturer:
         form.action.choices = list(service.MANUFACTURER_ACTIONS)
+    online = OnlineKeyloadForm(enabled="off" if found.online_keyload else "on")
     return render_template(
         "registry/sm.html",
         sm=found,
         certification=service.certification_of(found),
         form=form if caller.role in ("admin", "operator", "manufacturer") else None,
+        online_form=online if caller.may(Permission.SMS_ONLINE_KEYLOAD) else None,
     )
+
+
+@bp.route("/sms/<smid>/online-keyload", methods=["POST"])
+@allow(Permission.SMS_ONLINE_KEYLOAD)
+def online_keyload(smid: str) -> Response:
+    form = OnlineKeyloadForm()
+    if form.validate_on_submit():
+        changed = attempt(
+            lambda: service.set_online_keyload(
+                current_caller(), smid, form.enabled.data == "on", form.reason.data or ""
+            )
+        )
+        if changed is not None:
+            state = "on" if changed.online_keyload else "off"
+            flash(f"Online key loading for SM {changed.smid} is now {state}.", "success")
+    else:
+        flash("choose on or off and give a reason", "danger")
+    return redirect(url_for("registry.sm", smid=smid))
 
 
 @bp.route("/sms/<smid>/change", methods=["POST"])

@@ -52,13 +52,18 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             return
         for number, line in enumerate(file, start=1):
             if line.strip():
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError:
-                    data = {"_unparsed": line.strip()}
-                if not isinstance(data, dict):
-                    data = {"_unparsed": line.strip()}
-                yield number, {k: "" if v is None else str(v) for k, v in data.items()}
+                yield number, json_row(line)
+
+
+def json_row(line: str) -> dict[str, str]:
+    """One JSON-lines row as batch columns (values as text; `_unparsed` if not an object)."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        data = {"_unparsed": line.strip()}
+    if not isinstance(data, dict):
+        data = {"_unparsed": line.strip()}
+    return {k: "" if v is None else str(v) for k, v in data.items()}
 
 
 def _params(row: dict[str, str], prefix: str = "") -> KeyParameters:
@@ -115,6 +120,27 @@ def issue_row(kind: str, at: datetime | None, row: dict[str, str]) -> tuple[str,
     except (ValueError, KeyError) as error:
         return "", f"invalid_value\t{type(error).__name__}: {error}"
     return " ".join(t.digits for t in tokens), ""
+
+
+def answer_line(line: str, at: datetime | None) -> dict[str, Any]:
+    """`sts-token --stdin`: one JSON request (a batch row plus `kind`, and `at` for its issue
+    time if it has no `tid`) to one JSON answer, `{"tokens": [...]}` or `{"error", "message"}`."""
+    row = json_row(line)
+    if "_unparsed" in row:
+        return {"error": "invalid_value", "message": "the line is not a JSON object"}
+    kind = row.pop("kind", "")
+    if kind not in KINDS:
+        return {"error": "invalid_value", "message": f"'kind' must be one of {', '.join(KINDS)}"}
+    if row.get("at"):
+        try:
+            at = datetime.fromisoformat(row.pop("at"))
+        except ValueError:
+            return {"error": "invalid_value", "message": "'at' is not YYYY-MM-DDTHH:MM[:SS]"}
+    tokens, error = issue_row(kind, at, row)
+    if error:
+        reason, _, message = error.partition("\t")
+        return {"error": reason, "message": message}
+    return {"tokens": tokens.split()}
 
 
 def _work(job: tuple[str, datetime | None, dict[str, str]]) -> tuple[str, str]:

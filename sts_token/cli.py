@@ -50,9 +50,30 @@ from sts_token.tokens import credit_token, key_change_tokens, management_token, 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-@click.group(cls=OneLineErrorGroup)
-def main() -> None:
+@click.group(cls=OneLineErrorGroup, invoke_without_command=True)
+@click.option(
+    "--stdin",
+    "from_stdin",
+    is_flag=True,
+    help="Read JSON requests from stdin, one per line; answer one JSON object per line.",
+)
+@click.option("--at", "stdin_at", help="With --stdin: issue time for requests with no tid/at.")
+@click.pass_context
+def main(context: click.Context, from_stdin: bool, stdin_at: str | None) -> None:
     """STS token engine: decoder keys (DKGA02/04), EA07/EA11 tokens, decoding."""
+    if context.invoked_subcommand is not None:
+        if from_stdin or stdin_at is not None:
+            raise click.UsageError("--stdin and its --at take no command")
+        return
+    if not from_stdin:
+        click.echo(context.get_help())
+        return
+    at = None if stdin_at is None else _issued(stdin_at, None)
+    assert not isinstance(at, Tid)  # --at alone never gives a TID
+    for line in sys.stdin:
+        if line.strip():
+            click.echo(json.dumps(batch.answer_line(line, at)))
+            sys.stdout.flush()
 
 
 def _key_options(func: _F) -> _F:

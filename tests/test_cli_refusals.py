@@ -116,13 +116,13 @@ def test_sm_emulator_refusal_is_one_line_on_stderr(tmp_path: Path) -> None:
     result = CliRunner().invoke(sm_main, _sm_request(tmp_path, "--key", "bad"))
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr == "sm-emulator: invalid_key: --key 'bad': expected SGC:KRN:KT\n"
+    assert result.stderr == "sm-emulator: invalid_key: key 'bad': expected SGC:KRN:KT\n"
 
 
 def test_sm_emulator_refusal_under_json_is_an_object_on_stdout(tmp_path: Path) -> None:
     result = CliRunner().invoke(sm_main, _sm_request(tmp_path, "--key", "bad", "--json"))
     assert result.exit_code == 1
-    assert _json_refusal(result, "invalid_key") == "--key 'bad': expected SGC:KRN:KT"
+    assert _json_refusal(result, "invalid_key") == "key 'bad': expected SGC:KRN:KT"
 
 
 def test_sm_emulator_usage_error_exits_2(tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ from factories.example import example_keys
 from key_load_protocol import KeyIdentity, KeyLoadFile, KeyLoadRequest, ProtocolError
 from key_load_protocol.csr import build_csr
 from kmc.errors import KMCError
-from sm_emulator.cli import parse_key
 from sm_emulator.errors import SmError
 from sm_emulator.identity import check_id_man, check_smid
+from sm_emulator.vending import parse_key
 from sm_registry.csr import parse_request
 from sts_token import KeyExpiryNumber, KeyType, SupplyGroupCode, TokenError
 from vending_keys.domain import AuthorisationSpec, KeySpec, key_identity

@@ -364,7 +364,7 @@ def test_cli_processes_a_request_file_and_refuses_a_replay(app, kmc, device, tmp
     replay = kmc("keyload", "process", "--request", str(request), "--out", str(out))
     assert replay.exit_code == 1
     assert replay.output.strip().splitlines() == [
-        "kmc: replayed_nonce: this request was answered before; replays are refused"
+        "kmc: replayed_nonce: this request was answered before (EKLF sequence 1); replays are refused"
     ]
     assert not out.exists()
 

@@ -50,4 +50,6 @@ def test_operator_generates_a_key_then_processes_an_uploaded_request(app, page, 
     page.set_input_files("#request_file", str(request))
     page.click("#submit")
     # The page says why once, in words (the API keeps the reason code replayed_nonce).
-    assert "this request was answered before; replays are refused" in page.content()
+    assert (
+        "this request was answered before (EKLF sequence 1); replays are refused" in page.content()
+    )

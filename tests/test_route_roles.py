@@ -100,6 +100,9 @@ ROUTES: dict[str, Route] = {
     "registry.export": Route("/registry/export.csv.zip", EVERYONE),
     "registry.sm": Route("/registry/sms/999", EVERYONE, ok=404),
     "registry.change_state": Route("/registry/sms/999/change", SM_LIFECYCLE, ok=302, method="POST"),
+    "registry.online_keyload": Route(
+        "/registry/sms/999/online-keyload", KEY_MANAGERS, ok=302, method="POST"
+    ),
     "registry.certificate": Route("/registry/sms/999/certificate.pem", EVERYONE, ok=404),
     "registry.register": Route("/registry/register", SM_UPLOADERS),
     "registry.manufacturers": Route("/registry/manufacturers", KEY_READERS),
@@ -116,6 +119,12 @@ ROUTES: dict[str, Route] = {
     "api.registry_change_state": Route(
         "/api/v1/sms/999/approve", SM_LIFECYCLE, ok=400, method="POST"
     ),
+    "api.registry_online_keyload": Route(
+        "/api/v1/sms/999/online-keyload", KEY_MANAGERS, ok=400, method="POST"
+    ),
+    # The SM's own routes: no account at all, the signed VKLOADREQ authenticates (here none).
+    "api.sm_keyload": Route("/api/v1/sm/keyload", EVERYONE, ok=400, method="POST", public=True),
+    "api.sm_keyload_issue": Route("/api/v1/sm/keyload/issues/1", EVERYONE, ok=401, public=True),
     "api.openapi": Route("/api/v1/openapi.json", EVERYONE, public=True),
     "api_docs.page": Route("/api/docs/", EVERYONE, public=True),
     "api_docs.asset": Route("/api/docs/swagger-ui-bundle.js", EVERYONE, public=True),

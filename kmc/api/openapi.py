@@ -27,7 +27,8 @@ ERROR_STATUSES = {
     409: "Conflict",
     413: "Too large",
     422: "Refused by KMC policy",
-    429: "Too many bad tokens from this address; wait Retry-After seconds",
+    429: "Too many requests (`too_many_requests`) or failed attempts (`throttled`): wait "
+    "Retry-After seconds",
     500: "Internal error; nothing was changed",
     503: "The key store is sealed (`sealed`), or the HSM is missing (`hsm_unavailable`) or lacks "
     "a mechanism (`hsm_mechanism_missing`); nothing was changed but the HSM fault's audit entry",
@@ -45,6 +46,12 @@ class Error(Output):
 
     error = fields.String(required=True, metadata={"description": "stable machine-readable reason"})
     message = fields.String(required=True)
+    sequence = fields.Integer(
+        metadata={
+            "description": "on a replayed VKLOADREQ (409 replayed_nonce, after its signature "
+            "verified): the sequence of the EKLF that answered it, to fetch it again"
+        }
+    )
 
 
 class UnavailableError(Error):

@@ -77,6 +77,15 @@ class WholeNumber(fields.Integer):
         return int(super()._deserialize(value, attr, data, **kwargs))
 
 
+class Flag(fields.Boolean):
+    """A JSON boolean: not 1, not "true" (marshmallow's Boolean takes both)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class Text(fields.String):
     """A string that follows the text rules (kmc.text) and fits `max_length`: refused as
     `invalid_text`, or as too long with the reason `too_long` (default `"too_long"`). `name=True` for names shown on pages (no invisible
