@@ -4,7 +4,8 @@ One audited, resumable step (docs/keys.md, "Migrating to a token"), run with the
 still configured and the target token named by `KMC_PKCS11_*`:
 
 1. the PKI keys (root, issuing, keyload, audit) are imported onto the token as sensitive,
-   non-extractable objects, each proved by a signature its certificate verifies; the
+   non-extractable objects, each (imported now or by an earlier run) proved by a signature its
+   certificate verifies; the
    certificates do not change, so SMs that pinned the root keep working;
 2. the token's AES-256 storage key is created;
 3. every vending key is re-wrapped under it in batches of `batch` keys, one transaction and one
@@ -109,16 +110,20 @@ class Migration:
     def _import_signing_keys(self, actor: str) -> dict[str, str]:
         done = {}
         for name in SIGNING_KEYS:  # root first: `_refuse_foreign_keys` relies on it
+            signer = self.pki.signer(name)
             if self.target.has_signing_key(name):
                 done[name] = "already on the token"
-                continue
-            signer = self.pki.signer(name)
-            key = self.target.import_signing_key(name, signer.key)
+                key = self.target.signing_key(name)
+            else:
+                key = self.target.import_signing_key(name, signer.key)
+                done[name] = "imported"
+            # The token's private key, not only its public half, must be the certified one.
             if not signer.verify(_PROOF, key.sign(_PROOF, ec.ECDSA(hashes.SHA384()))):
                 raise Conflict(
-                    "import_failed", f"the {name} key imported onto the token does not sign"
+                    "import_failed", f"the {name} key on the token does not sign for {name}.pem"
                 )
-            done[name] = "imported"
+            if done[name] == "already on the token":
+                continue
             _record(
                 actor,
                 "keystore.import",
