@@ -11,7 +11,7 @@ from key_load import api as key_load_api
 from key_load import models as key_load_models
 from key_load import service as key_load_service
 from key_load import views as key_load_views
-from kmc import access, config, sealing, web
+from kmc import access, config, headers, sealing, web
 from kmc import api as api_layer
 from kmc.accounts import api as accounts_api
 from kmc.accounts import models as accounts_models
@@ -65,11 +65,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         __name__,
         instance_path=str(instance),
         template_folder=str(TEMPLATES),
-        static_folder=str(PACKAGE / "static"),  # the favicon, kmc.css and kmc.js (no inline code)
+        static_folder=str(PACKAGE / "static"),  # favicon, kmc.css, kmc.js, api-docs.js: no inline code
     )
     app.config.update(
         SECRET_KEY=config.ensure_secret_key(instance),
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # No bound parameter in any log line: they can hold hashes of secrets (docs/security.md).
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "hide_parameters": True},
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_HTTPONLY=True,
@@ -80,6 +81,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(settings)
 
+    headers.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     csrf.init_app(app)

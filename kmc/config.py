@@ -70,7 +70,8 @@ def settings_from_env() -> dict[str, Any]:
         "KMC_PKCS11_MODULE": os.environ.get("KMC_PKCS11_MODULE", ""),
         "KMC_PKCS11_TOKEN": os.environ.get("KMC_PKCS11_TOKEN", ""),
         "KMC_PKCS11_PIN_FILE": os.environ.get("KMC_PKCS11_PIN_FILE", ""),
-        "SESSION_COOKIE_SECURE": _flag("KMC_SECURE_COOKIES"),
+        "KMC_SECURE_COOKIES": _flag("KMC_SECURE_COOKIES"),
+        "KMC_BEHIND_TLS_PROXY": _flag("KMC_BEHIND_TLS_PROXY"),
         "PERMANENT_SESSION_LIFETIME": timedelta(
             minutes=int(os.environ.get("KMC_SESSION_MINUTES", "30"))
         ),
