@@ -22,7 +22,7 @@ from kmc.audit import views as audit_views
 from kmc.clock import SystemClock
 from kmc.custodians import api as custodians_api
 from kmc.custodians import views as custodians_views
-from kmc.database import configure_sqlite, db, migrate
+from kmc.database import configure_sqlite, db, hide_result_rows, migrate
 from kmc.extensions import bootstrap, csrf, login_manager
 from kmc.keystore import open_keystore
 from sm_registry import api as sm_registry_api
@@ -65,7 +65,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         __name__,
         instance_path=str(instance),
         template_folder=str(TEMPLATES),
-        static_folder=str(PACKAGE / "static"),  # favicon, kmc.css, kmc.js, api-docs.js: no inline code
+        static_folder=str(
+            PACKAGE / "static"
+        ),  # favicon, kmc.css, kmc.js, api-docs.js: no inline code
     )
     app.config.update(
         SECRET_KEY=config.ensure_secret_key(instance),
@@ -83,6 +85,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     headers.init_app(app)
     db.init_app(app)
+    hide_result_rows()
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     csrf.init_app(app)
     bootstrap.init_app(app)

@@ -54,8 +54,8 @@ def serve(host: str, port: int, threads: int, workers: int) -> None:
     from kmc.serving import serve_single_process, serve_workers
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    require_secure_transport(app)
     require_protected_store()
+    require_secure_transport(app)
     server = "waitress" if workers == 1 else f"gunicorn, {workers} workers"
     click.echo(f"KMC ({app.config['KMC_MODE']} mode) serving at http://{host}:{port}/ ({server})")
     sys.stdout.flush()
