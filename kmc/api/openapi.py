@@ -24,6 +24,7 @@ ERROR_STATUSES = {
     404: "Not found",
     409: "Conflict",
     413: "Too large",
+    415: "Not a media type this operation takes",
     422: "Refused by KMC policy",
     500: "Internal error; nothing was changed",
     503: "The key store is sealed; nothing was changed",
