@@ -43,7 +43,7 @@ class KmcGroup(click.Group):
     group_class = type  # subgroups are KmcGroups too
 
 
-class TextParam(click.ParamType):
+class TextParam(click.types.StringParamType):
     """An option or argument that becomes stored text (a name, a reason, a username) follows the
     text rules (kmc.text), refused as `invalid_text` like the API and the pages refuse it.
     `NAME` for names shown on pages, `FREE_TEXT` for reasons and contacts."""
@@ -56,7 +56,7 @@ class TextParam(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         what = param.get_error_hint(ctx) if param is not None and ctx is not None else "the value"
         try:
-            return text.check(str(value), what, name=self.for_names)
+            return text.check(super().convert(value, param, ctx), what, name=self.for_names)
         except text.TextRefused as refused:
             raise InvalidInput(refused.reason, str(refused)) from None
 

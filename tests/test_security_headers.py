@@ -3,12 +3,15 @@ will not serve without them, and the session and CSRF token rotated at login."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
-from flask import Flask
+from flask import Flask, request
 
 from factories.callers import caller
 from kmc import create_app
 from kmc.accounts.service import create_token
+from kmc.database import db
 from tests.conftest import PASSWORD, Instance, csrf_token, login
 from tests.test_route_roles import ROUTES
 
@@ -79,22 +82,35 @@ def test_every_route_carries_the_browser_headers(app, client):
     assert wrong == []
 
 
-def _app(instance: Instance, **settings: object) -> Flask:
-    return create_app(
-        {
-            "KMC_INSTANCE": instance.folder,
-            "SQLALCHEMY_DATABASE_URI": instance.database_url,
-            "KMC_MODE": instance.mode,
-            **instance.keystore,
-            "TESTING": True,
-            **settings,
-        }
-    )
+@pytest.fixture
+def app_with(instance: Instance) -> Iterator[Callable[..., Flask]]:
+    """Builds this test's KMC with extra settings; their database engines are disposed after."""
+    built: list[Flask] = []
+
+    def build(**settings: object) -> Flask:
+        app = create_app(
+            {
+                "KMC_INSTANCE": instance.folder,
+                "SQLALCHEMY_DATABASE_URI": instance.database_url,
+                "KMC_MODE": instance.mode,
+                **instance.keystore,
+                "TESTING": True,
+                **settings,
+            }
+        )
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 @pytest.mark.parametrize("setting", ["KMC_SECURE_COOKIES", "KMC_BEHIND_TLS_PROXY"])
-def test_over_https_cookies_are_secure_and_hsts_is_sent(instance, setting):
-    client = _app(instance, **{setting: True}).test_client()
+def test_over_https_cookies_are_secure_and_hsts_is_sent(app_with, setting):
+    client = app_with(**{setting: True}).test_client()
     answer = login(client, "admin1")
     assert answer.headers["Strict-Transport-Security"] == "max-age=31536000"
     cookies = answer.headers.getlist("Set-Cookie")
@@ -107,14 +123,12 @@ def test_over_plain_http_cookies_are_not_marked_secure(client):
     assert all("; Secure" not in cookie for cookie in answer.headers.getlist("Set-Cookie"))
 
 
-def test_behind_a_tls_proxy_the_forwarded_address_is_the_client(instance):
-    app = _app(instance, KMC_BEHIND_TLS_PROXY=True)
+def test_behind_a_tls_proxy_the_forwarded_address_is_the_client(app_with):
+    app = app_with(KMC_BEHIND_TLS_PROXY=True)
     seen = []
 
     @app.before_request
     def _remember() -> None:
-        from flask import request
-
         seen.append((request.remote_addr, request.scheme))
 
     app.test_client().get(
