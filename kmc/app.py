@@ -65,9 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         __name__,
         instance_path=str(instance),
         template_folder=str(TEMPLATES),
-        static_folder=str(
-            PACKAGE / "static"
-        ),  # favicon, kmc.css, kmc.js, api-docs.js: no inline code
+        static_folder=str(PACKAGE / "static"),  # favicon, CSS, kmc.js, api-docs.js: no inline code
     )
     app.config.update(
         SECRET_KEY=config.ensure_secret_key(instance),
