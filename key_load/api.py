@@ -34,12 +34,12 @@ AUTH_SCHEME = "vkloadreq"
     "Process a VKLOADREQ into an EKLF (refusals are audited, nothing issued)",
     body=VKLOADREQ,
     responses={200: EKLF},
-    errors=(400, 404, 409, 413, 422),
+    errors=(400, 404, 409, 413, 415, 422),
 )
 def process() -> Response:
     # One byte past the cap is enough for the service to refuse an oversized body unread.
     der = request.stream.read(service.MAX_REQUEST_SIZE + 1)
-    issued = service.process_request(current_caller(), der)
+    issued = service.process_request(current_caller(), der, request.mimetype)
     response = eklf_response(issued.eklf, issued.smid, issued.sequence)
     response.headers["X-KMC-File-SHA256"] = issued.file_sha256
     return response
@@ -128,7 +128,7 @@ _ONLINE = (
 )
 def process_online() -> Response:
     der = _signed_request()
-    issued = service.process_request(service.online_caller(der), der)
+    issued = service.process_request(service.online_caller(der), der, request.mimetype)
     response = eklf_response(issued.eklf, issued.smid, issued.sequence)
     response.headers["X-KMC-File-SHA256"] = issued.file_sha256
     return response

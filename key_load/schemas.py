@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from key_load.http import EKLF_MEDIA_TYPE
+from key_load.http import EKLF_MEDIA_TYPE, REQUEST_MEDIA_TYPES
 from kmc.api.schema import Binary, Output, Query, Timestamp, WholeNumber
 
 VKLOADREQ = Binary(
     "A VKLOADREQ (DER CMS SignedData, docs/protocol.md)",
-    (EKLF_MEDIA_TYPE, "application/octet-stream"),
+    REQUEST_MEDIA_TYPES,
 )
 EKLF = Binary(
     "The EKLF (DER CMS SignedData over EnvelopedData, docs/protocol.md)",

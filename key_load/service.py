@@ -26,6 +26,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from key_load.http import REQUEST_MEDIA_TYPES
 from key_load.models import IssuedKey, KeyLoadIssue
 from key_load_protocol import (
     MAX_REQUEST_SIZE,
@@ -41,7 +42,15 @@ from key_load_protocol import (
 from kmc import clock, keystore, pki
 from kmc.audit import service as audit
 from kmc.database import RunAgain, audited_refusal, db, use_case
-from kmc.errors import Conflict, Forbidden, InvalidInput, KMCError, NotFound, PolicyRefusal
+from kmc.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    KMCError,
+    NotFound,
+    PolicyRefusal,
+    UnsupportedMediaType,
+)
 from kmc.permissions import Caller, Permission
 from sm_registry import service as registry
 from vending_keys import service as keys
@@ -311,13 +320,24 @@ def _require_loader(caller: Caller) -> None:
     )
 
 
+def _check_media_type(media_type: str | None) -> None:
+    if media_type is not None and media_type not in REQUEST_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            "unsupported_media_type",
+            f"a VKLOADREQ is sent as {', '.join(REQUEST_MEDIA_TYPES)}, not {media_type or 'no type'}",
+        )
+
+
 @use_case(attempts=_SEQUENCE_ATTEMPTS)
-def process_request(caller: Caller, der: bytes) -> Issued:
-    """Check a VKLOADREQ and issue its EKLF, or refuse it (audited) with a precise reason."""
+def process_request(caller: Caller, der: bytes, media_type: str | None = None) -> Issued:
+    """Check a VKLOADREQ and issue its EKLF, or refuse it (audited) with a precise reason.
+
+    `media_type`: what an HTTP client declared the body to be (None from a file)."""
     _require_loader(caller)
     actor = caller.name
     signed: SignedRequest | None = None
     try:
+        _check_media_type(media_type)
         signed = _parse(der)
         return _issue(caller, signed)
     except IntegrityError:

@@ -11,7 +11,7 @@ from key_load import api as key_load_api
 from key_load import models as key_load_models
 from key_load import service as key_load_service
 from key_load import views as key_load_views
-from kmc import access, config, sealing, web
+from kmc import access, config, headers, sealing, web
 from kmc import api as api_layer
 from kmc.accounts import api as accounts_api
 from kmc.accounts import models as accounts_models
@@ -23,7 +23,7 @@ from kmc.audit import views as audit_views
 from kmc.clock import SystemClock
 from kmc.custodians import api as custodians_api
 from kmc.custodians import views as custodians_views
-from kmc.database import configure_sqlite, db, migrate
+from kmc.database import configure_sqlite, db, hide_result_rows, migrate
 from kmc.extensions import bootstrap, csrf, limiter, login_manager
 from kmc.keystore import FAULT_AUDIT, open_keystore
 from sm_registry import api as sm_registry_api
@@ -66,11 +66,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         __name__,
         instance_path=str(instance),
         template_folder=str(TEMPLATES),
-        static_folder=str(PACKAGE / "static"),  # the favicon, kmc.css and kmc.js (no inline code)
+        static_folder=str(PACKAGE / "static"),  # favicon, CSS, kmc.js, api-docs.js: no inline code
     )
     app.config.update(
         SECRET_KEY=config.ensure_secret_key(instance),
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # No bound parameter in any log line: they can hold hashes of secrets (docs/security.md).
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "hide_parameters": True},
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_HTTPONLY=True,
@@ -83,7 +84,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["KMC_RATELIMIT_STORAGE_URI"])
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
 
+    headers.init_app(app)
     db.init_app(app)
+    hide_result_rows()
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     csrf.init_app(app)
     limiter.init_app(app)

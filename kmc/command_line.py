@@ -10,8 +10,9 @@ from typing import Any
 import click
 from flask import Flask, current_app
 
+from kmc import text
 from kmc.database import db
-from kmc.errors import Forbidden, PolicyRefusal
+from kmc.errors import Forbidden, InvalidInput, PolicyRefusal
 from kmc.permissions import ADMIN, Caller, Permission
 from sts_token.command_line import json_option as shared_json_option
 
@@ -40,6 +41,28 @@ class KmcGroup(click.Group):
 
     command_class = KmcCommand
     group_class = type  # subgroups are KmcGroups too
+
+
+class TextParam(click.types.StringParamType):
+    """An option or argument that becomes stored text (a name, a reason, a username) follows the
+    text rules (kmc.text), refused as `invalid_text` like the API and the pages refuse it.
+    `NAME` for names shown on pages, `FREE_TEXT` for reasons and contacts."""
+
+    name = "text"
+
+    def __init__(self, *, name: bool = False) -> None:
+        self.for_names = name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        what = param.get_error_hint(ctx) if param is not None and ctx is not None else "the value"
+        try:
+            return text.check(super().convert(value, param, ctx), what, name=self.for_names)
+        except text.TextRefused as refused:
+            raise InvalidInput(refused.reason, str(refused)) from None
+
+
+NAME = TextParam(name=True)
+FREE_TEXT = TextParam()
 
 
 def emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:
@@ -82,7 +105,7 @@ def acting(permission: Permission) -> Callable[[Callable[..., Any]], Callable[..
         wrapper.__name__ = command.__name__
         wrapper.__doc__ = command.__doc__
         return click.option(
-            "--as", "as_user", metavar="USERNAME", help="Account to record as the actor."
+            "--as", "as_user", type=NAME, metavar="USERNAME", help="Account to record as the actor."
         )(wrapper)
 
     return decorate

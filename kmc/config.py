@@ -71,7 +71,6 @@ def settings_from_env() -> dict[str, Any]:
         "KMC_PKCS11_TOKEN": os.environ.get("KMC_PKCS11_TOKEN", ""),
         "KMC_PKCS11_PIN_FILE": os.environ.get("KMC_PKCS11_PIN_FILE", ""),
         "KMC_PKCS11_KEY_WRAP": os.environ.get("KMC_PKCS11_KEY_WRAP", "AES_KEY_WRAP_PAD"),
-        "SESSION_COOKIE_SECURE": _flag("KMC_SECURE_COOKIES"),
         # Where Flask-Limiter keeps its counters: memory:// counts per process (one worker);
         # several workers or hosts need shared storage, e.g. redis://host:6379 (docs/protocol.md).
         "KMC_RATELIMIT_STORAGE_URI": os.environ.get("KMC_RATELIMIT_STORAGE_URI", "memory://"),
@@ -79,6 +78,8 @@ def settings_from_env() -> dict[str, Any]:
         "KMC_SM_KEYLOAD_LIMIT_PER_ADDRESS": os.environ.get(
             "KMC_SM_KEYLOAD_LIMIT_PER_ADDRESS", "60/minute"
         ),
+        "KMC_SECURE_COOKIES": _flag("KMC_SECURE_COOKIES"),
+        "KMC_BEHIND_TLS_PROXY": _flag("KMC_BEHIND_TLS_PROXY"),
         "PERMANENT_SESSION_LIFETIME": timedelta(
             minutes=int(os.environ.get("KMC_SESSION_MINUTES", "30"))
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar, overload
@@ -28,6 +29,23 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+
+
+class _NoResultRows(logging.Filter):
+    """SQLAlchemy's statement log shows each result row at DEBUG: password and token hashes,
+    sealed keys. No level of the KMC's logs shows them (the parameters are hidden by the engine
+    option `hide_parameters`, see kmc.app)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+_NO_RESULT_ROWS = _NoResultRows()
+
+
+def hide_result_rows() -> None:
+    """Keep result rows out of the statement log (idempotent: one filter, added once)."""
+    logging.getLogger("sqlalchemy.engine.Engine").addFilter(_NO_RESULT_ROWS)
 
 
 def configure_sqlite(engine: Engine) -> None:

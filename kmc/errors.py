@@ -6,6 +6,7 @@
     ├── Forbidden                 403: the actor's role or binding does not allow it
     ├── NotFound                  404
     ├── Conflict                  409: duplicates, wrong state, replays
+    ├── UnsupportedMediaType      415: a body sent as a media type the endpoint does not take
     ├── PolicyRefusal             422: well-formed but refused by a KMC rule (live-mode policy...)
     ├── TooManyAttempts           429: wait after failed logins or bad tokens (`retry_after`)
     └── Unavailable               503: not now: the key store is sealed, or the HSM is missing, locked or lacks a mechanism
@@ -57,6 +58,10 @@ class NotFound(KMCError):
 
 class Conflict(KMCError):
     http_status = 409
+
+
+class UnsupportedMediaType(KMCError):
+    http_status = 415
 
 
 class PolicyRefusal(KMCError):

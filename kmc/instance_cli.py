@@ -13,6 +13,7 @@ from flask import current_app
 from kmc.command_line import KmcCommand, KmcGroup, emit, json_option, system_actor
 from kmc.custodians.cli import unseal_this_process
 from kmc.errors import InvalidInput
+from kmc.headers import require_secure_transport
 from kmc.instance import initialise
 from kmc.keystore import current as keystore_current
 from kmc.permissions import ADMIN, Caller
@@ -69,8 +70,9 @@ def serve(host: str, port: int, threads: int, workers: int) -> None:
     # Imported here: the servers take ~40 ms to import and no other command needs them.
     from kmc.serving import serve_single_process, serve_workers
 
-    require_protected_store()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    require_protected_store()
+    require_secure_transport(app)
     server = "waitress" if workers == 1 else f"gunicorn, {workers} workers"
     click.echo(f"KMC ({app.config['KMC_MODE']} mode) serving at http://{host}:{port}/ ({server})")
     sys.stdout.flush()

@@ -9,7 +9,8 @@
 
 `problem(value, ...)` says what is wrong (or None); `check` raises `TextRefused` with the stable
 reason `invalid_text`. The API's fields (kmc.api.schema), the page forms' validator
-(kmc.web_forms) and the edge guard on every request (kmc.web) all call these.
+(kmc.web_forms), the edge guard on every request (kmc.web), the command line's options
+(kmc.command_line.TextParam) and bulk uploads' file names (sm_registry.bulk) all call these.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Each file is read up to one byte past the CSR size cap, so an oversized or zip-b
 at most that much memory and is then refused by `sm_registry.csr` like any other bad item. A zip
 member that cannot be read at all (encrypted, an unknown compression method, corrupt data) is
 an item refused as `bad_zip_member`; the members before and after it keep their own verdicts.
+A file whose name breaks the text rules (kmc.text) or is too long is an item refused so, under
+its name escaped or shortened (`named_item`): it is echoed in the verdicts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from kmc import text
 from kmc.errors import InvalidInput
 from sm_registry.csr import MAX_CSR_BYTES
 
@@ -27,6 +30,19 @@ _ENCRYPTED = 0x1
 # What decompressing a corrupt member raises: zipfile itself (bad CRC, bad header), truncated
 # data, and the deflate, LZMA and bzip2 (OSError) decoders under it.
 _CORRUPT = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+def named_item(name: str, data: bytes | InvalidInput) -> Item:
+    """An item under a name fit to echo in its verdict, or refused for its name."""
+    found = text.problem(name, name=True)
+    if found is not None:
+        escaped = name.encode("unicode_escape").decode("ascii")[:MAX_ITEM_NAME]
+        return escaped, InvalidInput(text.REASON, f"the file name {found}")
+    if len(name) > MAX_ITEM_NAME:
+        return name[:MAX_ITEM_NAME], InvalidInput(
+            "too_long", f"the file name is longer than {MAX_ITEM_NAME} characters"
+        )
+    return name, data
 
 
 def _check_count(count: int) -> None:
@@ -69,7 +85,7 @@ def zip_items(path: Path) -> tuple[int, Iterator[Item]]:
     def read() -> Iterator[Item]:
         with archive:
             for member in members:
-                yield member.filename, _read_member(archive, member)
+                yield named_item(member.filename, _read_member(archive, member))
 
     return len(members), read()
 
@@ -82,7 +98,7 @@ def folder_items(path: Path) -> tuple[int, Iterator[Item]]:
     def read() -> Iterator[Item]:
         for file in files:
             with file.open("rb") as handle:
-                yield file.name, handle.read(MAX_CSR_BYTES + 1)
+                yield named_item(file.name, handle.read(MAX_CSR_BYTES + 1))
 
     return len(files), read()
 

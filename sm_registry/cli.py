@@ -10,7 +10,16 @@ from pathlib import Path
 import click
 from cryptography.hazmat.primitives import serialization
 
-from kmc.command_line import KmcGroup, acting, emit, json_option, resolve_caller, system_actor
+from kmc.command_line import (
+    FREE_TEXT,
+    NAME,
+    KmcGroup,
+    acting,
+    emit,
+    json_option,
+    resolve_caller,
+    system_actor,
+)
 from kmc.permissions import ADMIN, Caller, Permission
 from sm_registry import service
 from sm_registry.bulk import items_at
@@ -34,8 +43,10 @@ def manufacturer() -> None:
 
 @manufacturer.command("add")
 @click.option("--id-man", required=True, help="4 hexadecimal digits.")
-@click.option("--name", required=True)
-@click.option("--contact", default="", help="Who to call about this manufacturer's SMs.")
+@click.option("--name", required=True, type=NAME)
+@click.option(
+    "--contact", default="", type=FREE_TEXT, help="Who to call about this manufacturer's SMs."
+)
 @json_option
 @acting(Permission.MANUFACTURERS_MANAGE)
 def manufacturer_add(caller: Caller, id_man: str, name: str, contact: str, as_json: bool) -> None:
@@ -71,6 +82,7 @@ def sm() -> None:
 _kind = click.option("--kind", required=True, type=click.Choice(KINDS))
 _certification_option = click.option(
     "--certification",
+    type=FREE_TEXT,
     metavar="REF",
     help="For certified SMs: model=...,firmware=...,version=...,number=...",
 )
@@ -158,7 +170,12 @@ def sm_register_bulk(
 def _transition(action: str) -> None:
     @sm.command(action)
     @click.argument("smid")
-    @click.option("--reason", required=True, help="Recorded in the audit log and the SM history.")
+    @click.option(
+        "--reason",
+        required=True,
+        type=FREE_TEXT,
+        help="Recorded in the audit log and the SM history.",
+    )
     @json_option
     @acting(Permission.SMS_CHANGE_STATE)
     def command(caller: Caller, smid: str, reason: str, as_json: bool) -> None:
@@ -269,7 +286,9 @@ def sm_cert(smid: str, out: Path, with_chain: bool) -> None:
 @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @_with_filters
-@click.option("--as", "as_user", metavar="USERNAME", help="Account to record as the exporter.")
+@click.option(
+    "--as", "as_user", type=NAME, metavar="USERNAME", help="Account to record as the exporter."
+)
 def sm_export(
     fmt: str,
     out: Path,

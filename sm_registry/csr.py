@@ -47,12 +47,17 @@ def _der(data: bytes) -> bytes:
     stripped = data.lstrip()
     if not stripped.startswith(b"-----BEGIN"):
         return data
-    match = _PEM_BLOCK.match(stripped)
-    label = match.group(1) if match else b"?"
+    labels = _PEM_BLOCK.findall(stripped)
+    label = labels[0] if labels else b"?"
     if label not in _CSR_PEM_LABELS:
         raise InvalidInput(
             "csr_wrong_pem_type",
             f"PEM block is '{label.decode(errors='replace')}', expected 'CERTIFICATE REQUEST'",
+        )
+    requests = sum(found in _CSR_PEM_LABELS for found in labels)
+    if requests > 1:
+        raise InvalidInput(
+            "several_csrs", f"the PEM holds {requests} CSRs; give one CSR per file (one SM each)"
         )
     try:
         return x509.load_pem_x509_csr(stripped).public_bytes(serialization.Encoding.DER)

@@ -16,6 +16,7 @@ from kmc.errors import InvalidInput
 from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, attempt
 from sm_registry import service
+from sm_registry.bulk import Item, named_item
 from sm_registry.csr import MAX_CSR_BYTES
 from sm_registry.forms import (
     ManufacturerForm,
@@ -164,15 +165,11 @@ def certificate(smid: str) -> Response:
     )
 
 
-def _uploads(files: list[FileStorage]) -> list[tuple[str, bytes]]:
-    return [
-        (f.filename or f"file {i + 1}", f.stream.read(MAX_CSR_BYTES + 1))
-        for i, f in enumerate(files)
-        if f.filename
-    ]
+def _uploads(files: list[FileStorage]) -> list[Item]:
+    return [named_item(f.filename, f.stream.read(MAX_CSR_BYTES + 1)) for f in files if f.filename]
 
 
-def _register(form: RegisterForm, items: list[tuple[str, bytes]]) -> list[service.ItemResult]:
+def _register(form: RegisterForm, items: list[Item]) -> list[service.ItemResult]:
     if not items:
         raise InvalidInput("no_files", "choose at least one CSR file")
     certification = None

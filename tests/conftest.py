@@ -513,8 +513,17 @@ def page(chromium: Any, live_server: str) -> Iterator[Any]:
     page.set_default_timeout(15_000)
     # Confirmation dialogs (kmc.js, forms with data-confirm) are accepted, as a person would.
     page.on("dialog", lambda dialog: dialog.accept())
+    # Whatever the Content-Security-Policy blocked on any page the test visited fails it.
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            blocked.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
+    assert blocked == [], "the Content-Security-Policy blocked something a page needs"
 
 
 def browser_login(page: Any, username: str, password: str = PASSWORD) -> None:

@@ -45,3 +45,11 @@ def test_auditor_filters_the_audit_log(page):
     assert rows.count() >= 1
     for i in range(rows.count()):
         assert "login.failure" in rows.nth(i).inner_text()
+
+
+def test_the_api_documentation_renders_under_its_policy(page):
+    response = page.goto("/api/docs/")
+    assert "style-src 'self' 'unsafe-inline'" in response.headers["content-security-policy"]
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "API" in page.locator(".swagger-ui .info .title").inner_text()
+    assert page.locator(".opblock").count() > 10

@@ -93,7 +93,7 @@ ROUTES: dict[str, Route] = {
     "api.custody": Route("/api/v1/custodians", KEY_MANAGERS, ok=409),
     "api.enter_share": Route("/api/v1/custodians/shares", KEY_MANAGERS, ok=400, method="POST"),
     "api.seal": Route("/api/v1/custodians/seal", KEY_MANAGERS, ok=409, method="POST"),
-    "api.keyload": Route("/api/v1/keyload", KEY_MANAGERS, ok=400, method="POST"),
+    "api.keyload": Route("/api/v1/keyload", KEY_MANAGERS, ok=415, method="POST"),
     "api.keyload_issues": Route("/api/v1/keyload/issues", KEY_READERS),
     "api.keyload_eklf": Route("/api/v1/keyload/issues/999/eklf", KEY_MANAGERS, ok=404),
     "registry.sms": Route("/registry/", EVERYONE),

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from kmc import clock
-from kmc.command_line import KmcGroup, acting, emit, json_option
+from kmc.command_line import FREE_TEXT, NAME, KmcGroup, acting, emit, json_option
 from kmc.permissions import Caller, Permission
 from vending_keys import service
 from vending_keys.domain import (
@@ -59,9 +59,9 @@ def sgc() -> None:
 
 @sgc.command("add")
 @click.option("--sgc", "code", required=True, help="Supply group code (6 digits).")
-@click.option("--name", required=True)
-@click.option("--utility", default="", help="The utility that owns the supply group.")
-@click.option("--cluster", default="")
+@click.option("--name", required=True, type=NAME)
+@click.option("--utility", default="", type=NAME, help="The utility that owns the supply group.")
+@click.option("--cluster", default="", type=NAME)
 @json_option
 @acting(Permission.KEYS_MANAGE)
 def sgc_add(
@@ -190,7 +190,7 @@ def key_authorize(
 
 def _change_state(change: str) -> Any:
     @with_key_options
-    @click.option("--reason", required=True)
+    @click.option("--reason", required=True, type=FREE_TEXT)
     @json_option
     @acting(Permission.KEYS_MANAGE)
     def command(caller: Caller, sgc: str, krn: int, kt: int, reason: str, as_json: bool) -> None:
@@ -288,7 +288,7 @@ def approvals_approve(caller: Caller, approval_id: int, as_json: bool) -> None:
 
 @approvals.command("reject")
 @click.argument("approval_id", type=int)
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, type=FREE_TEXT)
 @json_option
 @acting(Permission.KEYS_MANAGE)
 def approvals_reject(caller: Caller, approval_id: int, reason: str, as_json: bool) -> None:

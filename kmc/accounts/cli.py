@@ -8,7 +8,7 @@ from datetime import datetime
 import click
 
 from kmc.accounts import service as accounts
-from kmc.command_line import KmcGroup, acting, emit, json_option
+from kmc.command_line import NAME, KmcGroup, acting, emit, json_option
 from kmc.errors import InvalidInput
 from kmc.permissions import ROLES, Caller, Permission
 
@@ -19,7 +19,7 @@ def user() -> None:
 
 
 @user.command("create")
-@click.option("--username", required=True)
+@click.option("--username", required=True, type=NAME)
 @click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option(
     "--manufacturer", "id_man", metavar="ID_MAN", help="Binds a manufacturer account to its ID_man."
@@ -109,8 +109,10 @@ def user_unlock(caller: Caller, username: str, as_json: bool) -> None:
 
 
 @user.command("token")
-@click.option("--username", required=True, help="The account the token acts as.")
-@click.option("--name", required=True, help="What the token is for (e.g. 'upload script').")
+@click.option("--username", required=True, type=NAME, help="The account the token acts as.")
+@click.option(
+    "--name", required=True, type=NAME, help="What the token is for (e.g. 'upload script')."
+)
 @json_option
 @acting(Permission.USERS_MANAGE)
 def user_token(caller: Caller, username: str, name: str, as_json: bool) -> None:

@@ -49,6 +49,8 @@ def login() -> str | Response:
             assert outcome.refusal is not None
             flash(outcome.refusal.message, "danger")
         else:
+            # A new session at login: nothing from before it (its CSRF token included) survives.
+            session.clear()
             session.permanent = (
                 True  # idle timeout: PERMANENT_SESSION_LIFETIME, renewed per request
             )

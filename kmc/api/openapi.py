@@ -26,6 +26,7 @@ ERROR_STATUSES = {
     404: "Not found",
     409: "Conflict",
     413: "Too large",
+    415: "Not a media type this operation takes",
     422: "Refused by KMC policy",
     429: "Too many requests (`too_many_requests`) or failed attempts (`throttled`): wait "
     "Retry-After seconds",

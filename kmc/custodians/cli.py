@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from kmc.command_line import KmcCommand, emit, json_option, resolve_caller
+from kmc.command_line import NAME, KmcCommand, emit, json_option, resolve_caller
 from kmc.custodians import service
 from kmc.errors import InvalidInput, KMCError, Unavailable
 from kmc.instance import initialise
@@ -34,7 +34,9 @@ def custodians() -> None:
 @click.option(
     "--threshold", type=click.IntRange(2, 16), required=True, help="Shares that unseal (M)."
 )
-@click.option("--as", "as_user", metavar="USERNAME", help="Account to record as the actor.")
+@click.option(
+    "--as", "as_user", type=NAME, metavar="USERNAME", help="Account to record as the actor."
+)
 def init(shares: int, threshold: int, as_user: str | None) -> None:
     """Split the master key into N shares, M of which unseal the KMC; initialise the instance.
 
