@@ -121,7 +121,7 @@ _ONLINE = (
     "An SM's own VKLOADREQ in, its EKLF out (online key loading)",
     body=VKLOADREQ,
     responses={200: EKLF},
-    errors=(403, 404, 409, 413, 422, 429),
+    errors=(403, 404, 409, 413, 415, 422, 429),
     description=_ONLINE
     + " A request answered before is refused (409 `replayed_nonce`) with the `sequence` of "
     "its EKLF, which `GET /api/v1/sm/keyload/issues/{sequence}` hands over again.",

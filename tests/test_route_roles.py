@@ -123,7 +123,7 @@ ROUTES: dict[str, Route] = {
         "/api/v1/sms/999/online-keyload", KEY_MANAGERS, ok=400, method="POST"
     ),
     # The SM's own routes: no account at all, the signed VKLOADREQ authenticates (here none).
-    "api.sm_keyload": Route("/api/v1/sm/keyload", EVERYONE, ok=400, method="POST", public=True),
+    "api.sm_keyload": Route("/api/v1/sm/keyload", EVERYONE, ok=415, method="POST", public=True),
     "api.sm_keyload_issue": Route("/api/v1/sm/keyload/issues/1", EVERYONE, ok=401, public=True),
     "api.openapi": Route("/api/v1/openapi.json", EVERYONE, public=True),
     "api_docs.page": Route("/api/docs/", EVERYONE, public=True),
