@@ -28,7 +28,7 @@ def init() -> None:
     instance = current_app.config["KMC_INSTANCE"]
     click.echo(f"KMC instance ready at {instance} (mode {current_app.config['KMC_MODE']})")
     if report.created_pki:
-        click.echo(f"KMC root certificate: {current_pki().root_pem_path}")
+        click.echo(f"KMC root certificate: {instance / 'pki' / 'root.pem'} (a copy)")
     if report.admin_password:
         click.echo(f"Bootstrap account 'admin' created; one-time password: {report.admin_password}")
         click.echo("It is shown only now; you must change it at first login.")

@@ -6,7 +6,7 @@ import json
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from kmc import pki
 from kmc.audit.models import AuditEntry
@@ -27,7 +27,7 @@ def _certificate(instance, name):
 
 
 def _strip_purpose(app, instance, name):
-    """Rewrite `<name>.pem` as instances made before the purposes had it: same key, no EKU."""
+    """Rewrite the certificate as instances made before the purposes had it: same key, no EKU."""
     old = _certificate(instance, name)
     builder = (
         x509.CertificateBuilder()
@@ -43,10 +43,14 @@ def _strip_purpose(app, instance, name):
             builder = builder.add_extension(extension.value, extension.critical)
     with app.app_context():
         root_key = pki.current().root.key
-    stripped = builder.sign(root_key, hashes.SHA384())
-    (instance.folder / "pki" / f"{name}.pem").write_bytes(
-        stripped.public_bytes(serialization.Encoding.PEM)
-    )
+        stripped = builder.sign(root_key, hashes.SHA384())
+        db.session.execute(
+            update(pki.PkiCertificate)
+            .where(pki.PkiCertificate.name == name)
+            .values(pem=stripped.public_bytes(serialization.Encoding.PEM).decode())
+            .execution_options(synchronize_session=False)
+        )
+        db.session.connection().commit()
     return stripped
 
 

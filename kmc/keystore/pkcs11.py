@@ -3,6 +3,8 @@
 On the token, created by `kmc init` / `kmc hsm init`, sensitive and never extractable:
 
     kmc-storage                 AES-256, wraps every stored secret (CKM_AES_KEY_WRAP_PAD)
+    kmc-session                 256-bit HMAC key: the Flask session secret is its HMAC-SHA256
+                                of a fixed label, the same on every node sharing the token
     kmc-root, kmc-issuing,      P-384 key pairs; every certificate, EKLF, export and audit
     kmc-keyload, kmc-audit      checkpoint is signed on the token (CKM_ECDSA over SHA-384)
 
@@ -40,6 +42,8 @@ from pkcs11.util.ec import encode_named_curve_parameters
 from kmc.errors import KeyStoreError, Unavailable
 
 STORAGE_LABEL = "kmc-storage"
+SESSION_LABEL = "kmc-session"
+_SESSION_MESSAGE = b"kmc flask session secret 1"
 _FORMAT = b"\x02"  # 02 | AES key wrap with padding of (tag | length | secret | pad)
 _TAG_BYTES = 16
 _CURVE = ec.SECP384R1()
@@ -288,20 +292,34 @@ class Pkcs11KeyStore:
         except p11.NoSuchKey:
             raise self._key_away(STORAGE_LABEL) from None
 
-    def has_storage_key(self) -> bool:
+    def _has_secret_key(self, label: str) -> bool:
         def find(session: Any) -> bool:
             return bool(
                 list(
                     session.get_objects(
-                        {Attribute.LABEL: STORAGE_LABEL, Attribute.CLASS: ObjectClass.SECRET_KEY}
+                        {Attribute.LABEL: label, Attribute.CLASS: ObjectClass.SECRET_KEY}
                     )
                 )
             )
 
         return self._run(find)
 
+    def has_storage_key(self) -> bool:
+        return self._has_secret_key(STORAGE_LABEL)
+
     def ensure_storage_key(self) -> bool:
-        """Create the AES-256 storage key on the token unless it is there; True if created."""
+        """Create the AES-256 storage key and the session HMAC key on the token unless they are
+        there; True if the storage key was created."""
+        if not self._has_secret_key(SESSION_LABEL):
+            self._run(
+                lambda session: session.generate_key(
+                    KeyType.GENERIC_SECRET,
+                    256,
+                    label=SESSION_LABEL,
+                    store=True,
+                    template={**_NEVER_OUT, Attribute.SIGN: True, Attribute.VERIFY: True},
+                )
+            )
         if self.has_storage_key():
             return False
 
@@ -316,6 +334,23 @@ class Pkcs11KeyStore:
 
         self._run(create)
         return True
+
+    def session_secret(self) -> bytes | None:
+        """HMAC-SHA256 on the token of a fixed label: every node on this token gets the same
+        secret and none is stored anywhere; None before `kmc init` created the HMAC key."""
+
+        def derive(session: Any) -> bytes | None:
+            try:
+                key = session.get_key(
+                    object_class=ObjectClass.SECRET_KEY,
+                    key_type=KeyType.GENERIC_SECRET,
+                    label=SESSION_LABEL,
+                )
+            except p11.NoSuchKey:
+                return None
+            return bytes(key.sign(_SESSION_MESSAGE, mechanism=Mechanism.SHA256_HMAC))
+
+        return self._run(derive)
 
     def seal(self, secret: bytes, identity: bytes) -> bytes:
         body = _identity_tag(identity) + len(secret).to_bytes(2, "big") + secret
