@@ -47,12 +47,19 @@ def init() -> None:
     type=click.IntRange(1),
     help="Processes. 1: waitress in this process; more: gunicorn forks that many workers.",
 )
-def serve(host: str, port: int, threads: int, workers: int) -> None:
+@click.option(
+    "--access-log",
+    metavar="FILE",
+    help="With --workers 2+: one line per request (with the worker's pid) to FILE, - for stdout.",
+)
+def serve(host: str, port: int, threads: int, workers: int, access_log: str | None) -> None:
     """Serve the KMC with a production WSGI server (waitress, or gunicorn with --workers)."""
     # Imported here: the servers take ~40 ms to import and no other command needs them.
     from kmc.serving import serve_single_process, serve_workers
 
     require_protected_store()
+    if access_log and workers == 1:
+        raise InvalidInput("usage", "--access-log needs --workers 2 or more (gunicorn)")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     server = "waitress" if workers == 1 else f"gunicorn, {workers} workers"
     click.echo(f"KMC ({app.config['KMC_MODE']} mode) serving at http://{host}:{port}/ ({server})")
@@ -60,7 +67,7 @@ def serve(host: str, port: int, threads: int, workers: int) -> None:
     if workers == 1:
         serve_single_process(app, host, port, threads)
     else:
-        serve_workers(app, host, port, workers, threads)
+        serve_workers(app, host, port, workers, threads, access_log)
 
 
 @click.group(cls=KmcGroup)
