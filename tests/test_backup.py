@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from factories.callers import caller
 from factories.keys import SGC, add_key, authorise
@@ -179,7 +179,19 @@ def test_a_tampered_truncated_or_misplaced_backup_is_refused_and_writes_nothing(
     refused = run_kmc(other, "restore", str(out))
     assert refused.returncode == 1
     assert "does not open under this key store" in refused.stderr
-    restored = run_kmc(target, "restore", str(out))
+    with app.app_context():  # an audit entry altered in the database, then backed up
+        db.session.execute(
+            update(AuditEntry).where(AuditEntry.seq == 2).values(actor="someone-else")
+        )
+        db.session.connection().commit()
+    broken = tmp_path / "broken.backup"
+    assert run_kmc(instance, "backup", "--out", str(broken)).returncode == 0
+    refused = run_kmc(target, "restore", str(broken))
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        "kmc: backup_refused: the backup's audit chain does not verify"
+    )
+    restored = run_kmc(target, "restore", str(out))  # nothing of the refused one stayed
     assert restored.returncode == 0, restored.stderr
     twice = run_kmc(target, "restore", str(out))
     assert (twice.returncode, twice.stderr.split(":")[:2]) == (1, ["kmc", " not_empty"])
