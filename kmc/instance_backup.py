@@ -52,7 +52,7 @@ from kmc.database import db, use_case
 from kmc.errors import InvalidInput, KeyStoreError, PolicyRefusal
 from kmc.keystore import SIGNING_KEYS
 from kmc.keystore import current as keystore_current
-from kmc.pki import PKI_DIR, KmcPki, PkiCertificate
+from kmc.pki import AUDIT_SIGNING, PKI_DIR, KmcPki, PkiCertificate
 
 MAGIC = b"KMC-BACKUP 1\n"
 FORMAT = "kmc-backup-1"
@@ -208,11 +208,12 @@ def _open(data: bytes) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
     end = data.find(b"\n", len(MAGIC))
     try:
         header = json.loads(data[len(MAGIC) : end]) if end > 0 else None
-        assert isinstance(header, dict) and header.get("format") == FORMAT
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ValueError("not a backup header")
         sealed_key = base64.b64decode(header["sealed_key"], validate=True)
         nonce = base64.b64decode(header["nonce"], validate=True)
         backup_id = str(header["backup_id"])
-    except (ValueError, AssertionError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         raise _refuse("the backup header is damaged or truncated") from None
     head = data[: end + 1]
     try:
@@ -251,12 +252,14 @@ def _check_signature(signed: bytes, signature: bytes, certificates: dict[str, An
     root, signer = certificates.get("root"), certificates.get("audit")
     if root is None or signer is None:
         raise _refuse("the backup holds no root or audit signer certificate")
+    public = signer.public_key()
     try:
         signer.verify_directly_issued_by(root)
-        public = signer.public_key()
-        assert isinstance(public, ec.EllipticCurvePublicKey)
+        usage = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if AUDIT_SIGNING not in usage or not isinstance(public, ec.EllipticCurvePublicKey):
+            raise TypeError("not the audit signer")
         public.verify(signature, signed, ec.ECDSA(hashes.SHA384()))
-    except (InvalidSignature, ValueError, TypeError, AssertionError):
+    except (InvalidSignature, x509.ExtensionNotFound, ValueError, TypeError):
         raise _refuse("the backup's signature is not its audit signer's") from None
 
 

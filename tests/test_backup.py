@@ -4,6 +4,7 @@ a tampered, truncated or foreign backup is refused with one line and writes noth
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask
 from sqlalchemy import select, update
 
@@ -24,6 +26,7 @@ from kmc import create_app, pki
 from kmc.audit import service as audit
 from kmc.audit.models import AuditEntry
 from kmc.database import db
+from kmc.keystore import current as current_keystore
 from sm_emulator.module import SecurityModule
 from sm_registry import service as registry
 from tests.conftest import Instance, _pg_copy, _worker, run_kmc
@@ -77,6 +80,24 @@ def _app_of(target: Instance) -> Flask:
             **target.keystore,
         }
     )
+
+
+def _signed_by_key_load_signer(app: Flask, data: bytes) -> bytes:
+    """The same backup, opened with this KMC's key store and signed again by its key-load
+    signer (a certificate under the same root, without the audit signing purpose)."""
+    end = data.index(b"\n", len(b"KMC-BACKUP 1\n"))
+    head, header = data[: end + 1], json.loads(data[len(b"KMC-BACKUP 1\n") : end])
+    with app.app_context():
+        content_key = current_keystore().open(
+            base64.b64decode(header["sealed_key"]), f"kmc-backup:{header['backup_id']}".encode()
+        )
+        signer = pki.current().keyload_signer
+    nonce = base64.b64decode(header["nonce"])
+    plain = AESGCM(content_key).decrypt(nonce, data[end + 1 :], head)
+    packed = plain[2 + int.from_bytes(plain[:2], "big") :]
+    signature = signer.sign(head + packed)
+    forged = len(signature).to_bytes(2, "big") + signature + packed
+    return head + AESGCM(content_key).encrypt(nonce, forged, head)
 
 
 def test_a_backup_under_load_restores_elsewhere_and_an_sm_loads_keys_from_it(
@@ -153,6 +174,7 @@ def test_a_tampered_truncated_or_misplaced_backup_is_refused_and_writes_nothing(
         "truncated": data[: len(data) - 100],
         "header": data.replace(b'"kmc_name"', b'"kmc_nome"', 1),
         "junk": b"not a backup",
+        "signer": _signed_by_key_load_signer(app, data),
     }
     target = _empty_instance(instance, tmp_path / "restored")
     for name, content in cases.items():
@@ -162,6 +184,8 @@ def test_a_tampered_truncated_or_misplaced_backup_is_refused_and_writes_nothing(
         assert refused.returncode == 1, (name, refused.stdout)
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("kmc: backup_refused: "), (name, lines)
+        if name == "signer":
+            assert "not its audit signer's" in lines[0]
     assert not (target.folder / "pki").exists()
     again = run_kmc(instance, "backup", "--out", str(out))
     assert (again.returncode, again.stderr.split(":")[:2]) == (1, ["kmc", " exists"])
