@@ -55,8 +55,8 @@ def _softhsm_store(folder: Path) -> KeyStore | None:
     return open_keystore(settings, create=True)
 
 
-def _measure(name: str, store: KeyStore, instance: Path) -> None:
-    kmc = KmcPki.create(instance, store, "Bench KMC", "test")
+def _measure(name: str, store: KeyStore) -> None:
+    kmc = KmcPki.create(store, "Bench KMC", "test")
     signer = kmc.keyload_signer
     test_pki = make_pki()
     klf = key_load_file_with(5)
@@ -89,14 +89,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-keystore-") as folder:
         root = Path(folder)
         (root / "software").mkdir()
-        _measure(
-            "software",
-            SoftwareKeyStore.from_instance(root / "software", create=True),
-            root / "software",
-        )
+        _measure("software", SoftwareKeyStore.from_instance(root / "software", create=True))
         (root / "pkcs11").mkdir()
         token = _softhsm_store(root / "pkcs11")
         if token is None:
             print("pkcs11: SoftHSM2 is not installed (apt-get install -y softhsm2)")
             return
-        _measure("pkcs11 (SoftHSM2)", token, root / "pkcs11")
+        _measure("pkcs11 (SoftHSM2)", token)

@@ -11,7 +11,7 @@ from key_load import api as key_load_api
 from key_load import models as key_load_models
 from key_load import service as key_load_service
 from key_load import views as key_load_views
-from kmc import access, config, headers, sealing, web
+from kmc import access, config, headers, pki, sealing, web
 from kmc import api as api_layer
 from kmc.accounts import api as accounts_api
 from kmc.accounts import models as accounts_models
@@ -41,7 +41,14 @@ TEMPLATES = Path(__file__).parent / "templates"
 MIGRATIONS = PACKAGE / "migrations"
 
 # Every table, so the metadata (and Alembic) sees them all.
-MODELS = (accounts_models, audit_models, sm_registry_models, vending_keys_models, key_load_models)
+MODELS = (
+    pki,
+    accounts_models,
+    audit_models,
+    sm_registry_models,
+    vending_keys_models,
+    key_load_models,
+)
 BLUEPRINTS = (
     accounts_views.auth,
     accounts_views.admin,
@@ -69,7 +76,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         static_folder=str(PACKAGE / "static"),  # favicon, CSS, kmc.js, api-docs.js: no inline code
     )
     app.config.update(
-        SECRET_KEY=config.ensure_secret_key(instance),
         # No bound parameter in any log line: they can hold hashes of secrets (docs/security.md).
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "hide_parameters": True},
         SESSION_COOKIE_HTTPONLY=True,
@@ -100,6 +106,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     store = open_keystore(app.config)
     if store is not None:
         app.extensions["kmc.keystore"] = store
+    # Every node on one token signs sessions with the token's secret; else the folder's file.
+    shared_secret = store.session_secret() if store is not None else None
+    app.config["SECRET_KEY"] = shared_secret or config.ensure_secret_key(instance)
     access.init_app(
         app,
         session_user=accounts_service.user_for_session,

@@ -25,6 +25,8 @@ COMMANDS = {
     "ca": ("kmc.instance_cli:ca", "The KMC's own certificate authority."),
     "hsm": ("kmc.instance_cli:hsm", "The PKCS#11 token holding the KMC's keys."),
     "keystore": ("kmc.instance_cli:keystore", "Where the KMC's keys live: migrate to a token."),
+    "backup": ("kmc.instance_cli:backup", "Write a signed, encrypted backup of this KMC."),
+    "restore": ("kmc.instance_cli:restore", "Restore a backup into an empty KMC."),
     "user": ("kmc.accounts.cli:user", "Accounts of people and machine clients."),
     "audit": ("kmc.audit.cli:audit", "The tamper-evident audit log."),
     "manufacturer": ("sm_registry.cli:manufacturer", "SM manufacturers and their ID_man."),

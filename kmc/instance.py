@@ -42,15 +42,16 @@ def initialise(actor: str, *, reuse_keys: bool = False) -> InitReport:
     current_app.extensions["kmc.keystore"] = store
     upgrade(directory=current_app.extensions["migrate"].directory)
 
-    created_pki = not KmcPki.exists(instance)
+    KmcPki.adopt_copies(instance)
+    created_pki = not KmcPki.exists()
     if created_pki:
         pki = KmcPki.create(
-            instance,
             store,
             current_app.config["KMC_NAME"],
             current_app.config["KMC_MODE"],
             reuse_keys=reuse_keys,
         )
+        pki.save()
         current_app.extensions["kmc.pki"] = pki
         audit.record(
             actor,
@@ -65,7 +66,7 @@ def initialise(actor: str, *, reuse_keys: bool = False) -> InitReport:
             },
         )
     else:
-        pki = KmcPki.load(instance, store)
+        pki = KmcPki.load(store)
         current_app.extensions["kmc.pki"] = pki
         for name, certificate in pki.add_missing_purposes().items():
             audit.record(
@@ -78,6 +79,11 @@ def initialise(actor: str, *, reuse_keys: bool = False) -> InitReport:
                     "sha256": certificate.fingerprint(hashes.SHA256()).hex(),
                 },
             )
+
+    pki.write_copies(instance)
+    secret = store.session_secret()
+    if secret is not None:
+        current_app.config["SECRET_KEY"] = secret
 
     password = None
     if not db.session.scalar(select(func.count()).select_from(User)):

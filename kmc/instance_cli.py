@@ -12,6 +12,7 @@ from flask import current_app
 
 from kmc.command_line import KmcCommand, KmcGroup, emit, json_option, system_actor
 from kmc.custodians.cli import unseal_this_process
+from kmc.database import db
 from kmc.errors import InvalidInput
 from kmc.headers import require_secure_transport
 from kmc.instance import initialise
@@ -46,7 +47,7 @@ def init(unseal: bool) -> None:
     instance = current_app.config["KMC_INSTANCE"]
     click.echo(f"KMC instance ready at {instance} (mode {current_app.config['KMC_MODE']})")
     if report.created_pki:
-        click.echo(f"KMC root certificate: {current_pki().root_pem_path}")
+        click.echo(f"KMC root certificate: {instance / 'pki' / 'root.pem'} (a copy)")
     if report.admin_password:
         click.echo(f"Bootstrap account 'admin' created; one-time password: {report.admin_password}")
         click.echo("It is shown only now; you must change it at first login.")
@@ -65,11 +66,18 @@ def init(unseal: bool) -> None:
     type=click.IntRange(1),
     help="Processes. 1: waitress in this process; more: gunicorn forks that many workers.",
 )
-def serve(host: str, port: int, threads: int, workers: int) -> None:
+@click.option(
+    "--access-log",
+    metavar="FILE",
+    help="With --workers 2+: one line per request (with the worker's pid) to FILE, - for stdout.",
+)
+def serve(host: str, port: int, threads: int, workers: int, access_log: str | None) -> None:
     """Serve the KMC with a production WSGI server (waitress, or gunicorn with --workers)."""
     # Imported here: the servers take ~40 ms to import and no other command needs them.
     from kmc.serving import serve_single_process, serve_workers
 
+    if access_log and workers == 1:
+        raise InvalidInput("usage", "--access-log needs --workers 2 or more (gunicorn)")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     require_protected_store()
     require_secure_transport(app)
@@ -79,7 +87,7 @@ def serve(host: str, port: int, threads: int, workers: int) -> None:
     if workers == 1:
         serve_single_process(app, host, port, threads)
     else:
-        serve_workers(app, host, port, workers, threads)
+        serve_workers(app, host, port, workers, threads, access_log)
 
 
 @click.group(cls=KmcGroup)
@@ -212,3 +220,47 @@ def keystore_migrate(target: str, batch: int, unseal: bool, as_json: bool) -> No
         return "\n".join(lines)
 
     emit(data, as_json, text)
+
+
+@click.command(cls=KmcCommand)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="New file."
+)
+@json_option
+def backup(out: Path, as_json: bool) -> None:
+    """Write a consistent, signed and encrypted backup of this KMC (docs/backup.md)."""
+    from kmc.instance_backup import write_backup
+
+    if out.exists():
+        raise InvalidInput("exists", f"{out} exists: a backup never overwrites a file")
+    tables = len(db.metadata.sorted_tables)
+    with click.progressbar(
+        length=tables, label="backing up", file=sys.stderr, hidden=as_json
+    ) as bar:
+        report = write_backup(out, system_actor(), bar.update)
+    emit(
+        report.as_dict(),
+        as_json,
+        lambda: (
+            f"wrote {out}: backup {report.backup_id}, "
+            f"{sum(report.rows.values())} rows, {report.size} bytes"
+        ),
+    )
+
+
+@click.command(cls=KmcCommand)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+def restore(file: Path, as_json: bool) -> None:
+    """Restore a backup into this empty KMC, after checking its signature and audit chain."""
+    from kmc.instance_backup import restore_backup
+
+    result = restore_backup(file, system_actor())
+    emit(
+        result,
+        as_json,
+        lambda: (
+            f"restored backup {result['backup_id']} of {result['created_at']}: "
+            f"{result['rows']} rows, audit chain verified"
+        ),
+    )

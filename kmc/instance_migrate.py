@@ -76,13 +76,13 @@ class Migration:
             )
         instance = Path(config["KMC_INSTANCE"])
         source = current_app.extensions.get("kmc.keystore")
-        if source is None or not KmcPki.exists(instance):
+        if source is None or not KmcPki.exists():
             raise Conflict(
                 "nothing_to_migrate",
                 f"{instance} has no master key or no PKI: nothing to migrate "
                 "(already migrated? then run with KMC_KEYSTORE=pkcs11)",
             )
-        pki = KmcPki.load(instance, source)
+        pki = KmcPki.load(source)
         target = Pkcs11KeyStore.from_settings(config)
         _refuse_foreign_keys(target, pki)
         return cls(source, target, pki, vending_keys.keys_to_rewrap(target))

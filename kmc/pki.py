@@ -2,8 +2,10 @@
 
 Created once by `kmc init`: each private key by the key store (`kmc.keystore`: sealed in
 `<instance>/pki/<name>.key.sealed` by the software store, on the token with `pkcs11`), each
-certificate in PEM in `<instance>/pki/<name>.pem`. The root certificate is what
-SMs, auditors and OpenSSL trust (`kmc ca root --out FILE`, or `<instance>/pki/root.pem`).
+certificate in the database (`pki_certificates`), so that every node of a KMC on one database
+and one token loads the same PKI. `kmc init` also writes a PEM copy of each certificate to
+`<instance>/pki/<name>.pem` for operators; the KMC never reads those copies. The root
+certificate is what SMs, auditors and OpenSSL trust (`kmc ca root --out FILE`).
 
     KMC Root CA (P-384, CA, pathlen 1)
     ├── KMC SM Issuing CA (CA, pathlen 0)  → SM certificates (kmc.sm_registry)
@@ -28,8 +30,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import current_app
+from sqlalchemy import String, Text, select
+from sqlalchemy.orm import Mapped, mapped_column
 
 from key_load_protocol import ID_KP_KMC_AUDIT_SIGNING, ID_KP_KMC_KEY_LOAD_SIGNING
+from kmc.database import db
 from kmc.errors import KeyStoreError
 from kmc.keystore import SIGNING_KEYS, KeyStore
 
@@ -45,6 +50,24 @@ _YEARS = {"root": 20, "issuing": 10, "keyload": 5, "audit": 5}
 KEY_LOAD_SIGNING = x509.ObjectIdentifier(ID_KP_KMC_KEY_LOAD_SIGNING)
 AUDIT_SIGNING = x509.ObjectIdentifier(ID_KP_KMC_AUDIT_SIGNING)
 PURPOSES = {"keyload": KEY_LOAD_SIGNING, "audit": AUDIT_SIGNING}
+
+
+class PkiCertificate(db.Model):
+    """One KMC signer certificate (PEM): shared by every node, with the database."""
+
+    __tablename__ = "pki_certificates"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    pem: Mapped[str] = mapped_column(Text)
+
+
+def _store_certificate(name: str, certificate: x509.Certificate) -> None:
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    row = db.session.get(PkiCertificate, name)
+    if row is None:
+        db.session.add(PkiCertificate(name=name, pem=pem))
+    else:
+        row.pem = pem
 
 
 @dataclass(frozen=True)
@@ -128,11 +151,10 @@ def _certificate(
 
 
 class KmcPki:
-    """The four KMC signers, loaded from (or created in) the instance folder."""
+    """The four KMC signers: keys in the key store, certificates in the database."""
 
-    def __init__(self, signers: dict[str, Signer], folder: Path) -> None:
+    def __init__(self, signers: dict[str, Signer]) -> None:
         self._signers = signers
-        self.folder = folder
 
     def signer(self, name: str) -> Signer:
         return self._signers[name]
@@ -153,21 +175,42 @@ class KmcPki:
     def audit_signer(self) -> Signer:
         return self._signers["audit"]
 
-    @property
-    def root_pem_path(self) -> Path:
-        return self.folder / "root.pem"
+    @staticmethod
+    def exists() -> bool:
+        return db.session.get(PkiCertificate, "root") is not None
 
     @staticmethod
-    def exists(instance: Path) -> bool:
-        return (instance / PKI_DIR / "root.pem").exists()
+    def adopt_copies(instance: Path) -> bool:
+        """An instance made before the certificates moved into the database: take them from
+        its `pki/*.pem` files (once, in `kmc init`). True if it did."""
+        folder = instance / PKI_DIR
+        if KmcPki.exists() or not (folder / "root.pem").exists():
+            return False
+        for name in NAMES:
+            _store_certificate(
+                name, x509.load_pem_x509_certificate((folder / f"{name}.pem").read_bytes())
+            )
+        return True
+
+    def save(self) -> None:
+        for name, signer in self._signers.items():
+            _store_certificate(name, signer.certificate)
+
+    def write_copies(self, instance: Path) -> None:
+        """PEM copies of the certificates in `<instance>/pki/` for operators (never read back)."""
+        folder = instance / PKI_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, signer in self._signers.items():
+            (folder / f"{name}.pem").write_bytes(
+                signer.certificate.public_bytes(serialization.Encoding.PEM)
+            )
 
     @classmethod
     def create(
-        cls, instance: Path, store: KeyStore, kmc_name: str, mode: str, *, reuse_keys: bool = False
+        cls, store: KeyStore, kmc_name: str, mode: str, *, reuse_keys: bool = False
     ) -> KmcPki:
-        """Certificates for new keys; with `reuse_keys`, for the keys the store already holds."""
-        folder = instance / PKI_DIR
-        folder.mkdir(parents=True, exist_ok=True)
+        """Certificates for new keys; with `reuse_keys`, for the keys the store already holds.
+        `save` puts them in the database."""
         now = dt.datetime.now(dt.UTC)
         signers: dict[str, Signer] = {}
         for name in NAMES:
@@ -177,9 +220,8 @@ class KmcPki:
                 key = store.create_signing_key(name)
             issuer = None if name == "root" else signers["root"]
             cert = _certificate(name, _name(kmc_name, mode, _TITLES[name]), key, issuer, now)
-            (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
             signers[name] = Signer(key, cert)
-        return cls(signers, folder)
+        return cls(signers)
 
     def add_missing_purposes(self) -> dict[str, x509.Certificate]:
         """Reissue, for the same key, each signer certificate that lacks its extended key usage.
@@ -199,34 +241,34 @@ class KmcPki:
             if usages is not None and purpose in usages.value:
                 continue
             cert = _certificate(name, old.certificate.subject, old.key, self.root, now)
-            (self.folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            _store_certificate(name, cert)
             self._signers[name] = Signer(old.key, cert)
             reissued[name] = cert
         return reissued
 
     @classmethod
-    def load(cls, instance: Path, store: KeyStore) -> KmcPki:
-        folder = instance / PKI_DIR
+    def load(cls, store: KeyStore) -> KmcPki:
+        rows = {row.name: row.pem for row in db.session.scalars(select(PkiCertificate))}
         signers = {}
         for name in NAMES:
             key = store.signing_key(name)
-            cert = x509.load_pem_x509_certificate((folder / f"{name}.pem").read_bytes())
+            cert = x509.load_pem_x509_certificate(rows[name].encode())
             if key.public_key() != cert.public_key():
                 raise KeyStoreError(
-                    f"the {name} key in the key store is not the one {name}.pem certifies "
+                    f"the {name} key in the key store is not the one the {name} certificate "
+                    "certifies "
                     "(keys of another KMC?)"
                 )
             signers[name] = Signer(key, cert)
-        return cls(signers, folder)
+        return cls(signers)
 
 
 def current() -> KmcPki:
     """The app's PKI, loaded on first use (after `kmc init` created it)."""
     pki: KmcPki | None = current_app.extensions.get("kmc.pki")
     if pki is None:
-        instance = current_app.config["KMC_INSTANCE"]
-        if not KmcPki.exists(instance):
-            raise RuntimeError(f"the KMC PKI is missing in {instance}: run `kmc init`")
-        pki = KmcPki.load(instance, current_app.extensions["kmc.keystore"])
+        if not KmcPki.exists():
+            raise RuntimeError("the KMC PKI is missing in the database: run `kmc init`")
+        pki = KmcPki.load(current_app.extensions["kmc.keystore"])
         current_app.extensions["kmc.pki"] = pki
     return pki

@@ -49,17 +49,24 @@ class _KmcGunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no 
         return self.flask_app
 
 
-def serve_workers(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
-    """gunicorn: `workers` processes forked from this one, each with `threads` threads (gthread)."""
+# One line per request: who, when, what, status, size, and the worker's process id.
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(r)s" %(s)s %(B)s pid=%(p)s'
+
+
+def serve_workers(
+    app: Flask, host: str, port: int, workers: int, threads: int, access_log: str | None = None
+) -> None:
+    """gunicorn: `workers` processes forked from this one, each with `threads` threads (gthread);
+    `access_log` (a file, or "-" for stdout) logs each request with the worker that answered."""
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    _KmcGunicorn(
-        app,
-        {
-            "bind": address,
-            "workers": workers,
-            "worker_class": "gthread",
-            "threads": threads,
-            "proc_name": "kmc",
-            "post_fork": _post_fork,
-        },
-    ).run()
+    options: dict[str, Any] = {
+        "bind": address,
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "proc_name": "kmc",
+        "post_fork": _post_fork,
+    }
+    if access_log:
+        options.update(accesslog=access_log, access_log_format=ACCESS_LOG_FORMAT)
+    _KmcGunicorn(app, options).run()

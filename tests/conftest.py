@@ -9,13 +9,16 @@ tests that need it, with the reason; under CI (CI=true) it fails them.
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -447,10 +450,42 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@contextmanager
+def kmc_server(
+    env: dict[str, str], log_path: Path, *options: str
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """`kmc serve` with `options` on a free local port, once it answers; yields (port, process)."""
+    port = _free_port()
+    exe = Path(sys.executable).parent / "kmc"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(exe), "serve", "--port", str(port), *options],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                    connection.request("GET", "/login")
+                    assert connection.getresponse().status == 200
+                    connection.close()
+                    break
+                except OSError:
+                    assert process.poll() is None, log_path.read_text()
+                    assert time.monotonic() < deadline, "kmc serve did not start"
+                    time.sleep(0.1)
+            yield port, process
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
 @pytest.fixture
 def live_server(instance: Instance) -> Iterator[str]:
     """`kmc serve` (waitress) on a free local port against this test's instance; yields its URL."""
-    import time
     import urllib.request
 
     port = _free_port()

@@ -6,9 +6,7 @@ import http.client
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,42 +16,17 @@ from factories.keys import SGC, add_key, api_headers, authorise
 from factories.registry import new_device
 from key_load.models import KeyLoadIssue
 from key_load_protocol import KeyIdentity
+from key_load_protocol.eklf import open_eklf
+from kmc import pki
 from kmc.audit import service as audit
 from kmc.database import db
-from tests.conftest import _free_port
+from tests.conftest import kmc_server
 
 pytestmark = pytest.mark.slow
 
 
-@contextmanager
-def _serving(instance, *options: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    exe = Path(sys.executable).parent / "kmc"
-    log_path = instance.folder.parent / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(exe), "serve", "--port", str(port), *options],
-            env=instance.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                    connection.request("GET", "/login")
-                    assert connection.getresponse().status == 200
-                    connection.close()
-                    break
-                except OSError:
-                    assert process.poll() is None, log_path.read_text()
-                    assert time.monotonic() < deadline, "kmc serve did not start"
-                    time.sleep(0.1)
-            yield port, process
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+def _serving(instance, *options: str):
+    return kmc_server(instance.env(), instance.folder.parent / "serve.log", *options)
 
 
 def _workers_of(pid: int, expected: int) -> list[str]:
@@ -66,7 +39,9 @@ def _workers_of(pid: int, expected: int) -> list[str]:
         time.sleep(0.1)
 
 
-def test_gunicorn_workers_issue_concurrent_eklfs_each_recorded_once(app, instance):
+# With pkcs11 each worker opens its own session on the token after the fork and signs there.
+@pytest.mark.parametrize("keystore", ["software", "pkcs11"])
+def test_gunicorn_workers_issue_concurrent_eklfs_each_recorded_once(app, instance, tmp_path):
     devices = [new_device(app, f"40{n:02d}") for n in range(4)]
     add_key(app, 1)
     for device in devices:
@@ -74,22 +49,38 @@ def test_gunicorn_workers_issue_concurrent_eklfs_each_recorded_once(app, instanc
     headers = {**api_headers(app), "Content-Type": "application/cms"}
     requests = [d.request((KeyIdentity(SGC, 1, 1),)) for d in devices for _ in range(3)]
 
-    def post(port: int, der: bytes) -> tuple[int, str]:
+    def post(port: int, der: bytes) -> tuple[int, str, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         connection.request("POST", "/api/v1/keyload", body=der, headers=headers)
         response = connection.getresponse()
-        response.read()
+        body = response.read()
         connection.close()
-        return response.status, response.getheader("X-KMC-SMID") or ""
+        return response.status, response.getheader("X-KMC-SMID") or "", body
 
-    with _serving(instance, "--workers", "3", "--threads", "2") as (port, process):
-        assert len(_workers_of(process.pid, 3)) == 3
+    access_log = tmp_path / "access.log"
+    options = ("--workers", "3", "--threads", "2", "--access-log", str(access_log))
+    with _serving(instance, *options) as (port, process):
+        workers = _workers_of(process.pid, 3)
+        assert len(workers) == 3
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda der: post(port, der), requests))
         replayed = post(port, requests[0])
 
-    assert [status for status, _ in answers] == [200] * len(requests)
+    answered_by = {
+        line.rsplit("pid=", 1)[1].strip("<>")
+        for line in access_log.read_text().splitlines()
+        if '"POST /api/v1/keyload' in line
+    }
+    assert len(answered_by) >= 2 and answered_by <= set(workers), answered_by
+
+    assert [status for status, _, _ in answers] == [200] * len(requests)
     assert replayed[0] == 409
+    by_smid = {d.smid: d for d in devices}
+    with app.app_context():
+        root = pki.current().root.certificate
+    for _, smid, eklf in answers:  # every worker signed on the token (pkcs11) or in process
+        loaded = open_eklf(eklf, trusted_root=root, sm_private_key=by_smid[smid].key)
+        assert [k.identity for k in loaded.keys] == [KeyIdentity(SGC, 1, 1)]
     with app.app_context():
         issued = db.session.execute(select(KeyLoadIssue.smid, KeyLoadIssue.sequence)).all()
         assert sorted(issued) == sorted((d.smid, n) for d in devices for n in (1, 2, 3))
@@ -99,6 +90,20 @@ def test_gunicorn_workers_issue_concurrent_eklfs_each_recorded_once(app, instanc
 def test_one_worker_is_waitress_in_the_serving_process(instance):
     with _serving(instance, "--workers", "1") as (_port, process):
         assert _workers_of(process.pid, 0) == []
+
+
+def test_an_access_log_needs_gunicorn(instance):
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "kmc"), "serve", "--access-log", "-"],
+        env=instance.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "kmc: usage: --access-log needs --workers 2 or more (gunicorn)"
+    ]
 
 
 def test_workers_must_be_at_least_one(instance):

@@ -140,7 +140,7 @@ def test_the_token_holds_every_kmc_key_sensitive_and_never_extractable(
             label = line.split(":", 1)[1].strip()
         elif line.strip().startswith("Access:") and ("Private" in kind or "Secret" in kind):
             blocks[label] = line.split(":", 1)[1]
-    wanted = {"kmc-storage", "kmc-root", "kmc-issuing", "kmc-keyload", "kmc-audit"}
+    wanted = {"kmc-storage", "kmc-session", "kmc-root", "kmc-issuing", "kmc-keyload", "kmc-audit"}
     assert wanted <= set(blocks), listing
     for label in wanted:
         assert "always sensitive" in blocks[label] and "never extractable" in blocks[label], (
@@ -210,6 +210,7 @@ def test_kmc_init_on_pkcs11_is_idempotent_and_hsm_status_shows_the_keys(
     assert shown["token"]["label"] == keystore_settings["KMC_PKCS11_TOKEN"]
     assert {k["label"] for k in shown["keys"]} == {
         "kmc-storage",
+        "kmc-session",
         "kmc-root",
         "kmc-issuing",
         "kmc-keyload",

@@ -6,7 +6,7 @@ import json
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 
 from kmc import pki
 from kmc.audit.models import AuditEntry
@@ -27,7 +27,7 @@ def _certificate(instance, name):
 
 
 def _strip_purpose(app, instance, name):
-    """Rewrite `<name>.pem` as instances made before the purposes had it: same key, no EKU."""
+    """Rewrite the certificate as instances made before the purposes had it: same key, no EKU."""
     old = _certificate(instance, name)
     builder = (
         x509.CertificateBuilder()
@@ -43,10 +43,14 @@ def _strip_purpose(app, instance, name):
             builder = builder.add_extension(extension.value, extension.critical)
     with app.app_context():
         root_key = pki.current().root.key
-    stripped = builder.sign(root_key, hashes.SHA384())
-    (instance.folder / "pki" / f"{name}.pem").write_bytes(
-        stripped.public_bytes(serialization.Encoding.PEM)
-    )
+        stripped = builder.sign(root_key, hashes.SHA384())
+        db.session.execute(
+            update(pki.PkiCertificate)
+            .where(pki.PkiCertificate.name == name)
+            .values(pem=stripped.public_bytes(serialization.Encoding.PEM).decode())
+            .execution_options(synchronize_session=False)
+        )
+        db.session.connection().commit()
     return stripped
 
 
@@ -78,3 +82,19 @@ def test_init_reissues_signer_certificates_that_predate_the_purposes(app, instan
             ("keyload", "extended key usage added"),
             ("audit", "extended key usage added"),
         ]
+
+
+def test_init_adopts_the_certificates_of_an_instance_made_before_they_moved_into_the_database(
+    app, instance
+):
+    root_before = _certificate(instance, "root")
+    with app.app_context():  # the database as migration 0005 leaves an older instance's
+        db.session.execute(delete(pki.PkiCertificate))
+        db.session.connection().commit()
+    result = run_kmc(instance, "init")
+    assert result.returncode == 0, result.stderr
+    assert "root certificate" not in result.stdout  # no new PKI
+    with app.app_context():
+        stored = db.session.get(pki.PkiCertificate, "root")
+        assert x509.load_pem_x509_certificate(stored.pem.encode()) == root_before
+        assert db.session.scalar(select(func.count()).select_from(pki.PkiCertificate)) == 4

@@ -15,6 +15,8 @@ The contract is what the KMC asks of its keys, never the keys themselves:
                          on the token and its private parts cannot be read
     agree                the KMC side of an EKLF's ephemeral-static ECDH: (ephemeral public key,
                          shared secret Z) for an SM's public key
+    session_secret       the Flask session secret when the store can give every node the same
+                         one (pkcs11: an HMAC on the token); None for a one-node store
     describe             what `kmc hsm status` shows (back end, token, labels, what runs where)
 """
 
@@ -64,6 +66,8 @@ class KeyStore(Protocol):
     def signing_key(self, name: str) -> ec.EllipticCurvePrivateKey: ...
 
     def agree(self, peer: ec.EllipticCurvePublicKey) -> tuple[ec.EllipticCurvePublicKey, bytes]: ...
+
+    def session_secret(self) -> bytes | None: ...
 
     def describe(self) -> dict[str, Any]: ...
 

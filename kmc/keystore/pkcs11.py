@@ -4,6 +4,8 @@ On the token, created by `kmc init` / `kmc hsm init`, sensitive and never extrac
 
     kmc-storage                 AES-256, wraps every stored secret (CKM_AES_KEY_WRAP_PAD, or
                                 CKM_AES_KEY_WRAP_KWP with KMC_PKCS11_KEY_WRAP)
+    kmc-session                 256-bit HMAC key: the Flask session secret is its HMAC-SHA256
+                                of a fixed label, the same on every node sharing the token
     kmc-root, kmc-issuing,      P-384 key pairs; every certificate, EKLF, export and audit
     kmc-keyload, kmc-audit      checkpoint is signed on the token (CKM_ECDSA over SHA-384)
 
@@ -42,6 +44,8 @@ from kmc.errors import KeyStoreError, Unavailable
 from kmc.keystore import audited_fault
 
 STORAGE_LABEL = "kmc-storage"
+SESSION_LABEL = "kmc-session"
+_SESSION_MESSAGE = b"kmc flask session secret 1"
 # The format byte of a stored secret names the wrap that made it: 02 | CKM_AES_KEY_WRAP_PAD
 # (what SoftHSM2 offers) or 03 | CKM_AES_KEY_WRAP_KWP (RFC 5649, PKCS#11 3.0), of
 # (tag | length | secret | pad). KMC_PKCS11_KEY_WRAP chooses the one new secrets get.
@@ -316,20 +320,34 @@ class Pkcs11KeyStore:
         except p11.NoSuchKey:
             raise self._key_away(STORAGE_LABEL) from None
 
-    def has_storage_key(self) -> bool:
+    def _has_secret_key(self, label: str) -> bool:
         def find(session: Any) -> bool:
             return bool(
                 list(
                     session.get_objects(
-                        {Attribute.LABEL: STORAGE_LABEL, Attribute.CLASS: ObjectClass.SECRET_KEY}
+                        {Attribute.LABEL: label, Attribute.CLASS: ObjectClass.SECRET_KEY}
                     )
                 )
             )
 
         return self._run(find)
 
+    def has_storage_key(self) -> bool:
+        return self._has_secret_key(STORAGE_LABEL)
+
     def ensure_storage_key(self) -> bool:
-        """Create the AES-256 storage key on the token unless it is there; True if created."""
+        """Create the AES-256 storage key and the session HMAC key on the token unless they are
+        there; True if the storage key was created."""
+        if not self._has_secret_key(SESSION_LABEL):
+            self._run(
+                lambda session: session.generate_key(
+                    KeyType.GENERIC_SECRET,
+                    256,
+                    label=SESSION_LABEL,
+                    store=True,
+                    template={**_NEVER_OUT, Attribute.SIGN: True, Attribute.VERIFY: True},
+                )
+            )
         if self.has_storage_key():
             return False
 
@@ -344,6 +362,23 @@ class Pkcs11KeyStore:
 
         self._run(create)
         return True
+
+    def session_secret(self) -> bytes | None:
+        """HMAC-SHA256 on the token of a fixed label: every node on this token gets the same
+        secret and none is stored anywhere; None before `kmc init` created the HMAC key."""
+
+        def derive(session: Any) -> bytes | None:
+            try:
+                key = session.get_key(
+                    object_class=ObjectClass.SECRET_KEY,
+                    key_type=KeyType.GENERIC_SECRET,
+                    label=SESSION_LABEL,
+                )
+            except p11.NoSuchKey:
+                return None
+            return bytes(key.sign(_SESSION_MESSAGE, mechanism=Mechanism.SHA256_HMAC))
+
+        return self._run(derive)
 
     def seal(self, secret: bytes, identity: bytes) -> bytes:
         body = _identity_tag(identity) + len(secret).to_bytes(2, "big") + secret

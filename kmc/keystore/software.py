@@ -101,6 +101,10 @@ class SoftwareKeyStore:
         ephemeral = ec.generate_private_key(ec.SECP384R1())
         return ephemeral.public_key(), ephemeral.exchange(ec.ECDH(), peer)
 
+    def session_secret(self) -> bytes | None:
+        """None: a software KMC is one node, its Flask secret a file of its instance folder."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {
             "keystore": self.kind,
