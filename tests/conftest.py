@@ -522,3 +522,11 @@ def browser_login(page: Any, username: str, password: str = PASSWORD) -> None:
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("#submit")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The number of generated API requests the schemathesis run sent, per role."""
+    fuzz = sys.modules.get("tests.test_api_fuzz")
+    if fuzz is not None and fuzz.CASES_RUN:
+        counts = ", ".join(f"{role} {count}" for role, count in sorted(fuzz.CASES_RUN.items()))
+        terminalreporter.write_line(f"API fuzz cases per role: {counts}")

@@ -55,6 +55,15 @@ def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
     return _VARIABLE.sub(r"{\g<name>}", rule.rule), parameters
 
 
+def _admits_empty(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "string" and not schema.keys() & {
+        "enum",
+        "format",
+        "pattern",
+        "minLength",
+    }
+
+
 def _content(reply: Reply | type[Schema]) -> dict[str, Any]:
     if isinstance(reply, Binary):
         # OpenAPI 3.1: a binary body is a media type without a schema (no "format": "binary").
@@ -127,4 +136,12 @@ def build_document(app: Flask, blueprint: str, title: str) -> dict[str, Any]:
             paths.setdefault(path, {})[method.lower()] = operation
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    built = spec.to_dict()
+    for operations in built["paths"].values():
+        for operation in operations.values():
+            for parameter in operation["parameters"]:
+                # kmc.api.schema.Query: an empty query parameter is the parameter left out,
+                # even where its schema refuses the empty string.
+                if parameter["in"] == "query" and not _admits_empty(parameter["schema"]):
+                    parameter["allowEmptyValue"] = True
+    return built
