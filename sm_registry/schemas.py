@@ -54,7 +54,9 @@ class Certification(fields.Field):
 
 
 class Upload(Input):
-    kind = fields.String(required=True, metadata={"enum": list(KINDS)})
+    kind = fields.String(
+        required=True, validate=validate.OneOf(KINDS), metadata={"reason": "bad_kind"}
+    )
     certification = Certification()
     id_man = fields.String(
         load_default=None,
