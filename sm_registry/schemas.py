@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
-from kmc.api.schema import Input, Output, Query, Text, Timestamp, WholeNumber
+from kmc.api.schema import Input, Output, Query, Text, Timestamp, Unchecked, WholeNumber
 from sm_registry.bulk import MAX_ITEM_NAME, MAX_ITEMS
 from sm_registry.csr import MAX_CSR_BYTES
 from sm_registry.export import FORMATS
@@ -90,14 +90,6 @@ class BulkItem(CsrFields):
     name = Text(
         max_length=MAX_ITEM_NAME, name=True, metadata={"description": "echoed in the verdict"}
     )
-
-
-class Unchecked(fields.Nested):
-    """Documented as the nested schema, passed through as given: a bulk item that does not fit
-    gets its own refused verdict instead of refusing the whole upload."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        return value
 
 
 class BulkRegistration(Upload):

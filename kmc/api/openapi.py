@@ -14,7 +14,7 @@ from marshmallow import Schema, fields
 from werkzeug.routing import Rule
 
 from kmc.access import PUBLIC
-from kmc.api.schema import Binary, Operation, Output, Reply
+from kmc.api.schema import Binary, Operation, Output, Reply, Unchecked
 from kmc.permissions import ROLES
 
 ERROR_STATUSES = {
@@ -53,6 +53,17 @@ def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
             schema["enum"] = [item.strip() for item in match["args"].split(",")]
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     return _VARIABLE.sub(r"{\g<name>}", rule.rule), parameters
+
+
+def _unchecked(self: Any, field: Any, ret: dict[str, Any]) -> dict[str, Any]:
+    """An `Unchecked` member: any value, the nested schema for those that fit it."""
+    if not isinstance(field, Unchecked):
+        return {}
+    nested = {"$ref": ret.pop("$ref")}
+    return {
+        "anyOf": [nested, {}],
+        "description": "checked on its own: one that does not fit gets its own refused verdict",
+    }
 
 
 def _admits_empty(schema: dict[str, Any]) -> bool:
@@ -112,14 +123,16 @@ def _operation(declared: Operation, roles: frozenset[str], path_parameters: list
 
 def build_document(app: Flask, blueprint: str, title: str) -> dict[str, Any]:
     """The document of every route of `blueprint`; a route without `@operation` is an error."""
+    plugin = MarshmallowPlugin()
     spec = APISpec(
         title=title,
         version="1",
         openapi_version="3.1.0",
-        plugins=[MarshmallowPlugin()],
+        plugins=[plugin],
         servers=[{"url": "/"}],
         security=[{"bearer": []}],
     )
+    plugin.converter.add_attribute_function(_unchecked)  # type: ignore[union-attr]  # set by APISpec
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=Error)
     paths: dict[str, dict[str, Any]] = {}

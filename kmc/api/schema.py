@@ -103,6 +103,15 @@ class Text(fields.String):
         return loaded
 
 
+class Unchecked(fields.Nested):
+    """A list member passed to the view as given, which checks it on its own (a bulk item that
+    does not fit gets its own refused verdict instead of refusing the whole request). The
+    document admits any value and names the nested schema (kmc.api.openapi)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        return value
+
+
 @dataclass(frozen=True)
 class Binary:
     """A non-JSON body (DER, a file download), documented with its media types; not parsed."""
