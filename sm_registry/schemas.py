@@ -68,6 +68,8 @@ class Upload(Input):
 class CsrFields(Input):
     """Exactly one of `csr` (PEM) or `csr_base64` (DER, base64)"""
 
+    exactly_one_of = ("csr", "csr_base64")
+
     csr = Text(
         max_length=MAX_CSR_TEXT,
         load_default=None,

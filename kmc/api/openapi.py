@@ -55,6 +55,19 @@ def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
     return _VARIABLE.sub(r"{\g<name>}", rule.rule), parameters
 
 
+class _Plugin(MarshmallowPlugin):
+    """apispec's marshmallow plugin, plus `Input.exactly_one_of` as a `oneOf`."""
+
+    def schema_helper(self, name: str, _: Any, schema: Any = None, **kwargs: Any) -> Any:
+        built = super().schema_helper(name, _, schema=schema, **kwargs)
+        one_of = getattr(schema, "exactly_one_of", ())
+        if built is not None and one_of:
+            built["oneOf"] = [
+                {"required": [field], "properties": {field: {"type": "string"}}} for field in one_of
+            ]
+        return built
+
+
 def _unchecked(self: Any, field: Any, ret: dict[str, Any]) -> dict[str, Any]:
     """An `Unchecked` member: any value, the nested schema for those that fit it."""
     if not isinstance(field, Unchecked):
@@ -123,7 +136,7 @@ def _operation(declared: Operation, roles: frozenset[str], path_parameters: list
 
 def build_document(app: Flask, blueprint: str, title: str) -> dict[str, Any]:
     """The document of every route of `blueprint`; a route without `@operation` is an error."""
-    plugin = MarshmallowPlugin()
+    plugin = _Plugin()
     spec = APISpec(
         title=title,
         version="1",

@@ -36,7 +36,11 @@ _MISSING_MESSAGES = {
 
 
 class Input(Schema):
-    """A request body: unknown fields are ignored (clients may send more than we read)."""
+    """A request body: unknown fields are ignored (clients may send more than we read).
+    `exactly_one_of` names string fields of which the view requires exactly one (documented as
+    a `oneOf`; the view refuses both or neither)."""
+
+    exactly_one_of: tuple[str, ...] = ()
 
     class Meta:
         unknown = EXCLUDE
