@@ -27,13 +27,14 @@ from werkzeug.exceptions import MethodNotAllowed
 from factories.callers import caller
 from kmc.accounts.service import create_token
 from kmc.permissions import ROLES
+from tests.conftest import ACCOUNTS
 
 # Generated requests per operation, per role and per generation mode (valid / invalid input): the
 # one bound on the run's size (docs/fuzzing.md gives the time it takes).
 FUZZ_EXAMPLES = 6
 ANONYMOUS = "anonymous"
-ACCOUNT_OF_ROLE = {"admin": "admin1", "operator": "operator1", "manufacturer": "maker1"}
-ACCOUNT_OF_ROLE["auditor"] = "auditor1"
+# The first test account of each role (tests/conftest.py ACCOUNTS).
+ACCOUNT_OF_ROLE = {role: name for name, (role, _) in reversed(ACCOUNTS.items())}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -43,8 +44,8 @@ CHECKS = [
 ]
 # kmc.api.schema.Input: a parameter or field the API does not read is ignored, not refused.
 CONFIG = SchemathesisConfig.from_dict({"generation": {"allow-extra-parameters": False}})
-# Cases run per role, summed over the backends (tests/conftest.py prints them at the end).
-CASES_RUN: Counter[str] = Counter()
+# Requests sent per (role, backend); tests/conftest.py prints them at the end of the run.
+CASES_RUN: Counter[tuple[str, str]] = Counter()
 UNUSED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -67,7 +68,9 @@ def _breakable(operation: dict[str, Any]) -> bool:
     )
 
 
-def _fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str], role: str) -> None:
+def _fuzz(
+    operation: Any, mode: GenerationMode, headers: dict[str, str], run_by: tuple[str, str]
+) -> None:
     checks = [*CHECKS, negative_data_rejection] if mode == GenerationMode.NEGATIVE else CHECKS
 
     @settings(
@@ -81,7 +84,7 @@ def _fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str], role: s
     def run(case: Any) -> None:
         response = case.call()
         case.validate_response(response, checks=checks)
-        CASES_RUN[role] += 1
+        CASES_RUN[run_by] += 1
 
     run()
 
@@ -94,7 +97,9 @@ def _routes(routes: Any, path: str, method: str) -> bool:
     return True
 
 
-def _check_unused_methods(app: Any, schema: Any, headers: dict[str, str], role: str) -> None:
+def _check_unused_methods(
+    app: Any, schema: Any, headers: dict[str, str], run_by: tuple[str, str]
+) -> None:
     """Every method a path does not serve is a 405 naming the methods it does serve (unless the
     URL is another route's, as GET /sms/bulk is the SM called "bulk")."""
     client = FlaskClient(app, app.response_class)  # not DocumentedClient: these are undocumented
@@ -112,11 +117,11 @@ def _check_unused_methods(app: Any, schema: Any, headers: dict[str, str], role: 
             assert response.status_code == 405, (method, path, response.status_code)
             allowed = {m.strip() for m in response.headers.get("Allow", "").split(",")}
             assert {m.upper() for m in methods} <= allowed, (method, path)
-            CASES_RUN[role] += 1
+            CASES_RUN[run_by] += 1
 
 
 @pytest.mark.parametrize("role", [*ROLES, ANONYMOUS])
-def test_no_input_breaks_the_api_or_its_document(app, role):
+def test_no_input_breaks_the_api_or_its_document(app, backend, role):
     headers = _headers(app, role)
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=CONFIG)
     failures = []
@@ -127,8 +132,8 @@ def test_no_input_breaks_the_api_or_its_document(app, role):
             modes.append(GenerationMode.NEGATIVE)
         for mode in modes:
             try:
-                _fuzz(operation, mode, headers, role)
+                _fuzz(operation, mode, headers, (role, backend))
             except (Exception, BaseExceptionGroup) as error:  # report every operation's failure
                 failures.append(f"{operation.label} ({mode.value}): {error}")
-    _check_unused_methods(app, schema, headers, role)
+    _check_unused_methods(app, schema, headers, (role, backend))
     assert not failures, "\n\n".join(failures)

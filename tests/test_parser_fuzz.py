@@ -29,9 +29,9 @@ from sts_token.ea07 import ENV_VAR, Ea07Tables
 from sts_token.errors import Ea07TablesInvalid
 from tests.data.protocol.generate import FOLDER
 
-# Examples per parser and input form; the DER walk is cheap and gets more.
+# Hypothesis examples per parser: the one bound (the DER walk is cheap and gets five times as
+# many, the SM's EKLF loading and the EA07 tables half as many; docs/fuzzing.md).
 EXAMPLES = 200
-# Hypothesis examples run per parser, for docs/fuzzing.md and the closing note.
 _ONCE = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _FILES = itertools.count()
 
