@@ -264,3 +264,13 @@ def test_bulk_upload_of_an_unknown_kind_is_refused_even_when_no_item_decodes(cli
         "/api/v1/sms/bulk", json={"kind": "hardware", "items": [{}]}, headers=bearer("maker1")
     )
     assert (answer.status_code, answer.json["error"]) == (400, "bad_kind")
+
+
+def test_bulk_upload_for_another_manufacturer_is_refused_even_when_no_item_decodes(client, bearer):
+    """The upload as a whole is checked before any item, whatever its items hold."""
+    answer = client.post(
+        "/api/v1/sms/bulk",
+        json={"kind": "virtual", "id_man": "3C4D", "items": [{}]},
+        headers=bearer("maker1"),
+    )
+    assert answer.status_code == 403, answer.json
