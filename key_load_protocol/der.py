@@ -124,22 +124,42 @@ _PRIMITIVE_ONLY = frozenset({0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0C, *range(0x
 def encoding_problem(data: bytes) -> str | None:
     """Why `data` is not one DER TLV (X.690 section 10), or None. Checked at every level: no
     indefinite length, every length in its shortest form, tags in their shortest form, the
-    primitive-only universal types primitive, BOOLEAN 00/FF, INTEGERs minimal, nothing after the
-    outer TLV. (The order of SET OF members is left to the structure's own checks.)"""
+    primitive-only universal types primitive, BOOLEAN 00/FF, INTEGERs minimal, the members of
+    every universal SET OF in ascending order, nothing after the outer TLV. (A SET OF under an
+    IMPLICIT tag is not visible by its tag: its reader re-tags it and checks it here.)"""
     pending = [(0, len(data), True)]
     while pending:
         start, end, single = pending.pop()
         offset = start
         while offset < end:
+            identifier = data[offset]
             found = _one_tlv(data, offset, end)
             if isinstance(found, str):
                 return found
             tag, constructed, body, offset = found
+            if identifier == _SET and not _ascending(data, body, offset):
+                return f"the members of a SET OF at byte {body} are not in ascending order"
             if constructed:
                 pending.append((body, offset, False))
             if single and offset != end:
                 return f"{end - offset} bytes follow the outer value"
     return None
+
+
+_SET = 0x31
+
+
+def _ascending(data: bytes, start: int, end: int) -> bool:
+    """Whether the TLVs between `start` and `end` are in ascending order of their encodings
+    (X.690 11.6). A member that is no TLV is reported when the walk reaches it."""
+    members, offset = [], start
+    while offset < end:
+        found = _one_tlv(data, offset, end)
+        if isinstance(found, str):
+            return True
+        members.append(data[offset : found[3]])
+        offset = found[3]
+    return members == sorted(members)
 
 
 def _one_tlv(data: bytes, offset: int, end: int) -> tuple[int, bool, int, int] | str:

@@ -162,12 +162,18 @@ def read(der: bytes, *, content_type: str, max_size: int, what: str) -> SignedCo
         if len(signers) != 1:
             raise MalformedMessage(Reason.BAD_STRUCTURE, f"the {what} must have exactly one signer")
         signer = signers[0]
+        signed_attributes = bytes([_SET_TAG]) + signer["signed_attrs"].dump()[1:]
+        problem = encoding_problem(signed_attributes)  # the [0] IMPLICIT SET OF, sorted
+        if problem is not None:
+            raise MalformedMessage(
+                Reason.NOT_DER, f"the {what} signed attributes are not DER: {problem}"
+            )
         return SignedContent(
             content=bytes(encapsulated["content"].native),
             signer_key_id=_signer_key_id(signer, what),
             signing_time=_check_algorithms_and_attributes(signer, content_type, what),
             certificates=_certificates(signed_data, what),
-            signed_attributes=bytes([_SET_TAG]) + signer["signed_attrs"].dump()[1:],
+            signed_attributes=signed_attributes,
             signature=signer["signature"].native,
             message_digest=bytes(_single_attribute(signer, "message_digest", what).native),
         )

@@ -77,9 +77,10 @@ def zip_items(path: Path) -> tuple[int, Iterator[Item]]:
     """The number of files in the archive and an iterator over its items."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, NotImplementedError):  # the last: a newer zip version
         raise InvalidInput("bad_zip", f"{path.name} is not a readable zip archive") from None
-    members = [m for m in archive.infolist() if not m.is_dir()]
+    # ZipInfo.is_dir() fails on a member named "" (a file like any other here).
+    members = [m for m in archive.infolist() if not m.filename.endswith("/")]
     _check_count(len(members))
 
     def read() -> Iterator[Item]:

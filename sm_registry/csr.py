@@ -61,7 +61,7 @@ def _der(data: bytes) -> bytes:
         )
     try:
         return x509.load_pem_x509_csr(stripped).public_bytes(serialization.Encoding.DER)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise InvalidInput(
             "csr_malformed", "the PEM block does not hold a well-formed PKCS#10 request"
         ) from None
@@ -94,7 +94,7 @@ def parse_request(data: bytes) -> RegistrationRequest:
         signature_ok = csr.is_signature_valid
         subject_smid = _single(csr, NameOID.SERIAL_NUMBER)
         subject_ou = _single(csr, NameOID.ORGANIZATIONAL_UNIT_NAME)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise InvalidInput(
             "csr_malformed", "not a well-formed PKCS#10 certificate request (PEM or DER)"
         ) from None

@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
-from kmc.api.schema import Flag, Input, Output, Query, Text, Timestamp, WholeNumber
+from kmc.api.schema import Flag, Input, Output, Query, Text, Timestamp, Unchecked, WholeNumber
 from sm_registry.bulk import MAX_ITEM_NAME, MAX_ITEMS
 from sm_registry.csr import MAX_CSR_BYTES
 from sm_registry.export import FORMATS
@@ -54,7 +54,9 @@ class Certification(fields.Field):
 
 
 class Upload(Input):
-    kind = fields.String(required=True, metadata={"enum": list(KINDS)})
+    kind = fields.String(
+        required=True, validate=validate.OneOf(KINDS), metadata={"reason": "bad_kind"}
+    )
     certification = Certification()
     id_man = fields.String(
         load_default=None,
@@ -65,6 +67,8 @@ class Upload(Input):
 
 class CsrFields(Input):
     """Exactly one of `csr` (PEM) or `csr_base64` (DER, base64)"""
+
+    exactly_one_of = ("csr", "csr_base64")
 
     csr = Text(
         max_length=MAX_CSR_TEXT,
@@ -88,14 +92,6 @@ class BulkItem(CsrFields):
     name = Text(
         max_length=MAX_ITEM_NAME, name=True, metadata={"description": "echoed in the verdict"}
     )
-
-
-class Unchecked(fields.Nested):
-    """Documented as the nested schema, passed through as given: a bulk item that does not fit
-    gets its own refused verdict instead of refusing the whole upload."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        return value
 
 
 class BulkRegistration(Upload):

@@ -382,10 +382,14 @@ def register_many(
     for something not yet durable (called inside another use case, the groups join it and
     commit with it).
     """
-    upload = _upload_scope(caller, kind, certification, as_manufacturer)
-    iterator = iter(items)
-    while group := list(islice(iterator, COMMIT_EVERY)):
-        yield from _register_group(upload, group)
+    upload = _upload_scope(caller, kind, certification, as_manufacturer)  # now, not at next()
+
+    def verdicts() -> Iterator[ItemResult]:
+        iterator = iter(items)
+        while group := list(islice(iterator, COMMIT_EVERY)):
+            yield from _register_group(upload, group)
+
+    return verdicts()
 
 
 # A bulk item once its CSR was read: the verified request, or why it was refused.

@@ -566,3 +566,11 @@ def browser_login(page: Any, username: str, password: str = PASSWORD) -> None:
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("#submit")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The number of requests the schemathesis run sent, per role and backend."""
+    fuzz = sys.modules.get("tests.test_api_fuzz")
+    if fuzz is not None and fuzz.CASES_RUN:
+        counts = ", ".join(f"{r} on {b}: {n}" for (r, b), n in sorted(fuzz.CASES_RUN.items()))
+        terminalreporter.write_line(f"API fuzz cases per role: {counts}")

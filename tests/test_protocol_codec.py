@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from factories.example import example_key_load_file, example_request
+from factories.mutations import mutations
 from key_load_protocol import (
     KeyIdentity,
     KeyLoadFile,
@@ -114,22 +115,8 @@ def _golden(name: str) -> bytes:
     return (FOLDER / name).read_bytes()
 
 
-def _mutations(data: bytes) -> st.SearchStrategy[bytes]:
-    def mutate(edits: list[tuple[int, int]]) -> bytes:
-        mutated = bytearray(data)
-        for position, value in edits:
-            mutated[position % len(mutated)] = value
-        return bytes(mutated)
-
-    edits = st.lists(
-        st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), min_size=1, max_size=4
-    )
-    truncations = st.integers(0, len(data) - 1).map(lambda n: data[:n])
-    return (edits.map(mutate) | truncations).filter(lambda mutated: mutated != data)
-
-
 @settings(max_examples=300)
-@given(_mutations(_golden("keyloadfile.der")))
+@given(mutations(_golden("keyloadfile.der")))
 def test_mutated_key_load_file_is_parsed_or_refused_as_protocol_error(der: bytes) -> None:
     try:
         decode_key_load_file(der)
@@ -138,7 +125,7 @@ def test_mutated_key_load_file_is_parsed_or_refused_as_protocol_error(der: bytes
 
 
 @settings(max_examples=300)
-@given(_mutations(_golden("vkloadreq.der")))
+@given(mutations(_golden("vkloadreq.der")))
 def test_mutated_request_is_refused_or_verifies_as_the_same_request(der: bytes) -> None:
     """The carried SM certificate is not what the KMC verifies with, so changes there may pass;
     a request that verifies must still be exactly the signed one."""
@@ -158,7 +145,7 @@ def sm_key() -> ec.EllipticCurvePrivateKey:
 
 
 @settings(max_examples=200)
-@given(der=_mutations(_golden("eklf.der")))
+@given(der=mutations(_golden("eklf.der")))
 def test_mutated_eklf_is_refused_or_opens_to_the_same_file(
     der: bytes, sm_key: ec.EllipticCurvePrivateKey
 ) -> None:

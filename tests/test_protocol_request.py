@@ -38,6 +38,7 @@ from key_load_protocol import (
 from key_load_protocol.codec import encode_request
 from key_load_protocol.der import encoding_problem
 from key_load_protocol.der import octet_string as der_octet_string
+from key_load_protocol.der import tlv as der_tlv
 from key_load_protocol.schema import VKLoadRequest
 
 
@@ -265,3 +266,41 @@ def test_der_walker_accepts_what_it_writes_and_refuses_non_minimal_integers() ->
     assert "shortest" in (encoding_problem(b"\x30\x81\x03\x02\x01\x05") or "")
     assert "follow" in (encoding_problem(b"\x02\x01\x05\x00") or "")
     assert "BOOLEAN" in (encoding_problem(b"\x01\x01\x01") or "")
+
+
+def test_an_unsorted_set_of_is_not_der() -> None:
+    """X.690 11.6: DER puts the members of a SET OF in ascending order of their encodings."""
+    assert encoding_problem(b"\x31\x06\x02\x01\x01\x02\x01\x02") is None
+    assert "ascending" in (encoding_problem(b"\x31\x06\x02\x01\x02\x02\x01\x01") or "")
+    assert "ascending" in (encoding_problem(b"\x30\x08\x31\x06\x02\x01\x02\x02\x01\x01") or "")
+
+
+def test_signed_attributes_out_of_order_are_not_der(
+    pki: ProtocolPki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signed attributes are an [0] IMPLICIT SET OF, invisible to a walk by tag: a signer
+    that signs them unsorted (BER) is refused before its signature is checked."""
+    monkeypatch.setattr(
+        signed_data.der, "set_of", lambda members: der_tlv(0x31, b"".join(reversed(list(members))))
+    )
+    unsorted = _signed(pki)
+    monkeypatch.undo()
+    refused = _refusal(unsorted)
+    assert refused.reason is Reason.NOT_DER, refused
+    assert "ascending" in str(refused)
+
+
+def test_a_constructed_implicit_octet_string_is_refused(
+    pki: ProtocolPki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signer's [0] IMPLICIT subjectKeyIdentifier in the constructed form (BER): no
+    universal tag tells the walk it is an OCTET STRING, but the structure's parser refuses it."""
+    implicit = signed_data.der.implicit
+
+    def constructed(number: int, encoded: bytes) -> bytes:
+        return der_tlv(0xA0 | number, encoded) if encoded[0] == 0x04 else implicit(number, encoded)
+
+    monkeypatch.setattr(signed_data.der, "implicit", constructed)
+    ber = _signed(pki)
+    monkeypatch.undo()
+    assert isinstance(_refusal(ber), MalformedMessage)

@@ -112,3 +112,26 @@ def test_the_summary_names_the_unreadable_member(kmc, tmp_path):
     assert result.exit_code == 1
     assert "2 accepted, 1 refused (of 3)" in result.stdout
     assert "refused 5002.pem: zip member 5002.pem is encrypted" in result.stdout
+
+
+def test_an_archive_needing_a_newer_zip_version_is_refused_whole(kmc, tmp_path):
+    """Found by tests/test_parser_fuzz.py: zipfile's NotImplementedError escaped."""
+    path = _archive(tmp_path, lambda data, name: None)
+    data = bytearray(path.read_bytes())
+    central = data.index(b"PK\x01\x02")
+    data[central + 6] = 64  # "version needed to extract": 6.4, beyond what zipfile reads
+    path.write_bytes(bytes(data))
+    result = kmc("sm", "register-bulk", str(path), "--kind", "virtual", "--as", "maker1")
+    assert result.exit_code == 1
+    assert "is not a readable zip archive" in result.output
+
+
+def test_a_member_without_a_name_is_read_like_any_other(kmc, tmp_path):
+    """Found by tests/test_parser_fuzz.py: a member named "" crashed zipfile's is_dir()."""
+    path = tmp_path / "csrs.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("5001.pem", make_csr("5001"))
+        archive.writestr(zipfile.ZipInfo(""), make_csr("5002"))
+    result = kmc("sm", "register-bulk", str(path), "--kind", "virtual", "--as", "maker1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["accepted"] == 2

@@ -5,6 +5,7 @@ Fresh SM requests come from `factories.csr.make_csr` (`key_load_protocol.csr.bui
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -86,6 +87,19 @@ def test_malformed_requests_are_refused_precisely(data, reason, match):
     with pytest.raises(InvalidInput, match=match) as refused:
         parse_request(data)
     assert refused.value.reason == reason
+
+
+@pytest.mark.parametrize("der", [True, False], ids=["der", "pem"])
+def test_a_request_of_another_version_is_refused_as_malformed(der):
+    """Found by tests/test_parser_fuzz.py: cryptography's InvalidVersion escaped as a 500."""
+    valid = make_csr("1001", der=True)
+    other_version = valid.replace(b"\x02\x01\x00", b"\x02\x01\x01", 1)
+    if not der:
+        body = base64.encodebytes(other_version).decode()
+        other_version = f"-----BEGIN CERTIFICATE REQUEST-----\n{body}-----END CERTIFICATE REQUEST-----\n".encode()
+    with pytest.raises(InvalidInput, match="PKCS#10") as refused:
+        parse_request(other_version)
+    assert refused.value.reason == "csr_malformed"
 
 
 @pytest.mark.parametrize(

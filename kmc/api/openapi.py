@@ -15,7 +15,7 @@ from marshmallow.validate import OneOf
 from werkzeug.routing import Rule
 
 from kmc.access import PUBLIC
-from kmc.api.schema import Binary, Operation, Output, Reply
+from kmc.api.schema import Binary, Operation, Output, Reply, Unchecked
 from kmc.errors import Unavailable
 from kmc.permissions import ROLES
 
@@ -75,6 +75,39 @@ def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
             schema["enum"] = [item.strip() for item in match["args"].split(",")]
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     return _VARIABLE.sub(r"{\g<name>}", rule.rule), parameters
+
+
+class _Plugin(MarshmallowPlugin):
+    """apispec's marshmallow plugin, plus `Input.exactly_one_of` as a `oneOf`."""
+
+    def schema_helper(self, name: str, _: Any, schema: Any = None, **kwargs: Any) -> Any:
+        built = super().schema_helper(name, _, schema=schema, **kwargs)
+        one_of = getattr(schema, "exactly_one_of", ())
+        if built is not None and one_of:
+            built["oneOf"] = [
+                {"required": [field], "properties": {field: {"type": "string"}}} for field in one_of
+            ]
+        return built
+
+
+def _unchecked(self: Any, field: Any, ret: dict[str, Any]) -> dict[str, Any]:
+    """An `Unchecked` member: any value, the nested schema for those that fit it."""
+    if not isinstance(field, Unchecked):
+        return {}
+    nested = {"$ref": ret.pop("$ref")}
+    return {
+        "anyOf": [nested, {}],
+        "description": "checked on its own: one that does not fit gets its own refused verdict",
+    }
+
+
+def _admits_empty(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "string" and not schema.keys() & {
+        "enum",
+        "format",
+        "pattern",
+        "minLength",
+    }
 
 
 def _content(reply: Reply | type[Schema]) -> dict[str, Any]:
@@ -138,14 +171,16 @@ def _operation(declared: Operation, roles: frozenset[str], path_parameters: list
 
 def build_document(app: Flask, blueprint: str, title: str) -> dict[str, Any]:
     """The document of every route of `blueprint`; a route without `@operation` is an error."""
+    plugin = _Plugin()
     spec = APISpec(
         title=title,
         version="1",
         openapi_version="3.1.0",
-        plugins=[MarshmallowPlugin()],
+        plugins=[plugin],
         servers=[{"url": "/"}],
         security=[{"bearer": []}],
     )
+    plugin.converter.add_attribute_function(_unchecked)  # type: ignore[union-attr]  # set by APISpec
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=Error)
     spec.components.schema("UnavailableError", schema=UnavailableError)
@@ -163,4 +198,12 @@ def build_document(app: Flask, blueprint: str, title: str) -> dict[str, Any]:
             paths.setdefault(path, {})[method.lower()] = operation
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    built = spec.to_dict()
+    for operations in built["paths"].values():
+        for operation in operations.values():
+            for parameter in operation["parameters"]:
+                # kmc.api.schema.Query: an empty query parameter is the parameter left out,
+                # even where its schema refuses the empty string.
+                if parameter["in"] == "query" and not _admits_empty(parameter["schema"]):
+                    parameter["allowEmptyValue"] = True
+    return built

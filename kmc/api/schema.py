@@ -36,7 +36,11 @@ _MISSING_MESSAGES = {
 
 
 class Input(Schema):
-    """A request body: unknown fields are ignored (clients may send more than we read)."""
+    """A request body: unknown fields are ignored (clients may send more than we read).
+    `exactly_one_of` names string fields of which the view requires exactly one (documented as
+    a `oneOf`; the view refuses both or neither)."""
+
+    exactly_one_of: tuple[str, ...] = ()
 
     class Meta:
         unknown = EXCLUDE
@@ -110,6 +114,15 @@ class Text(fields.String):
         if len(loaded) > self.max_length:
             raise InvalidInput(self.too_long, f"{what} may be at most {self.max_length} characters")
         return loaded
+
+
+class Unchecked(fields.Nested):
+    """A list member passed to the view as given, which checks it on its own (a bulk item that
+    does not fit gets its own refused verdict instead of refusing the whole request). The
+    document admits any value and names the nested schema (kmc.api.openapi)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        return value
 
 
 @dataclass(frozen=True)
