@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Response
 
-from kmc import access, text
+from kmc import access, listing, text
 from kmc.database import db
 from kmc.errors import InvalidInput, KMCError
 from kmc.permissions import Caller, Permission
@@ -86,6 +86,23 @@ def when(value: datetime | str | None) -> Markup:
     moment = moment.astimezone(UTC)
     exact = escape(moment.isoformat())
     return Markup(f'<time datetime="{exact}" title="{exact}">{moment:%Y-%m-%d %H:%M} UTC</time>')
+
+
+def list_url(**changes: object) -> str:
+    """This page's URL with some query parameters changed (None drops one): the links of a
+    list's sort headers and pager (templates/listing.html). Changing anything but the page
+    goes back to page 1."""
+    args = dict(request.args.items())
+    if "page" not in changes:
+        args.pop("page", None)
+    for key, value in changes.items():
+        if value is None:
+            args.pop(key, None)
+        else:
+            args[key] = str(value)
+    kept: dict[str, Any] = {**(request.view_args or {})}
+    kept.update((key, value) for key, value in args.items() if value != "")
+    return url_for(request.endpoint or "main.home", **kept)
 
 
 def attempt(action: Callable[[], R]) -> R | None:
@@ -177,6 +194,8 @@ def init_app(
     app.extensions["kmc.home_panels"] = tuple(home_panels)
     counters = dict(badges or {})
     app.add_template_filter(when, "when")
+    app.add_template_global(list_url, "list_url")
+    app.jinja_env.globals["per_page_choices"] = listing.PER_PAGE_CHOICES
 
     @app.context_processor
     def _layout() -> dict[str, Any]:

@@ -36,6 +36,7 @@ from kmc.errors import (
     PolicyRefusal,
     identifier_input,
 )
+from kmc.listing import Listing, ListRequest, Page, contains, page_of
 from kmc.permissions import Caller, Permission
 from sm_registry import certificates, export
 from sm_registry.csr import RegistrationRequest, parse_request
@@ -141,12 +142,32 @@ def manufacturer_exists(id_man: str) -> bool:
     return db.session.get(Manufacturer, id_man) is not None
 
 
-def list_manufacturers(caller: Caller) -> list[Manufacturer]:
+MANUFACTURER_LIST = Listing(
+    sorts={
+        "id_man": Manufacturer.id_man,
+        "name": Manufacturer.name,
+        "contact": Manufacturer.contact,
+        "since": Manufacturer.created_at,
+    },
+    searched=(Manufacturer.id_man, Manufacturer.name, Manufacturer.contact),
+    tiebreak=(Manufacturer.id_man,),
+)
+
+
+def _manufacturers(caller: Caller) -> Select[tuple[Manufacturer]]:
     caller.require(Permission.REGISTRY_READ)
-    query = select(Manufacturer).order_by(Manufacturer.id_man)
+    query = select(Manufacturer)
     if caller.is_manufacturer:
         query = query.where(Manufacturer.id_man == caller.id_man)
-    return list(db.session.scalars(query))
+    return query
+
+
+def list_manufacturers(caller: Caller) -> list[Manufacturer]:
+    return list(db.session.scalars(_manufacturers(caller).order_by(Manufacturer.id_man)))
+
+
+def manufacturers_page(caller: Caller, asked: ListRequest) -> Page[Manufacturer]:
+    return page_of(_manufacturers(caller), MANUFACTURER_LIST, asked)
 
 
 # --- registration --------------------------------------------------------------------------
@@ -589,7 +610,8 @@ def certificate_chain(smid: str, caller: Caller | None = None) -> certificates.C
 
 @dataclass(frozen=True)
 class SmFilter:
-    """What an auditor narrows the allocation list by (all optional; dates are registration days, UTC)."""
+    """What an auditor narrows the allocation list by (all optional; dates are registration days,
+    UTC; the SMID matches anywhere in it)."""
 
     id_man: str | None = None
     smid: str | None = None
@@ -615,15 +637,34 @@ def count_by_state(caller: Caller) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
-def list_sms(caller: Caller, where: SmFilter | None = None) -> list[SecurityModule]:
-    where = where or SmFilter()
+SM_LIST = Listing(
+    sorts={
+        "smid": SecurityModule.smid,
+        "id_man": SecurityModule.id_man,
+        "kind": SecurityModule.kind,
+        "state": SecurityModule.state,
+        "registered": SecurityModule.registered_at,
+        "uploader": SecurityModule.registered_by,
+    },
+    searched=(
+        SecurityModule.smid,
+        SecurityModule.id_man,
+        SecurityModule.registered_by,
+        SecurityModule.cert_model,
+        SecurityModule.cert_number,
+    ),
+    tiebreak=(SecurityModule.smid,),
+)
+
+
+def _sms(caller: Caller, where: SmFilter) -> Select[tuple[SecurityModule]]:
     query = _scoped(select(SecurityModule), caller).options(
         selectinload(SecurityModule.events), selectinload(SecurityModule.manufacturer)
     )
     if where.id_man:
         query = query.where(SecurityModule.id_man == IdMan.parse(where.id_man).value)
     if where.smid:
-        query = query.where(SecurityModule.smid == where.smid.strip())
+        query = query.where(contains(SecurityModule.smid, where.smid.strip()))
     if where.state:
         query = query.where(SecurityModule.state == where.state)
     if where.registered_from:
@@ -636,7 +677,18 @@ def list_sms(caller: Caller, where: SmFilter | None = None) -> list[SecurityModu
             SecurityModule.registered_at
             < dt.datetime.combine(where.registered_until, dt.time(), dt.UTC) + dt.timedelta(days=1)
         )
+    return query
+
+
+def list_sms(caller: Caller, where: SmFilter | None = None) -> list[SecurityModule]:
+    """Every SM the caller may see that matches (exports, the API, the CLI)."""
+    query = _sms(caller, where or SmFilter())
     return list(db.session.scalars(query.order_by(SecurityModule.id_man, SecurityModule.smid)))
+
+
+def sms_page(caller: Caller, where: SmFilter, asked: ListRequest) -> Page[SecurityModule]:
+    """One page of the SM list (the registry page)."""
+    return page_of(_sms(caller, where), SM_LIST, asked)
 
 
 @dataclass(frozen=True)

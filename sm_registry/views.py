@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from kmc.access import allow, current_caller
 from kmc.errors import InvalidInput
+from kmc.listing import ListRequest, Page
 from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, attempt
 from sm_registry import service
@@ -57,14 +58,19 @@ def _filter(form: SmFilterForm) -> service.SmFilter:
 @allow(Permission.REGISTRY_READ)
 def sms() -> str:
     form = SmFilterForm(request.args)
+    asked = ListRequest.from_args(request.args)
     where = attempt(lambda: _filter(form))
     listed = (
-        attempt(lambda: service.list_sms(current_caller(), where)) if where is not None else None
+        service.sms_page(current_caller(), where, asked)
+        if where is not None
+        else Page([], 0, asked)  # a filter that is not valid matches nothing, and says why
     )
-    if where is None or listed is None:
-        where, listed = service.SmFilter(), []
     return render_template(
-        "registry/sms.html", form=form, sms=listed, args=where.as_dict(), caller=current_caller()
+        "registry/sms.html",
+        form=form,
+        page=listed,
+        args=(where or service.SmFilter()).as_dict(),
+        caller=current_caller(),
     )
 
 
@@ -204,5 +210,5 @@ def manufacturers() -> str | Response:
     return render_template(
         "registry/manufacturers.html",
         form=form,
-        manufacturers=service.list_manufacturers(caller),
+        page=service.manufacturers_page(caller, ListRequest.from_args(request.args)),
     )

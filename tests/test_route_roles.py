@@ -58,6 +58,8 @@ ROUTES: dict[str, Route] = {
     "audit_ui.log": Route("/audit/", frozenset({"admin", "auditor"})),
     "audit_ui.export": Route("/audit/export.jsonl", frozenset({"admin", "auditor"})),
     "keys.index": Route("/keys/", KEY_READERS),
+    "keys.supply_groups": Route("/keys/supply-groups", KEY_READERS),
+    "keys.authorisations": Route("/keys/authorisations", KEY_READERS),
     "keys.add_supply_group": Route("/keys/supply-groups", KEY_MANAGERS, ok=302, method="POST"),
     "keys.generate": Route("/keys/generate", KEY_MANAGERS, ok=302, method="POST"),
     "keys.detail": Route("/keys/123456/1/1", KEY_READERS, ok=404),

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import contains_eager
 
 from key_load_protocol import KeyIdentity, key_check_value
 from key_load_protocol.identifiers import supply_group_code
@@ -31,6 +32,7 @@ from kmc.errors import (
     PolicyRefusal,
     identifier_input,
 )
+from kmc.listing import Listing, ListRequest, Page, page_of
 from kmc.permissions import Caller, Permission
 from sm_registry import service as registry
 from vending_keys.domain import (
@@ -203,6 +205,24 @@ def list_supply_groups() -> Sequence[SupplyGroup]:
     return db.session.scalars(select(SupplyGroup).order_by(SupplyGroup.sgc)).all()
 
 
+SUPPLY_GROUP_LIST = Listing(
+    sorts={
+        "sgc": SupplyGroup.sgc,
+        "name": SupplyGroup.name,
+        "utility": SupplyGroup.utility,
+        "cluster": SupplyGroup.cluster,
+        "since": SupplyGroup.created_at,
+    },
+    searched=(SupplyGroup.sgc, SupplyGroup.name, SupplyGroup.utility, SupplyGroup.cluster),
+    tiebreak=(SupplyGroup.sgc,),
+)
+
+
+def supply_groups_page(caller: Caller, asked: ListRequest) -> Page[SupplyGroup]:
+    caller.require(Permission.KEYS_READ)
+    return page_of(select(SupplyGroup), SUPPLY_GROUP_LIST, asked)
+
+
 # Keys
 
 
@@ -227,6 +247,26 @@ def list_keys(sgc: str | None = None) -> Sequence[VendingKey]:
     if sgc is not None:
         query = query.where(VendingKey.sgc == sgc)
     return db.session.scalars(query).all()
+
+
+KEY_LIST = Listing(
+    sorts={
+        "sgc": VendingKey.sgc,
+        "krn": VendingKey.krn,
+        "kt": VendingKey.kt,
+        "state": VendingKey.state,
+        "act": VendingKey.act,
+        "exp": VendingKey.exp,
+        "created": VendingKey.created_at,
+    },
+    searched=(VendingKey.sgc, VendingKey.kcv, VendingKey.state, VendingKey.dkga),
+    tiebreak=(VendingKey.sgc, VendingKey.krn, VendingKey.kt),
+)
+
+
+def keys_page(caller: Caller, asked: ListRequest) -> Page[VendingKey]:
+    caller.require(Permission.KEYS_READ)
+    return page_of(select(VendingKey), KEY_LIST, asked)
 
 
 def open_key(key: VendingKey) -> bytes:
@@ -541,6 +581,28 @@ def authorisations_for(smid: str) -> Sequence[Authorisation]:
     """An SM's authorisations, oldest first."""
     query = select(Authorisation).where(Authorisation.smid == smid).order_by(Authorisation.id)
     return db.session.scalars(query).all()
+
+
+AUTHORISATION_LIST = Listing(
+    sorts={
+        "smid": Authorisation.smid,
+        "sgc": VendingKey.sgc,
+        "krn": VendingKey.krn,
+        "kt": VendingKey.kt,
+        "iut": Authorisation.iut,
+        "expires": Authorisation.expires_at,
+        "created": Authorisation.created_at,
+    },
+    searched=(Authorisation.smid, VendingKey.sgc, Authorisation.proposed_by),
+    tiebreak=(Authorisation.id,),
+)
+
+
+def authorisations_page(caller: Caller, asked: ListRequest) -> Page[Authorisation]:
+    """Every SM's authorisations, with their keys (the authorisations page)."""
+    caller.require(Permission.KEYS_READ)
+    query = select(Authorisation).join(Authorisation.key).options(contains_eager(Authorisation.key))
+    return page_of(query, AUTHORISATION_LIST, asked)
 
 
 # Approvals

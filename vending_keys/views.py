@@ -8,6 +8,7 @@ from wtforms.fields.choices import SelectChoice
 
 from kmc import clock
 from kmc.access import allow, current_caller
+from kmc.listing import ListRequest
 from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, attempt, flash_form_errors
 from vending_keys import service
@@ -87,11 +88,28 @@ def _generate_form() -> GenerateKeyForm:
 def index() -> str:
     return render_template(
         "keys/index.html",
-        groups=service.list_supply_groups(),
-        keys=service.list_keys(),
+        page=service.keys_page(current_caller(), ListRequest.from_args(request.args)),
         key_types=KEY_TYPES,
-        group_form=SupplyGroupForm(prefix="group"),
         generate_form=_generate_form(),
+    )
+
+
+@bp.route("/supply-groups")
+@allow(Permission.KEYS_READ)
+def supply_groups() -> str:
+    return render_template(
+        "keys/supply_groups.html",
+        page=service.supply_groups_page(current_caller(), ListRequest.from_args(request.args)),
+        group_form=SupplyGroupForm(prefix="group"),
+    )
+
+
+@bp.route("/authorisations")
+@allow(Permission.KEYS_READ)
+def authorisations() -> str:
+    return render_template(
+        "keys/authorisations.html",
+        page=service.authorisations_page(current_caller(), ListRequest.from_args(request.args)),
     )
 
 
@@ -113,7 +131,7 @@ def add_supply_group() -> Response:
             flash(f"Supply group {group.sgc} added.", "success")
     else:
         flash_form_errors(form)
-    return redirect(url_for("keys.index"))
+    return redirect(url_for("keys.supply_groups"))
 
 
 @bp.route("/generate", methods=["POST"])

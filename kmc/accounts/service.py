@@ -19,6 +19,7 @@ from kmc.accounts.models import ApiToken, User
 from kmc.audit import service as audit
 from kmc.database import db, use_case
 from kmc.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
+from kmc.listing import Listing, ListRequest, Page, page_of
 from kmc.permissions import ROLES, Caller, Permission
 from sm_registry import service as registry
 
@@ -106,6 +107,25 @@ def find_user(username: str) -> User:
 
 def list_users() -> list[User]:
     return list(db.session.scalars(select(User).order_by(User.username)))
+
+
+USER_LIST = Listing(
+    sorts={
+        "username": User.username,
+        "role": User.role,
+        "id_man": User.id_man,
+        "active": User.active,
+        "created": User.created_at,
+    },
+    searched=(User.username, User.role, User.id_man),
+    tiebreak=(User.username,),
+)
+
+
+def users_page(caller: Caller, asked: ListRequest) -> Page[User]:
+    """One page of the accounts (the admin's users page)."""
+    caller.require(Permission.USERS_MANAGE)
+    return page_of(select(User), USER_LIST, asked)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from kmc.accounts.forms import (
     RevokeTokenForm,
     ToggleUserForm,
 )
+from kmc.listing import ListRequest
 from kmc.permissions import Permission
 from kmc.web import attempt
 
@@ -103,7 +104,10 @@ def users() -> str | Response:
             )
             return redirect(url_for("admin.users"))
     return render_template(
-        "admin/users.html", form=form, users=service.list_users(), toggle=ToggleUserForm()
+        "admin/users.html",
+        form=form,
+        page=service.users_page(current_caller(), ListRequest.from_args(request.args)),
+        toggle=ToggleUserForm(),
     )
 
 
