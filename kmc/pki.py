@@ -35,7 +35,7 @@ from kmc.keystore import SIGNING_KEYS, KeyStore
 
 PKI_DIR = "pki"
 NAMES = SIGNING_KEYS
-_TITLES = {
+TITLES = {
     "root": "Root CA",
     "issuing": "SM Issuing CA",
     "keyload": "Key Load Signer",
@@ -150,6 +150,11 @@ class KmcPki:
     def audit_signer(self) -> Signer:
         return self._signers["audit"]
 
+    def certificates(self) -> dict[str, x509.Certificate]:
+        """The signers' certificates by name (root, issuing, keyload, audit): public, for
+        downloads and for people to verify exports and key-load files with."""
+        return {name: signer.certificate for name, signer in self._signers.items()}
+
     @property
     def root_pem_path(self) -> Path:
         return self.folder / "root.pem"
@@ -173,7 +178,7 @@ class KmcPki:
             else:
                 key = store.create_signing_key(name)
             issuer = None if name == "root" else signers["root"]
-            cert = _certificate(name, _name(kmc_name, mode, _TITLES[name]), key, issuer, now)
+            cert = _certificate(name, _name(kmc_name, mode, TITLES[name]), key, issuer, now)
             (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
             signers[name] = Signer(key, cert)
         return cls(signers, folder)

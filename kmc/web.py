@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives import hashes, serialization
 from flask import (
     Blueprint,
     Flask,
@@ -27,7 +28,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Response
 
-from kmc import access, listing, text
+from kmc import access, listing, pki, text
 from kmc.database import db
 from kmc.errors import InvalidInput, KMCError
 from kmc.permissions import Caller, Permission
@@ -45,7 +46,17 @@ NAVIGATION = (
     ("keys.approvals", "Approvals", ("admin", "operator", "auditor")),
     ("keyload.index", "Key loading", ("admin", "operator", "auditor")),
     ("custodians.index", "Custodians", ("admin", "operator")),
+    ("main.certificates", "Certificates", ("admin", "operator", "manufacturer", "auditor")),
 )
+# The KMC certificates people download (name in kmc.pki → file name); "chain" is the SM
+# issuing CA then the root, what an SM certificate verifies against.
+CERTIFICATE_FILES = {
+    "root": "kmc-root.pem",
+    "issuing": "kmc-sm-issuing-ca.pem",
+    "keyload": "kmc-keyload-signer.pem",
+    "audit": "kmc-audit-signer.pem",
+    "chain": "kmc-chain.pem",
+}
 
 
 R = TypeVar("R")
@@ -166,6 +177,39 @@ def home() -> str:
 @access.allow(Permission.OWN_ACCOUNT)
 def glossary() -> str:
     return render_template("glossary.html")
+
+
+@main.route("/certificates")
+@access.allow(Permission.OWN_ACCOUNT)
+def certificates() -> str:
+    """The KMC's public certificates with their fingerprints and the OpenSSL commands that use
+    them (verifying an SM certificate, a signed export, an EKLF's signer)."""
+    found = pki.current().certificates()
+    rows = [
+        {
+            "name": name,
+            "title": pki.TITLES[name],
+            "file": CERTIFICATE_FILES[name],
+            "subject": certificate.subject.rfc4514_string(),
+            "issuer": certificate.issuer.rfc4514_string(),
+            "not_after": certificate.not_valid_after_utc,
+            "sha256": certificate.fingerprint(hashes.SHA256()).hex(":").upper(),
+        }
+        for name, certificate in found.items()
+    ]
+    return render_template("certificates.html", certificates=rows, files=CERTIFICATE_FILES)
+
+
+@main.route("/certificates/<any(root, issuing, keyload, audit, chain):name>.pem")
+@access.allow(Permission.OWN_ACCOUNT)
+def certificate(name: str) -> Response:
+    found = pki.current().certificates()
+    chosen = (found["issuing"], found["root"]) if name == "chain" else (found[name],)
+    return Response(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chosen),
+        mimetype="application/x-pem-file",
+        headers={"Content-Disposition": f"attachment; filename={CERTIFICATE_FILES[name]}"},
+    )
 
 
 def _error_page(status: int, message: str) -> tuple[str, int]:

@@ -136,11 +136,16 @@ def change_state(smid: str) -> Response:
 @bp.route("/sms/<smid>/certificate.pem")
 @allow(Permission.REGISTRY_READ)
 def certificate(smid: str) -> Response:
+    """The SM certificate followed by the SM issuing CA (what `sm-emulator install-cert` and
+    `openssl verify -untrusted` take); `?leaf=1` for the SM certificate alone."""
     chain = service.certificate_chain(smid, current_caller())
+    leaf = request.args.get("leaf") == "1"
     return Response(
-        chain.certificate.public_bytes(serialization.Encoding.PEM),
+        chain.certificate.public_bytes(serialization.Encoding.PEM) if leaf else chain.pem(),
         mimetype="application/x-pem-file",
-        headers={"Content-Disposition": f"attachment; filename=sm-{smid}.pem"},
+        headers={
+            "Content-Disposition": f"attachment; filename=sm-{smid}{'-leaf' if leaf else ''}.pem"
+        },
     )
 
 

@@ -44,6 +44,8 @@ ROUTES: dict[str, Route] = {
     "main.index": Route("/", EVERYONE, ok=302, public=True),
     "main.home": Route("/home", EVERYONE),
     "main.glossary": Route("/glossary", EVERYONE),
+    "main.certificates": Route("/certificates", EVERYONE),
+    "main.certificate": Route("/certificates/root.pem", EVERYONE),
     "auth.login": Route("/login", EVERYONE, public=True),
     "auth.logout": Route("/logout", EVERYONE, ok=302, method="POST"),
     "auth.change_password": Route("/account/password", EVERYONE),
