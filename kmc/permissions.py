@@ -61,7 +61,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
 _REFUSALS = {
     Permission.SMS_REGISTER: "only manufacturers and admins register SMs",
     Permission.USERS_MANAGE: "only admins manage accounts and API tokens",
-    Permission.MANUFACTURERS_MANAGE: "only admins add manufacturers",
+    Permission.MANUFACTURERS_MANAGE: "only admins add or edit manufacturers",
 }
 
 

@@ -65,3 +65,11 @@ class ManufacturerForm(FlaskForm):
     name = StringField("Name", validators=[ValidText(name=True), DataRequired(), Length(max=120)])
     contact = StringField("Contact", validators=[ValidText(name=True), Optional(), Length(max=200)])
     submit = SubmitField("Create manufacturer")
+
+
+class EditManufacturerForm(FlaskForm):
+    """A manufacturer's name and contact; its ID_man is fixed (its SMIDs carry it)."""
+
+    name = ManufacturerForm.name
+    contact = ManufacturerForm.contact
+    submit = SubmitField("Save changes")

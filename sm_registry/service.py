@@ -67,17 +67,22 @@ def _live() -> bool:
 # --- manufacturers -------------------------------------------------------------------------
 
 
+def _manufacturer_text(name: str, contact: str) -> tuple[str, str]:
+    name, contact = name.strip(), contact.strip()
+    if not 1 <= len(name) <= MAX_NAME:
+        raise InvalidInput("bad_name", f"the manufacturer name must be 1-{MAX_NAME} characters")
+    if len(contact) > MAX_CONTACT:
+        raise InvalidInput("bad_contact", f"the contact must be at most {MAX_CONTACT} characters")
+    return name, contact
+
+
 @use_case
 @identifier_input()
 def create_manufacturer(caller: Caller, id_man: str, name: str, contact: str = "") -> Manufacturer:
     caller.require(Permission.MANUFACTURERS_MANAGE)
     actor = caller.name
     ident = IdMan.parse(id_man)
-    name, contact = name.strip(), contact.strip()
-    if not 1 <= len(name) <= MAX_NAME:
-        raise InvalidInput("bad_name", f"the manufacturer name must be 1-{MAX_NAME} characters")
-    if len(contact) > MAX_CONTACT:
-        raise InvalidInput("bad_contact", f"the contact must be at most {MAX_CONTACT} characters")
+    name, contact = _manufacturer_text(name, contact)
     if db.session.get(Manufacturer, ident.value) is not None:
         raise Conflict("duplicate_id_man", f"manufacturer {ident} already exists")
     manufacturer = Manufacturer(
@@ -95,6 +100,37 @@ def create_manufacturer(caller: Caller, id_man: str, name: str, contact: str = "
         "manufacturer",
         ident.value,
         {"name": name, "contact": contact},
+    )
+    return manufacturer
+
+
+def get_manufacturer(caller: Caller, id_man: str) -> Manufacturer:
+    """The manufacturer, if the caller may see it (a manufacturer sees only its own)."""
+    found = db.session.scalars(
+        _manufacturers(caller).where(Manufacturer.id_man == id_man.strip().upper())
+    ).first()
+    if found is None:
+        raise NotFound("unknown_manufacturer", f"no manufacturer with ID_man {id_man}")
+    return cast(Manufacturer, found)
+
+
+@use_case
+def update_manufacturer(caller: Caller, id_man: str, name: str, contact: str) -> Manufacturer:
+    """Change a manufacturer's name and contact (its ID_man never changes: SMIDs carry it)."""
+    caller.require(Permission.MANUFACTURERS_MANAGE)
+    name, contact = _manufacturer_text(name, contact)
+    manufacturer = get_manufacturer(caller, id_man)
+    before = {"name": manufacturer.name, "contact": manufacturer.contact}
+    after = {"name": name, "contact": contact}
+    if before == after:
+        raise InvalidInput("unchanged", f"manufacturer {manufacturer.id_man} already reads so")
+    manufacturer.name, manufacturer.contact = name, contact
+    audit.record(
+        caller.name,
+        "manufacturer.update",
+        "manufacturer",
+        manufacturer.id_man,
+        {"from": before, "to": after},
     )
     return manufacturer
 
@@ -630,9 +666,13 @@ class SmFilter:
         return {k: str(v) for k, v in self.__dict__.items() if v}
 
 
-def count_by_state(caller: Caller) -> dict[str, int]:
-    """How many SMs the caller may see are in each state (the home page's counts)."""
-    query = _scoped(select(SecurityModule), caller).subquery()
+def count_by_state(caller: Caller, id_man: str | None = None) -> dict[str, int]:
+    """How many SMs the caller may see are in each state (the home page's counts), of one
+    manufacturer if `id_man` is given."""
+    scoped = _scoped(select(SecurityModule), caller)
+    if id_man is not None:
+        scoped = scoped.where(SecurityModule.id_man == id_man)
+    query = scoped.subquery()
     rows = db.session.execute(select(query.c.state, func.count()).group_by(query.c.state))
     return {state: count for state, count in rows}
 

@@ -18,7 +18,13 @@ from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, attempt
 from sm_registry import service
 from sm_registry.csr import MAX_CSR_BYTES
-from sm_registry.forms import ManufacturerForm, RegisterForm, SmFilterForm, StateChangeForm
+from sm_registry.forms import (
+    EditManufacturerForm,
+    ManufacturerForm,
+    RegisterForm,
+    SmFilterForm,
+    StateChangeForm,
+)
 from sm_registry.identifiers import CertificationReference
 
 bp = Blueprint("registry", __name__, url_prefix="/registry")
@@ -216,4 +222,29 @@ def manufacturers() -> str | Response:
         "registry/manufacturers.html",
         form=form,
         page=service.manufacturers_page(caller, ListRequest.from_args(request.args)),
+    )
+
+
+@bp.route("/manufacturers/<id_man>", methods=["GET", "POST"])
+@allow(Permission.MANUFACTURERS_READ)
+def manufacturer(id_man: str) -> str | Response:
+    """One manufacturer, its SM counts, and (for admins) its editable name and contact."""
+    caller = current_caller()
+    found = service.get_manufacturer(caller, id_man)
+    # The service decides who may edit; the form is shown to those who may.
+    form = EditManufacturerForm(obj=found if request.method == "GET" else None)
+    if form.validate_on_submit():
+        changed = attempt(
+            lambda: service.update_manufacturer(
+                caller, found.id_man, form.name.data or "", form.contact.data or ""
+            )
+        )
+        if changed is not None:
+            flash(f"Manufacturer {changed.id_man} updated.", "success")
+            return redirect(url_for("registry.manufacturer", id_man=changed.id_man))
+    return render_template(
+        "registry/manufacturer.html",
+        manufacturer=found,
+        counts=service.count_by_state(caller, id_man=found.id_man),
+        form=form if caller.may(Permission.MANUFACTURERS_MANAGE) else None,
     )

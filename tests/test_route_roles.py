@@ -62,6 +62,10 @@ ROUTES: dict[str, Route] = {
     "keys.index": Route("/keys/", KEY_READERS),
     "keys.supply_groups": Route("/keys/supply-groups", KEY_READERS),
     "keys.authorisations": Route("/keys/authorisations", KEY_READERS),
+    "keys.supply_group": Route("/keys/supply-groups/123456", KEY_READERS, ok=404),
+    "keys.revoke_authorisation": Route(
+        "/keys/123456/1/1/authorisations/9999/revoke", KEY_MANAGERS, ok=302, method="POST"
+    ),
     "keys.add_supply_group": Route("/keys/supply-groups", KEY_MANAGERS, ok=302, method="POST"),
     "keys.generate": Route("/keys/generate", KEY_MANAGERS, ok=302, method="POST"),
     "keys.detail": Route("/keys/123456/1/1", KEY_READERS, ok=404),
@@ -104,6 +108,7 @@ ROUTES: dict[str, Route] = {
     "registry.certificate": Route("/registry/sms/999/certificate.pem", EVERYONE, ok=404),
     "registry.register": Route("/registry/register", SM_UPLOADERS),
     "registry.manufacturers": Route("/registry/manufacturers", KEY_READERS),
+    "registry.manufacturer": Route("/registry/manufacturers/9999", KEY_READERS, ok=404),
     "api.registry_manufacturers": Route("/api/v1/manufacturers", EVERYONE),
     "api.registry_add_manufacturer": Route(
         "/api/v1/manufacturers", frozenset({"admin"}), ok=400, method="POST"

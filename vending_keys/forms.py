@@ -32,6 +32,24 @@ class SupplyGroupForm(FlaskForm):
     submit = SubmitField("Add supply group")
 
 
+class EditSupplyGroupForm(FlaskForm):
+    """The supply group's details; its SGC is fixed (keys and meters carry it)."""
+
+    name = SupplyGroupForm.name
+    utility = SupplyGroupForm.utility
+    cluster = SupplyGroupForm.cluster
+    submit = SubmitField("Save changes")
+
+
+class RevokeAuthorisationForm(FlaskForm):
+    reason = StringField(
+        "Reason for revoking",
+        validators=[ValidText(), DataRequired(), Length(max=REASON_LENGTH)],
+        description="Kept in the audit log with the authorisation's limits.",
+    )
+    submit = SubmitField("Revoke")
+
+
 class GenerateKeyForm(FlaskForm):
     sgc = SelectField("Supply group", validators=[DataRequired()])
     # InputRequired, not DataRequired: DataRequired takes a 0 for missing (KEN 0 is valid).

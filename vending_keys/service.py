@@ -163,6 +163,15 @@ def _reason(text: str, what: str) -> str:
 # Supply groups
 
 
+def _group_text(name: str, utility: str, cluster: str) -> tuple[str, str, str]:
+    name = _fitting(name, NAME_LENGTH, "invalid_name", "the name")
+    if not name:
+        raise InvalidInput("invalid_name", "a supply group needs a name")
+    utility = _fitting(utility, NAME_LENGTH, "invalid_utility", "the utility")
+    cluster = _fitting(cluster, NAME_LENGTH, "invalid_cluster", "the cluster")
+    return name, utility, cluster
+
+
 @use_case
 def add_supply_group(
     caller: Caller, sgc: str, name: str, utility: str = "", cluster: str = ""
@@ -171,11 +180,7 @@ def add_supply_group(
     actor = caller.name
     with identifier_input():
         supply_group_code(sgc)
-    name = _fitting(name, NAME_LENGTH, "invalid_name", "the name")
-    if not name:
-        raise InvalidInput("invalid_name", "a supply group needs a name")
-    utility = _fitting(utility, NAME_LENGTH, "invalid_utility", "the utility")
-    cluster = _fitting(cluster, NAME_LENGTH, "invalid_cluster", "the cluster")
+    name, utility, cluster = _group_text(name, utility, cluster)
     if db.session.get(SupplyGroup, sgc) is not None:
         raise Conflict("duplicate_sgc", f"supply group {sgc} already exists")
     group = SupplyGroup(
@@ -198,6 +203,31 @@ def add_supply_group(
         sgc,
         {"name": group.name, "utility": group.utility, "cluster": group.cluster},
     )
+    return group
+
+
+def find_supply_group(sgc: str) -> SupplyGroup:
+    group = db.session.get(SupplyGroup, sgc)
+    if group is None:
+        raise NotFound("unknown_sgc", f"no supply group {sgc}")
+    return group
+
+
+@use_case
+def update_supply_group(
+    caller: Caller, sgc: str, name: str, utility: str = "", cluster: str = ""
+) -> SupplyGroup:
+    """Rename a supply group or change its utility or cluster; the SGC itself never changes
+    (keys and meters carry it)."""
+    caller.require(Permission.KEYS_MANAGE)
+    name, utility, cluster = _group_text(name, utility, cluster)
+    group = find_supply_group(sgc)
+    before = {"name": group.name, "utility": group.utility, "cluster": group.cluster}
+    after = {"name": name, "utility": utility, "cluster": cluster}
+    if before == after:
+        raise InvalidInput("unchanged", f"supply group {sgc} already reads so")
+    group.name, group.utility, group.cluster = name, utility, cluster
+    audit.record(caller.name, "sgc.update", "supply_group", sgc, {"from": before, "to": after})
     return group
 
 
@@ -575,6 +605,35 @@ def propose_authorisation(caller: Caller, spec: AuthorisationSpec) -> Outcome:
         subject = f"{spec.identity} SMID {spec.smid}"
         return Outcome(approval=_queue(actor, AUTHORISE, subject, spec))
     return Outcome(authorisation=_authorise(spec, actor, None))
+
+
+@use_case
+def revoke_authorisation(
+    caller: Caller, identity: KeyIdentity, smid: str, reason: str
+) -> dict[str, Any]:
+    """Withdraw an SM's authorisation for a key: no further EKLF carries that key to that SM.
+    The row goes (the SM may be authorised afresh later); the audit entry keeps what it was.
+    An SM that already holds the key keeps it (docs/keys.md, "Revoking an authorisation")."""
+    caller.require(Permission.KEYS_MANAGE)
+    reason = _reason(reason, "revoking an authorisation")
+    key = find_key(identity)
+    auth = db.session.scalar(
+        select(Authorisation)
+        .where(Authorisation.key_id == key.id, Authorisation.smid == smid)
+        .with_for_update()
+    )
+    if auth is None:
+        raise NotFound("unknown_authorisation", f"SM {smid} is not authorised for {identity}")
+    revoked = describe_authorisation(auth)
+    db.session.delete(auth)
+    audit.record(
+        caller.name,
+        "key.authorisation.revoke",
+        "key_authorisation",
+        f"{identity} SMID {smid}",
+        {**revoked, "reason": reason},
+    )
+    return revoked
 
 
 def authorisations_for(smid: str) -> Sequence[Authorisation]:

@@ -21,9 +21,11 @@ from vending_keys.domain import (
 from vending_keys.forms import (
     ApproveForm,
     AuthoriseForm,
+    EditSupplyGroupForm,
     GenerateKeyForm,
     KeyStateForm,
     RejectForm,
+    RevokeAuthorisationForm,
     SupplyGroupForm,
 )
 
@@ -104,6 +106,31 @@ def supply_groups() -> str:
     )
 
 
+@bp.route("/supply-groups/<sgc>", methods=["GET", "POST"])
+@allow(Permission.KEYS_READ)
+def supply_group(sgc: str) -> str | Response:
+    """One supply group with its keys; key managers edit its name, utility and cluster."""
+    caller = current_caller()
+    group = service.find_supply_group(sgc)
+    # The service decides who may edit; the form is shown to those who may.
+    form = EditSupplyGroupForm(obj=group if request.method == "GET" else None)
+    if form.validate_on_submit():
+        changed = attempt(
+            lambda: service.update_supply_group(
+                caller, sgc, form.name.data or "", form.utility.data or "", form.cluster.data or ""
+            )
+        )
+        if changed is not None:
+            flash(f"Supply group {changed.sgc} updated.", "success")
+            return redirect(url_for("keys.supply_group", sgc=sgc))
+    return render_template(
+        "keys/supply_group.html",
+        group=group,
+        form=form if caller.may(Permission.KEYS_MANAGE) else None,
+        key_types=KEY_TYPES,
+    )
+
+
 @bp.route("/authorisations")
 @allow(Permission.KEYS_READ)
 def authorisations() -> str:
@@ -177,6 +204,7 @@ def detail(sgc: str, krn: int, kt: int) -> str:
         recipients=service.recipients_of(key),
         authorise_form=AuthoriseForm(),
         state_form=KeyStateForm(),
+        revoke_form=RevokeAuthorisationForm(),
     )
 
 
@@ -202,6 +230,27 @@ def authorise(sgc: str, krn: int, kt: int) -> Response:
         )
         if outcome is not None:
             _flash_outcome(outcome)
+    return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
+
+
+@bp.route("/<sgc>/<int:krn>/<int:kt>/authorisations/<smid>/revoke", methods=["POST"])
+@allow(Permission.KEYS_MANAGE)
+def revoke_authorisation(sgc: str, krn: int, kt: int, smid: str) -> Response:
+    form = RevokeAuthorisationForm()
+    if form.validate_on_submit():
+        revoked = attempt(
+            lambda: service.revoke_authorisation(
+                current_caller(), key_identity(sgc, krn, kt), smid, form.reason.data or ""
+            )
+        )
+        if revoked is not None:
+            flash(
+                f"SM {smid} is no longer authorised for {key_identity(sgc, krn, kt)}; "
+                "no further EKLF carries the key to it.",
+                "warning",
+            )
+    else:
+        flash("Give a reason for revoking the authorisation.", "danger")
     return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
 
 
