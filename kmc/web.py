@@ -16,6 +16,7 @@ from flask import (
     Flask,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -99,8 +100,25 @@ def when(value: datetime | str | None) -> Markup:
     return Markup(f'<time datetime="{exact}" title="{exact}">{moment:%Y-%m-%d %H:%M} UTC</time>')
 
 
+def list_at(endpoint: str, **view_args: Any) -> None:
+    """A list page rendered by a POST (a form sent back with its fields marked): its links and
+    its search form lead to the list's own URL, not to the form's."""
+    g.kmc_list_at = (endpoint, view_args)
+
+
+def _list_target() -> tuple[str, dict[str, Any]]:
+    at: tuple[str, dict[str, Any]] | None = g.get("kmc_list_at")
+    return at or (request.endpoint or "main.home", dict(request.view_args or {}))
+
+
+def list_base() -> str:
+    """The list page's URL without a query: the search form's action and its Clear link."""
+    endpoint, view_args = _list_target()
+    return url_for(endpoint, **view_args)
+
+
 def list_url(**changes: object) -> str:
-    """This page's URL with some query parameters changed (None drops one): the links of a
+    """This list's URL with some query parameters changed (None drops one): the links of a
     list's sort headers and pager (templates/listing.html). Changing anything but the page
     goes back to page 1."""
     args = dict(request.args.items())
@@ -111,19 +129,34 @@ def list_url(**changes: object) -> str:
             args.pop(key, None)
         else:
             args[key] = str(value)
-    kept: dict[str, Any] = {**(request.view_args or {})}
+    endpoint, kept = _list_target()
     kept.update((key, value) for key, value in args.items() if value != "")
-    return url_for(request.endpoint or "main.home", **kept)
+    return url_for(endpoint, **kept)
 
 
-def attempt(action: Callable[[], R]) -> R | None:
+def attempt(action: Callable[[], R], form: Any = None) -> R | None:
     """Run a page's service call: a refusal becomes the page's flash message (and None), the
-    one place a `KMCError` becomes a flash; the view then redirects or re-renders its form."""
+    one place a `KMCError` becomes a flash; the view then redirects or re-renders its form.
+
+    With a `form`, the refusal is also put on the field it is about, so the re-rendered form
+    marks that field (`is-invalid`, the message beside it): the form's `refusal_fields` maps a
+    refusal reason, or `reason:field` for messages that start with the field's name (such as
+    `invalid_time` with `act: ...`), to a field name."""
     try:
         return action()
     except KMCError as refused:
+        field = _refused_field(form, refused) if form is not None else None
+        if field is not None:
+            field.errors = [*field.errors, refused.message]
         flash(refused.message, "danger")
         return None
+
+
+def _refused_field(form: Any, refused: KMCError) -> Any:
+    fields: dict[str, str] = getattr(form, "refusal_fields", {})
+    named = f"{refused.reason}:{refused.message.split(':', 1)[0]}"
+    name = fields.get(named) or fields.get(refused.reason)
+    return form[name] if name is not None and name in form else None
 
 
 def flash_form_errors(form: Any) -> None:
@@ -131,6 +164,12 @@ def flash_form_errors(form: Any) -> None:
     flash(
         "; ".join(f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()), "danger"
     )
+
+
+def flash_check_fields(form: Any) -> None:
+    """A form re-rendered with its fields marked: one line saying which to look at."""
+    names = [form[name].label.text for name in form.errors if name in form]
+    flash(f"Check the marked field{'s' if len(names) > 1 else ''}: {', '.join(names)}.", "danger")
 
 
 class StoredInteger(IntegerConverter):
@@ -239,6 +278,7 @@ def init_app(
     counters = dict(badges or {})
     app.add_template_filter(when, "when")
     app.add_template_global(list_url, "list_url")
+    app.add_template_global(list_base, "list_base")
     app.jinja_env.globals["per_page_choices"] = listing.PER_PAGE_CHOICES
 
     @app.context_processor

@@ -10,7 +10,7 @@ from kmc import clock
 from kmc.access import allow, current_caller
 from kmc.listing import ListRequest
 from kmc.permissions import Caller, Permission
-from kmc.web import HomeItem, HomePanel, attempt, flash_form_errors
+from kmc.web import HomeItem, HomePanel, attempt, flash_check_fields, list_at
 from vending_keys import service
 from vending_keys.domain import (
     KEY_TYPES,
@@ -85,25 +85,36 @@ def _generate_form() -> GenerateKeyForm:
     return form
 
 
-@bp.route("/")
-@allow(Permission.KEYS_READ)
-def index() -> str:
+def _keys_page(generate_form: GenerateKeyForm | None = None) -> str:
+    """The key list with the generation form (re-rendered with its fields marked on an error)."""
+    list_at("keys.index")
     return render_template(
         "keys/index.html",
         page=service.keys_page(current_caller(), ListRequest.from_args(request.args)),
         key_types=KEY_TYPES,
-        generate_form=_generate_form(),
+        generate_form=generate_form or _generate_form(),
+    )
+
+
+@bp.route("/")
+@allow(Permission.KEYS_READ)
+def index() -> str:
+    return _keys_page()
+
+
+def _groups_page(group_form: SupplyGroupForm | None = None) -> str:
+    list_at("keys.supply_groups")
+    return render_template(
+        "keys/supply_groups.html",
+        page=service.supply_groups_page(current_caller(), ListRequest.from_args(request.args)),
+        group_form=group_form or SupplyGroupForm(prefix="group"),
     )
 
 
 @bp.route("/supply-groups")
 @allow(Permission.KEYS_READ)
 def supply_groups() -> str:
-    return render_template(
-        "keys/supply_groups.html",
-        page=service.supply_groups_page(current_caller(), ListRequest.from_args(request.args)),
-        group_form=SupplyGroupForm(prefix="group"),
-    )
+    return _groups_page()
 
 
 @bp.route("/supply-groups/<sgc>", methods=["GET", "POST"])
@@ -142,58 +153,67 @@ def authorisations() -> str:
 
 @bp.route("/supply-groups", methods=["POST"])
 @allow(Permission.KEYS_MANAGE)
-def add_supply_group() -> Response:
+def add_supply_group() -> str | Response:
     form = SupplyGroupForm(prefix="group")
-    if form.validate_on_submit():
-        group = attempt(
-            lambda: service.add_supply_group(
-                current_caller(),
-                form.sgc.data or "",
-                form.name.data or "",
-                form.utility.data or "",
-                form.cluster.data or "",
-            )
-        )
-        if group is not None:
-            flash(f"Supply group {group.sgc} added.", "success")
-    else:
-        flash_form_errors(form)
+    if not form.validate_on_submit():
+        flash_check_fields(form)
+        return _groups_page(form)
+    group = attempt(
+        lambda: service.add_supply_group(
+            current_caller(),
+            form.sgc.data or "",
+            form.name.data or "",
+            form.utility.data or "",
+            form.cluster.data or "",
+        ),
+        form,
+    )
+    if group is None:
+        return _groups_page(form)
+    flash(f"Supply group {group.sgc} added.", "success")
     return redirect(url_for("keys.supply_groups"))
 
 
 @bp.route("/generate", methods=["POST"])
 @allow(Permission.KEYS_MANAGE)
-def generate() -> Response:
+def generate() -> str | Response:
     form = _generate_form()
-    if form.validate_on_submit():
-        outcome = attempt(
-            lambda: service.propose_key(
-                current_caller(),
-                KeySpec.from_input(
-                    sgc=form.sgc.data or "",
-                    krn=form.krn.data or 0,
-                    kt=int(form.kt.data or 0),
-                    dkga=form.dkga.data or "",
-                    eas=form.eas.data or (),
-                    base_date=int(form.base_date.data or 0),
-                    ken=form.ken.data if form.ken.data is not None else -1,
-                    act=form.act.data,
-                    exp=form.exp.data,
-                    refresh_days=form.refresh_days.data,
-                    now=clock.now(),
-                ),
-            )
-        )
-        if outcome is not None:
-            _flash_outcome(outcome)
-    else:
-        flash_form_errors(form)
+    if not form.validate_on_submit():
+        flash_check_fields(form)
+        return _keys_page(form)
+    outcome = attempt(
+        lambda: service.propose_key(
+            current_caller(),
+            KeySpec.from_input(
+                sgc=form.sgc.data or "",
+                krn=form.krn.data or 0,
+                kt=int(form.kt.data or 0),
+                dkga=form.dkga.data or "",
+                eas=form.eas.data or (),
+                base_date=int(form.base_date.data or 0),
+                ken=form.ken.data if form.ken.data is not None else -1,
+                act=form.act.data,
+                exp=form.exp.data,
+                refresh_days=form.refresh_days.data,
+                now=clock.now(),
+            ),
+        ),
+        form,
+    )
+    if outcome is None:
+        return _keys_page(form)
+    _flash_outcome(outcome)
     return redirect(url_for("keys.index"))
 
 
 @bp.route("/<sgc>/<int:krn>/<int:kt>")
 @allow(Permission.KEYS_READ)
 def detail(sgc: str, krn: int, kt: int) -> str:
+    return _detail_page(sgc, krn, kt)
+
+
+def _detail_page(sgc: str, krn: int, kt: int, authorise_form: AuthoriseForm | None = None) -> str:
+    """One key with its authorisations (the authorisation form re-rendered marked on an error)."""
     key = service.find_key(key_identity(sgc, krn, kt))
     return render_template(
         "keys/detail.html",
@@ -202,7 +222,7 @@ def detail(sgc: str, krn: int, kt: int) -> str:
         info=service.describe_key(key),
         authorisations=[service.describe_authorisation(a) for a in key.authorisations],
         recipients=service.recipients_of(key),
-        authorise_form=AuthoriseForm(),
+        authorise_form=authorise_form or AuthoriseForm(),
         state_form=KeyStateForm(),
         revoke_form=RevokeAuthorisationForm(),
     )
@@ -210,26 +230,30 @@ def detail(sgc: str, krn: int, kt: int) -> str:
 
 @bp.route("/<sgc>/<int:krn>/<int:kt>/authorise", methods=["POST"])
 @allow(Permission.KEYS_MANAGE)
-def authorise(sgc: str, krn: int, kt: int) -> Response:
+def authorise(sgc: str, krn: int, kt: int) -> str | Response:
     form = AuthoriseForm()
-    if form.validate_on_submit():
-        outcome = attempt(
-            lambda: service.propose_authorisation(
-                current_caller(),
-                AuthorisationSpec.from_input(
-                    sgc=sgc,
-                    krn=krn,
-                    kt=kt,
-                    smid=form.smid.data or "",
-                    iut=form.iut.data,
-                    clm=form.clm.data,
-                    resource_limit=form.resource_limit.data,
-                    expires=form.expires.data,
-                ),
-            )
-        )
-        if outcome is not None:
-            _flash_outcome(outcome)
+    if not form.validate_on_submit():
+        flash_check_fields(form)
+        return _detail_page(sgc, krn, kt, form)
+    outcome = attempt(
+        lambda: service.propose_authorisation(
+            current_caller(),
+            AuthorisationSpec.from_input(
+                sgc=sgc,
+                krn=krn,
+                kt=kt,
+                smid=form.smid.data or "",
+                iut=form.iut.data,
+                clm=form.clm.data,
+                resource_limit=form.resource_limit.data,
+                expires=form.expires.data,
+            ),
+        ),
+        form,
+    )
+    if outcome is None:
+        return _detail_page(sgc, krn, kt, form)
+    _flash_outcome(outcome)
     return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
 
 
