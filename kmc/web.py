@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes, serialization
 from flask import (
@@ -20,6 +21,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_login import current_user
@@ -251,6 +253,58 @@ def certificate(name: str) -> Response:
     )
 
 
+# A form sent after its session expired is kept for the page it came from, to fill in again
+# once the person has logged in (kmc.js): never these fields (secrets, or a typed confirmation
+# of an irreversible action), never files, and only what fits in the session cookie.
+NEVER_KEPT = frozenset({"csrf_token", "password", "current", "new", "confirm", "share"})
+MAX_KEPT_CHARACTERS = 2000
+
+
+def same_site_path(target: str | None) -> str | None:
+    """`target` as a path on this site (with its query), or None: an absolute URL counts only
+    for this host, and nothing a browser could read as another site (`//x`, `/\\x`) passes."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme not in ("", "http", "https") or parts.netloc not in ("", request.host):
+        return None
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return None
+    return path
+
+
+def _keep_expired_form() -> str:
+    """Keep what the expired form held (see NEVER_KEPT) and say where to return after login."""
+    page = same_site_path(request.referrer) or url_for("main.home")
+    fields = [
+        [name, value]
+        for name, value in request.form.items(multi=True)
+        if name.rsplit("-", 1)[-1] not in NEVER_KEPT
+    ]
+    if fields and sum(len(n) + len(v) for n, v in fields) <= MAX_KEPT_CHARACTERS:
+        session["kmc_resume"] = {"page": page, "action": request.path, "fields": fields}
+        flash(
+            "Your session expired. Log in again: the form is then filled in with what you "
+            "typed (passwords and confirmations excepted), for you to check and send.",
+            "warning",
+        )
+    else:
+        flash("Your session expired. Log in again, then send the form again.", "warning")
+    return page
+
+
+def _resumed_form() -> dict[str, Any] | None:
+    """The expired form kept for this page, once its person is logged in again (once only)."""
+    kept = session.get("kmc_resume")
+    if not kept or not current_user.is_authenticated or request.method != "GET":
+        return None
+    if same_site_path(request.full_path.rstrip("?")) != kept.get("page"):
+        return None
+    session.pop("kmc_resume", None)
+    return {"action": kept["action"], "fields": kept["fields"]}
+
+
 def _error_page(status: int, message: str) -> tuple[str, int]:
     return render_template("error.html", status=status, message=message), status
 
@@ -289,6 +343,7 @@ def init_app(
         return {
             "kmc_mode": app.config["KMC_MODE"],
             "kmc_name": app.config["KMC_NAME"],
+            "resume_form": _resumed_form(),
             "navigation": [
                 (e, label, counters[e](caller) if caller is not None and e in counters else 0)
                 for e, label, roles in NAVIGATION
@@ -303,6 +358,10 @@ def init_app(
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError) -> Any:
+        # A form of ours (it carries a token, of a session that is gone): log in and resume.
+        ours = any(name.rsplit("-", 1)[-1] == "csrf_token" for name in request.form)
+        if ours and not access.is_api_request() and not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=_keep_expired_form()))
         return _api_or_page(
             400, "csrf", "the form expired or was not sent by this site; reload and retry"
         )
