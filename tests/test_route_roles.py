@@ -66,10 +66,10 @@ ROUTES: dict[str, Route] = {
     "keys.revoke_authorisation": Route(
         "/keys/123456/1/1/authorisations/9999/revoke", KEY_MANAGERS, ok=302, method="POST"
     ),
-    "keys.add_supply_group": Route("/keys/supply-groups", KEY_MANAGERS, ok=302, method="POST"),
-    "keys.generate": Route("/keys/generate", KEY_MANAGERS, ok=302, method="POST"),
+    "keys.add_supply_group": Route("/keys/supply-groups", KEY_MANAGERS, ok=200, method="POST"),
+    "keys.generate": Route("/keys/generate", KEY_MANAGERS, ok=200, method="POST"),
     "keys.detail": Route("/keys/123456/1/1", KEY_READERS, ok=404),
-    "keys.authorise": Route("/keys/123456/1/1/authorise", KEY_MANAGERS, ok=302, method="POST"),
+    "keys.authorise": Route("/keys/123456/1/1/authorise", KEY_MANAGERS, ok=404, method="POST"),
     "keys.change_state": Route("/keys/123456/1/1/deactivate", KEY_MANAGERS, ok=302, method="POST"),
     "keys.approvals": Route("/keys/approvals", KEY_READERS),
     "keys.decide": Route("/keys/approvals/999/approve", KEY_MANAGERS, ok=302, method="POST"),
