@@ -51,6 +51,7 @@ from kmc.errors import (
     PolicyRefusal,
     UnsupportedMediaType,
 )
+from kmc.listing import Listing, ListRequest, Page, page_of
 from kmc.permissions import Caller, Permission
 from sm_registry import service as registry
 from vending_keys import service as keys
@@ -442,9 +443,29 @@ def list_issues(smid: str | None = None, limit: int = 200) -> Sequence[KeyLoadIs
     return db.session.scalars(query).all()
 
 
+ISSUE_LIST = Listing(
+    sorts={
+        "id": KeyLoadIssue.id,
+        "smid": KeyLoadIssue.smid,
+        "sequence": KeyLoadIssue.sequence,
+        "issued_by": KeyLoadIssue.issued_by,
+    },
+    searched=(KeyLoadIssue.smid, KeyLoadIssue.issued_by, KeyLoadIssue.file_sha256),
+    tiebreak=(KeyLoadIssue.id,),
+    descending=True,  # newest first
+)
+
+
+def issues_page(caller: Caller, asked: ListRequest) -> Page[KeyLoadIssue]:
+    """One page of the issued EKLFs (the key-loading page)."""
+    caller.require(Permission.KEYS_READ)
+    return page_of(select(KeyLoadIssue), ISSUE_LIST, asked)
+
+
 def recent_refusals(limit: int = 5) -> list[Any]:
     """The latest refused VKLOADREQs, from the audit log (refusals leave no other record)."""
-    return audit.search(audit.AuditQuery(action="keyload.refuse")).entries[:limit]
+    refused = audit.AuditQuery(action="keyload.refuse")
+    return audit.search(refused, ListRequest(per_page=limit)).items
 
 
 def find_issue(issue_id: int) -> KeyLoadIssue:

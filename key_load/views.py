@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from key_load import service
 from key_load.forms import UploadRequestForm
 from key_load.http import eklf_response
 from kmc.access import allow, current_caller
+from kmc.listing import ListRequest
 from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, attempt, when
 
@@ -38,7 +39,9 @@ def home_panel(caller: Caller) -> HomePanel | None:
 @allow(Permission.KEYS_READ)
 def index() -> str:
     return render_template(
-        "keyload/index.html", form=UploadRequestForm(), issues=service.list_issues()
+        "keyload/index.html",
+        form=UploadRequestForm(),
+        page=service.issues_page(current_caller(), ListRequest.from_args(request.args)),
     )
 
 

@@ -46,7 +46,8 @@ class LazyGroup(OneLineErrorGroup):
     """The root group: each command is imported when invoked, not to list it in `--help`
     (click's documented lazy-loading pattern, with the one-line help kept beside the path).
 
-    Its `app_factory` builds the KMC app the commands run in (`kmc.command_line.KmcCommand`).
+    Its `app_factory(command)` builds the KMC app a command runs in (`kmc.command_line.KmcCommand`;
+    where no instance folder is, only the commands in `CREATING` get one).
     It reports failures in the one refusal format of `sts_token.command_line`: a KMCError as
     `kmc: <reason>: <message>` (exit 1), a KeyStoreError with reason `keystore`, a usage error
     as `kmc: usage: ...` (exit 2), anything else as `kmc: internal_error: ...` (KMC_DEBUG=1
@@ -86,7 +87,25 @@ class LazyGroup(OneLineErrorGroup):
             formatter.write_dl(rows)
 
 
-def _build_app() -> Flask:
+# The commands that create an instance (named below the root); every other one needs one.
+CREATING = ("init", "hsm init", "custodians init")
+
+
+def _build_app(command: str) -> Flask:
+    """The app `command` runs in. Where no instance folder is, only `CREATING` commands
+    build one (creating the folder); any other is refused in one line and creates nothing."""
+    from kmc import config
+    from kmc.errors import NotFound
+
+    # A node of a multi-node KMC may run on an empty folder (docs/architecture.md, "Nodes"):
+    # what is refused is a folder that does not exist, such as ./instance by accident.
+    instance = config.instance_path_from_env()
+    if command not in CREATING and not instance.is_dir():
+        raise NotFound(
+            "no_instance",
+            f"no KMC instance at {instance}: run 'kmc init' to create one here, "
+            "or set KMC_INSTANCE to the instance folder",
+        )
     from kmc.app import create_app
 
     return create_app()

@@ -24,7 +24,12 @@ class KmcCommand(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         root = ctx.find_root()
         if not isinstance(root.obj, Flask):
-            root.obj = root.command.app_factory()  # type: ignore[attr-defined]
+            names, at = [], ctx
+            while at.parent is not None:
+                names.append(at.info_name or "")
+                at = at.parent
+            command = " ".join(reversed(names))  # "init", "hsm init", "user list", ...
+            root.obj = root.command.app_factory(command)  # type: ignore[attr-defined]
         with root.obj.app_context():
             try:
                 return super().invoke(ctx)

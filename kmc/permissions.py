@@ -67,7 +67,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
 _REFUSALS = {
     Permission.SMS_REGISTER: "only manufacturers and admins register SMs",
     Permission.USERS_MANAGE: "only admins manage accounts and API tokens",
-    Permission.MANUFACTURERS_MANAGE: "only admins add manufacturers",
+    Permission.MANUFACTURERS_MANAGE: "only admins add or edit manufacturers",
     Permission.SMS_ONLINE_KEYLOAD: "only operators and admins switch online key loading",
 }
 

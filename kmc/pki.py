@@ -40,7 +40,7 @@ from kmc.keystore import SIGNING_KEYS, KeyStore
 
 PKI_DIR = "pki"
 NAMES = SIGNING_KEYS
-_TITLES = {
+TITLES = {
     "root": "Root CA",
     "issuing": "SM Issuing CA",
     "keyload": "Key Load Signer",
@@ -179,6 +179,11 @@ class KmcPki:
     def exists() -> bool:
         return db.session.get(PkiCertificate, "root") is not None
 
+    def certificates(self) -> dict[str, x509.Certificate]:
+        """The signers' certificates by name (root, issuing, keyload, audit): public, for
+        downloads and for people to verify exports and key-load files with."""
+        return {name: signer.certificate for name, signer in self._signers.items()}
+
     @staticmethod
     def adopt_copies(instance: Path) -> bool:
         """An instance made before the certificates moved into the database: take them from
@@ -219,7 +224,7 @@ class KmcPki:
             else:
                 key = store.create_signing_key(name)
             issuer = None if name == "root" else signers["root"]
-            cert = _certificate(name, _name(kmc_name, mode, _TITLES[name]), key, issuer, now)
+            cert = _certificate(name, _name(kmc_name, mode, TITLES[name]), key, issuer, now)
             signers[name] = Signer(key, cert)
         return cls(signers)
 

@@ -9,15 +9,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives import hashes, serialization
 from flask import (
     Blueprint,
     Flask,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_login import current_user
@@ -27,7 +31,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Response
 
-from kmc import access, text
+from kmc import access, listing, pki, text
 from kmc.database import db
 from kmc.errors import InvalidInput, KMCError, TooManyAttempts
 from kmc.permissions import Caller, Permission
@@ -45,7 +49,17 @@ NAVIGATION = (
     ("keys.approvals", "Approvals", ("admin", "operator", "auditor")),
     ("keyload.index", "Key loading", ("admin", "operator", "auditor")),
     ("custodians.index", "Custodians", ("admin", "operator")),
+    ("main.certificates", "Certificates", ("admin", "operator", "manufacturer", "auditor")),
 )
+# The KMC certificates people download (name in kmc.pki → file name); "chain" is the SM
+# issuing CA then the root, what an SM certificate verifies against.
+CERTIFICATE_FILES = {
+    "root": "kmc-root.pem",
+    "issuing": "kmc-sm-issuing-ca.pem",
+    "keyload": "kmc-keyload-signer.pem",
+    "audit": "kmc-audit-signer.pem",
+    "chain": "kmc-chain.pem",
+}
 
 
 R = TypeVar("R")
@@ -88,14 +102,63 @@ def when(value: datetime | str | None) -> Markup:
     return Markup(f'<time datetime="{exact}" title="{exact}">{moment:%Y-%m-%d %H:%M} UTC</time>')
 
 
-def attempt(action: Callable[[], R]) -> R | None:
+def list_at(endpoint: str, **view_args: Any) -> None:
+    """A list page rendered by a POST (a form sent back with its fields marked): its links and
+    its search form lead to the list's own URL, not to the form's."""
+    g.kmc_list_at = (endpoint, view_args)
+
+
+def _list_target() -> tuple[str, dict[str, Any]]:
+    at: tuple[str, dict[str, Any]] | None = g.get("kmc_list_at")
+    return at or (request.endpoint or "main.home", dict(request.view_args or {}))
+
+
+def list_base() -> str:
+    """The list page's URL without a query: the search form's action and its Clear link."""
+    endpoint, view_args = _list_target()
+    return url_for(endpoint, **view_args)
+
+
+def list_url(**changes: object) -> str:
+    """This list's URL with some query parameters changed (None drops one): the links of a
+    list's sort headers and pager (templates/listing.html). Changing anything but the page
+    goes back to page 1."""
+    args = dict(request.args.items())
+    if "page" not in changes:
+        args.pop("page", None)
+    for key, value in changes.items():
+        if value is None:
+            args.pop(key, None)
+        else:
+            args[key] = str(value)
+    endpoint, kept = _list_target()
+    kept.update((key, value) for key, value in args.items() if value != "")
+    return url_for(endpoint, **kept)
+
+
+def attempt(action: Callable[[], R], form: Any = None) -> R | None:
     """Run a page's service call: a refusal becomes the page's flash message (and None), the
-    one place a `KMCError` becomes a flash; the view then redirects or re-renders its form."""
+    one place a `KMCError` becomes a flash; the view then redirects or re-renders its form.
+
+    With a `form`, the refusal is also put on the field it is about, so the re-rendered form
+    marks that field (`is-invalid`, the message beside it): the form's `refusal_fields` maps a
+    refusal reason, or `reason:field` for messages that start with the field's name (such as
+    `invalid_time` with `act: ...`), to a field name."""
     try:
         return action()
     except KMCError as refused:
+        field = _refused_field(form, refused) if form is not None else None
+        if field is not None:
+            field.errors = [*field.errors, refused.message]
         flash(refused.message, "danger")
         return None
+
+
+def _refused_field(form: Any, refused: KMCError) -> Any:
+    fields: dict[str, str] = getattr(form, "refusal_fields", {})
+    named = f"{refused.reason}:{refused.message.split(':', 1)[0]}"
+    name = fields.get(named) or fields.get(refused.reason)
+    return form[name] if name is not None and name in form else None
 
 
 def flash_form_errors(form: Any) -> None:
@@ -103,6 +166,12 @@ def flash_form_errors(form: Any) -> None:
     flash(
         "; ".join(f"{name}: {', '.join(errors)}" for name, errors in form.errors.items()), "danger"
     )
+
+
+def flash_check_fields(form: Any) -> None:
+    """A form re-rendered with its fields marked: one line saying which to look at."""
+    names = [form[name].label.text for name in form.errors if name in form]
+    flash(f"Check the marked field{'s' if len(names) > 1 else ''}: {', '.join(names)}.", "danger")
 
 
 class StoredInteger(IntegerConverter):
@@ -151,6 +220,91 @@ def glossary() -> str:
     return render_template("glossary.html")
 
 
+@main.route("/certificates")
+@access.allow(Permission.OWN_ACCOUNT)
+def certificates() -> str:
+    """The KMC's public certificates with their fingerprints and the OpenSSL commands that use
+    them (verifying an SM certificate, a signed export, an EKLF's signer)."""
+    found = pki.current().certificates()
+    rows = [
+        {
+            "name": name,
+            "title": pki.TITLES[name],
+            "file": CERTIFICATE_FILES[name],
+            "subject": certificate.subject.rfc4514_string(),
+            "issuer": certificate.issuer.rfc4514_string(),
+            "not_after": certificate.not_valid_after_utc,
+            "sha256": certificate.fingerprint(hashes.SHA256()).hex(":").upper(),
+        }
+        for name, certificate in found.items()
+    ]
+    return render_template("certificates.html", certificates=rows, files=CERTIFICATE_FILES)
+
+
+@main.route("/certificates/<any(root, issuing, keyload, audit, chain):name>.pem")
+@access.allow(Permission.OWN_ACCOUNT)
+def certificate(name: str) -> Response:
+    found = pki.current().certificates()
+    chosen = (found["issuing"], found["root"]) if name == "chain" else (found[name],)
+    return Response(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chosen),
+        mimetype="application/x-pem-file",
+        headers={"Content-Disposition": f"attachment; filename={CERTIFICATE_FILES[name]}"},
+    )
+
+
+# A form sent after its session expired is kept for the page it came from, to fill in again
+# once the person has logged in (kmc.js): never these fields (secrets, or a typed confirmation
+# of an irreversible action), never files, and only what fits in the session cookie.
+NEVER_KEPT = frozenset({"csrf_token", "password", "current", "new", "confirm", "share"})
+MAX_KEPT_CHARACTERS = 2000
+
+
+def same_site_path(target: str | None) -> str | None:
+    """`target` as a path on this site (with its query), or None: an absolute URL counts only
+    for this host, and nothing a browser could read as another site (`//x`, `/\\x`) passes."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme not in ("", "http", "https") or parts.netloc not in ("", request.host):
+        return None
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return None
+    return path
+
+
+def _keep_expired_form() -> str:
+    """Keep what the expired form held (see NEVER_KEPT) and say where to return after login."""
+    page = same_site_path(request.referrer) or url_for("main.home")
+    fields = [
+        [name, value]
+        for name, value in request.form.items(multi=True)
+        if name.rsplit("-", 1)[-1] not in NEVER_KEPT
+    ]
+    if fields and sum(len(n) + len(v) for n, v in fields) <= MAX_KEPT_CHARACTERS:
+        session["kmc_resume"] = {"page": page, "action": request.path, "fields": fields}
+        flash(
+            "Your session expired. Log in again: the form is then filled in with what you "
+            "typed (passwords and confirmations excepted), for you to check and send.",
+            "warning",
+        )
+    else:
+        flash("Your session expired. Log in again, then send the form again.", "warning")
+    return page
+
+
+def _resumed_form() -> dict[str, Any] | None:
+    """The expired form kept for this page, once its person is logged in again (once only)."""
+    kept = session.get("kmc_resume")
+    if not kept or not current_user.is_authenticated or request.method != "GET":
+        return None
+    if same_site_path(request.full_path.rstrip("?")) != kept.get("page"):
+        return None
+    session.pop("kmc_resume", None)
+    return {"action": kept["action"], "fields": kept["fields"]}
+
+
 def _error_page(status: int, message: str) -> tuple[str, int]:
     return render_template("error.html", status=status, message=message), status
 
@@ -177,6 +331,9 @@ def init_app(
     app.extensions["kmc.home_panels"] = tuple(home_panels)
     counters = dict(badges or {})
     app.add_template_filter(when, "when")
+    app.add_template_global(list_url, "list_url")
+    app.add_template_global(list_base, "list_base")
+    app.jinja_env.globals["per_page_choices"] = listing.PER_PAGE_CHOICES
 
     @app.context_processor
     def _layout() -> dict[str, Any]:
@@ -186,6 +343,7 @@ def init_app(
         return {
             "kmc_mode": app.config["KMC_MODE"],
             "kmc_name": app.config["KMC_NAME"],
+            "resume_form": _resumed_form(),
             "navigation": [
                 (e, label, counters[e](caller) if caller is not None and e in counters else 0)
                 for e, label, roles in NAVIGATION
@@ -203,6 +361,10 @@ def init_app(
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError) -> Any:
+        # A form of ours (it carries a token, of a session that is gone): log in and resume.
+        ours = any(name.rsplit("-", 1)[-1] == "csrf_token" for name in request.form)
+        if ours and not access.is_api_request() and not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=_keep_expired_form()))
         return _api_or_page(
             400, "csrf", "the form expired or was not sent by this site; reload and retry"
         )

@@ -30,27 +30,48 @@ class SmFilterForm(FlaskForm):
 
 
 class RegisterForm(FlaskForm):
-    csrs = MultipleFileField("CSR files (PEM or DER; one per SM)")
-    kind = SelectField("Kind", choices=list(KINDS))
+    csrs = MultipleFileField(
+        "CSR files (PEM or DER; one per SM)",
+        description="One PKCS#10 request per SM: P-384 key, subject serialNumber = the SMID "
+        "(OU, if present, = the ID_man).",
+    )
+    kind = SelectField(
+        "Kind",
+        choices=list(KINDS),
+        description="Certified: an SM with a certification; virtual: a software SM, test KMCs only.",
+    )
     model = StringField(
-        "Certified model", validators=[ValidText(name=True), Optional(), Length(max=120)]
+        "Certified model",
+        validators=[ValidText(name=True), Optional(), Length(max=120)],
+        description="Certified SMs: the model named on the certificate.",
     )
     firmware = StringField(
-        "Firmware identifier", validators=[ValidText(name=True), Optional(), Length(max=120)]
+        "Firmware identifier",
+        validators=[ValidText(name=True), Optional(), Length(max=120)],
     )
     version = StringField(
         "Firmware version", validators=[ValidText(name=True), Optional(), Length(max=60)]
     )
     number = StringField(
-        "Certificate number", validators=[ValidText(name=True), Optional(), Length(max=120)]
+        "Certificate number",
+        validators=[ValidText(name=True), Optional(), Length(max=120)],
+        description="The certification body's reference for this model and firmware.",
     )
     id_man = StringField("Manufacturer ID_man (admins)", validators=[Optional(), Length(max=4)])
     submit = SubmitField("Register")
 
 
 class StateChangeForm(FlaskForm):
-    action = SelectField("Action", choices=list(TRANSITIONS))
-    reason = StringField("Reason", validators=[ValidText(), DataRequired(), Length(max=MAX_REASON)])
+    action = SelectField(
+        "Action",
+        choices=list(TRANSITIONS),
+        description="Approve issues the SM its certificate; suspend and resume are reversible.",
+    )
+    reason = StringField(
+        "Reason",
+        validators=[ValidText(), DataRequired(), Length(max=MAX_REASON)],
+        description="Kept in the SM's history and the audit log.",
+    )
     confirm = StringField(
         "To revoke, type the SMID",
         validators=[Optional(), Length(max=40)],
@@ -73,7 +94,36 @@ class OnlineKeyloadForm(FlaskForm):
 
 
 class ManufacturerForm(FlaskForm):
-    id_man = StringField("ID_man (4 hex digits)", validators=[DataRequired(), Length(max=4)])
-    name = StringField("Name", validators=[ValidText(name=True), DataRequired(), Length(max=120)])
-    contact = StringField("Contact", validators=[ValidText(name=True), Optional(), Length(max=200)])
+    refusal_fields = {
+        "invalid_id_man": "id_man",
+        "duplicate_id_man": "id_man",
+        "bad_name": "name",
+        "bad_contact": "contact",
+    }
+    id_man = StringField(
+        "ID_man (4 hex digits)",
+        validators=[DataRequired(), Length(max=4)],
+        description="The manufacturer identifier its SMs are registered under; "
+        "it cannot be changed later.",
+    )
+    name = StringField(
+        "Name",
+        validators=[ValidText(name=True), DataRequired(), Length(max=120)],
+        description="The company name.",
+    )
+    contact = StringField(
+        "Contact",
+        validators=[ValidText(name=True), Optional(), Length(max=200)],
+        description="Who to reach about its SMs (optional).",
+    )
     submit = SubmitField("Create manufacturer")
+
+
+class EditManufacturerForm(FlaskForm):
+    """A manufacturer's name and contact; its ID_man is fixed (its SMIDs carry it)."""
+
+    refusal_fields = ManufacturerForm.refusal_fields
+
+    name = ManufacturerForm.name
+    contact = ManufacturerForm.contact
+    submit = SubmitField("Save changes")

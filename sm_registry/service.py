@@ -36,6 +36,7 @@ from kmc.errors import (
     PolicyRefusal,
     identifier_input,
 )
+from kmc.listing import Listing, ListRequest, Page, contains, page_of
 from kmc.permissions import Caller, Permission
 from sm_registry import certificates, export
 from sm_registry.csr import RegistrationRequest, parse_request
@@ -66,17 +67,22 @@ def _live() -> bool:
 # --- manufacturers -------------------------------------------------------------------------
 
 
+def _manufacturer_text(name: str, contact: str) -> tuple[str, str]:
+    name, contact = name.strip(), contact.strip()
+    if not 1 <= len(name) <= MAX_NAME:
+        raise InvalidInput("bad_name", f"the manufacturer name must be 1-{MAX_NAME} characters")
+    if len(contact) > MAX_CONTACT:
+        raise InvalidInput("bad_contact", f"the contact must be at most {MAX_CONTACT} characters")
+    return name, contact
+
+
 @use_case
 @identifier_input()
 def create_manufacturer(caller: Caller, id_man: str, name: str, contact: str = "") -> Manufacturer:
     caller.require(Permission.MANUFACTURERS_MANAGE)
     actor = caller.name
     ident = IdMan.parse(id_man)
-    name, contact = name.strip(), contact.strip()
-    if not 1 <= len(name) <= MAX_NAME:
-        raise InvalidInput("bad_name", f"the manufacturer name must be 1-{MAX_NAME} characters")
-    if len(contact) > MAX_CONTACT:
-        raise InvalidInput("bad_contact", f"the contact must be at most {MAX_CONTACT} characters")
+    name, contact = _manufacturer_text(name, contact)
     if db.session.get(Manufacturer, ident.value) is not None:
         raise Conflict("duplicate_id_man", f"manufacturer {ident} already exists")
     manufacturer = Manufacturer(
@@ -94,6 +100,37 @@ def create_manufacturer(caller: Caller, id_man: str, name: str, contact: str = "
         "manufacturer",
         ident.value,
         {"name": name, "contact": contact},
+    )
+    return manufacturer
+
+
+def get_manufacturer(caller: Caller, id_man: str) -> Manufacturer:
+    """The manufacturer, if the caller may see it (a manufacturer sees only its own)."""
+    found = db.session.scalars(
+        _manufacturers(caller).where(Manufacturer.id_man == id_man.strip().upper())
+    ).first()
+    if found is None:
+        raise NotFound("unknown_manufacturer", f"no manufacturer with ID_man {id_man}")
+    return cast(Manufacturer, found)
+
+
+@use_case
+def update_manufacturer(caller: Caller, id_man: str, name: str, contact: str) -> Manufacturer:
+    """Change a manufacturer's name and contact (its ID_man never changes: SMIDs carry it)."""
+    caller.require(Permission.MANUFACTURERS_MANAGE)
+    name, contact = _manufacturer_text(name, contact)
+    manufacturer = get_manufacturer(caller, id_man)
+    before = {"name": manufacturer.name, "contact": manufacturer.contact}
+    after = {"name": name, "contact": contact}
+    if before == after:
+        raise InvalidInput("unchanged", f"manufacturer {manufacturer.id_man} already reads so")
+    manufacturer.name, manufacturer.contact = name, contact
+    audit.record(
+        caller.name,
+        "manufacturer.update",
+        "manufacturer",
+        manufacturer.id_man,
+        {"from": before, "to": after},
     )
     return manufacturer
 
@@ -153,12 +190,32 @@ def manufacturer_exists(id_man: str) -> bool:
     return db.session.get(Manufacturer, id_man) is not None
 
 
-def list_manufacturers(caller: Caller) -> list[Manufacturer]:
+MANUFACTURER_LIST = Listing(
+    sorts={
+        "id_man": Manufacturer.id_man,
+        "name": Manufacturer.name,
+        "contact": Manufacturer.contact,
+        "since": Manufacturer.created_at,
+    },
+    searched=(Manufacturer.id_man, Manufacturer.name, Manufacturer.contact),
+    tiebreak=(Manufacturer.id_man,),
+)
+
+
+def _manufacturers(caller: Caller) -> Select[tuple[Manufacturer]]:
     caller.require(Permission.REGISTRY_READ)
-    query = select(Manufacturer).order_by(Manufacturer.id_man)
+    query = select(Manufacturer)
     if caller.is_manufacturer:
         query = query.where(Manufacturer.id_man == caller.id_man)
-    return list(db.session.scalars(query))
+    return query
+
+
+def list_manufacturers(caller: Caller) -> list[Manufacturer]:
+    return list(db.session.scalars(_manufacturers(caller).order_by(Manufacturer.id_man)))
+
+
+def manufacturers_page(caller: Caller, asked: ListRequest) -> Page[Manufacturer]:
+    return page_of(_manufacturers(caller), MANUFACTURER_LIST, asked)
 
 
 # --- registration --------------------------------------------------------------------------
@@ -623,7 +680,8 @@ def certificate_chain(smid: str, caller: Caller | None = None) -> certificates.C
 
 @dataclass(frozen=True)
 class SmFilter:
-    """What an auditor narrows the allocation list by (all optional; dates are registration days, UTC)."""
+    """What an auditor narrows the allocation list by (all optional; dates are registration days,
+    UTC; the SMID matches anywhere in it)."""
 
     id_man: str | None = None
     smid: str | None = None
@@ -642,22 +700,45 @@ class SmFilter:
         return {k: str(v) for k, v in self.__dict__.items() if v}
 
 
-def count_by_state(caller: Caller) -> dict[str, int]:
-    """How many SMs the caller may see are in each state (the home page's counts)."""
-    query = _scoped(select(SecurityModule), caller).subquery()
+def count_by_state(caller: Caller, id_man: str | None = None) -> dict[str, int]:
+    """How many SMs the caller may see are in each state (the home page's counts), of one
+    manufacturer if `id_man` is given."""
+    scoped = _scoped(select(SecurityModule), caller)
+    if id_man is not None:
+        scoped = scoped.where(SecurityModule.id_man == id_man)
+    query = scoped.subquery()
     rows = db.session.execute(select(query.c.state, func.count()).group_by(query.c.state))
     return {state: count for state, count in rows}
 
 
-def list_sms(caller: Caller, where: SmFilter | None = None) -> list[SecurityModule]:
-    where = where or SmFilter()
+SM_LIST = Listing(
+    sorts={
+        "smid": SecurityModule.smid,
+        "id_man": SecurityModule.id_man,
+        "kind": SecurityModule.kind,
+        "state": SecurityModule.state,
+        "registered": SecurityModule.registered_at,
+        "uploader": SecurityModule.registered_by,
+    },
+    searched=(
+        SecurityModule.smid,
+        SecurityModule.id_man,
+        SecurityModule.registered_by,
+        SecurityModule.cert_model,
+        SecurityModule.cert_number,
+    ),
+    tiebreak=(SecurityModule.smid,),
+)
+
+
+def _sms(caller: Caller, where: SmFilter) -> Select[tuple[SecurityModule]]:
     query = _scoped(select(SecurityModule), caller).options(
         selectinload(SecurityModule.events), selectinload(SecurityModule.manufacturer)
     )
     if where.id_man:
         query = query.where(SecurityModule.id_man == IdMan.parse(where.id_man).value)
     if where.smid:
-        query = query.where(SecurityModule.smid == where.smid.strip())
+        query = query.where(contains(SecurityModule.smid, where.smid.strip()))
     if where.state:
         query = query.where(SecurityModule.state == where.state)
     if where.registered_from:
@@ -670,7 +751,18 @@ def list_sms(caller: Caller, where: SmFilter | None = None) -> list[SecurityModu
             SecurityModule.registered_at
             < dt.datetime.combine(where.registered_until, dt.time(), dt.UTC) + dt.timedelta(days=1)
         )
+    return query
+
+
+def list_sms(caller: Caller, where: SmFilter | None = None) -> list[SecurityModule]:
+    """Every SM the caller may see that matches (exports, the API, the CLI)."""
+    query = _sms(caller, where or SmFilter())
     return list(db.session.scalars(query.order_by(SecurityModule.id_man, SecurityModule.smid)))
+
+
+def sms_page(caller: Caller, where: SmFilter, asked: ListRequest) -> Page[SecurityModule]:
+    """One page of the SM list (the registry page)."""
+    return page_of(_sms(caller, where), SM_LIST, asked)
 
 
 @dataclass(frozen=True)

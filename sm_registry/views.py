@@ -13,12 +13,14 @@ from werkzeug.wrappers import Response
 
 from kmc.access import allow, current_caller
 from kmc.errors import InvalidInput
+from kmc.listing import ListRequest, Page
 from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, attempt
 from sm_registry import service
 from sm_registry.bulk import Item, named_item
 from sm_registry.csr import MAX_CSR_BYTES
 from sm_registry.forms import (
+    EditManufacturerForm,
     ManufacturerForm,
     OnlineKeyloadForm,
     RegisterForm,
@@ -64,14 +66,19 @@ def _filter(form: SmFilterForm) -> service.SmFilter:
 @allow(Permission.REGISTRY_READ)
 def sms() -> str:
     form = SmFilterForm(request.args)
+    asked = ListRequest.from_args(request.args)
     where = attempt(lambda: _filter(form))
     listed = (
-        attempt(lambda: service.list_sms(current_caller(), where)) if where is not None else None
+        service.sms_page(current_caller(), where, asked)
+        if where is not None
+        else Page([], 0, asked)  # a filter that is not valid matches nothing, and says why
     )
-    if where is None or listed is None:
-        where, listed = service.SmFilter(), []
     return render_template(
-        "registry/sms.html", form=form, sms=listed, args=where.as_dict(), caller=current_caller()
+        "registry/sms.html",
+        form=form,
+        page=listed,
+        args=(where or service.SmFilter()).as_dict(),
+        caller=current_caller(),
     )
 
 
@@ -157,11 +164,16 @@ def change_state(smid: str) -> Response:
 @bp.route("/sms/<smid>/certificate.pem")
 @allow(Permission.REGISTRY_READ)
 def certificate(smid: str) -> Response:
+    """The SM certificate followed by the SM issuing CA (what `sm-emulator install-cert` and
+    `openssl verify -untrusted` take); `?leaf=1` for the SM certificate alone."""
     chain = service.certificate_chain(smid, current_caller())
+    leaf = request.args.get("leaf") == "1"
     return Response(
-        chain.certificate.public_bytes(serialization.Encoding.PEM),
+        chain.certificate.public_bytes(serialization.Encoding.PEM) if leaf else chain.pem(),
         mimetype="application/x-pem-file",
-        headers={"Content-Disposition": f"attachment; filename=sm-{smid}.pem"},
+        headers={
+            "Content-Disposition": f"attachment; filename=sm-{smid}{'-leaf' if leaf else ''}.pem"
+        },
     )
 
 
@@ -227,5 +239,30 @@ def manufacturers() -> str | Response:
     return render_template(
         "registry/manufacturers.html",
         form=form,
-        manufacturers=service.list_manufacturers(caller),
+        page=service.manufacturers_page(caller, ListRequest.from_args(request.args)),
+    )
+
+
+@bp.route("/manufacturers/<id_man>", methods=["GET", "POST"])
+@allow(Permission.MANUFACTURERS_READ)
+def manufacturer(id_man: str) -> str | Response:
+    """One manufacturer, its SM counts, and (for admins) its editable name and contact."""
+    caller = current_caller()
+    found = service.get_manufacturer(caller, id_man)
+    # The service decides who may edit; the form is shown to those who may.
+    form = EditManufacturerForm(obj=found if request.method == "GET" else None)
+    if form.validate_on_submit():
+        changed = attempt(
+            lambda: service.update_manufacturer(
+                caller, found.id_man, form.name.data or "", form.contact.data or ""
+            )
+        )
+        if changed is not None:
+            flash(f"Manufacturer {changed.id_man} updated.", "success")
+            return redirect(url_for("registry.manufacturer", id_man=changed.id_man))
+    return render_template(
+        "registry/manufacturer.html",
+        manufacturer=found,
+        counts=service.count_by_state(caller, id_man=found.id_man),
+        form=form if caller.may(Permission.MANUFACTURERS_MANAGE) else None,
     )

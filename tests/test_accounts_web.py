@@ -184,6 +184,7 @@ def test_an_internal_error_is_a_plain_500_page_and_json_on_the_api(app, client, 
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(service, "list_users", broken)
+    monkeypatch.setattr(service, "users_page", broken)
     login(client, "admin1")
     page = client.get("/admin/users")
     assert page.status_code == 500

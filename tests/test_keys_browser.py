@@ -16,10 +16,12 @@ pytestmark = pytest.mark.browser
 def test_operator_generates_a_key_then_processes_an_uploaded_request(app, page, tmp_path):
     browser_login(page, "operator1")
     page.goto("/keys/")
+    page.click("text=Supply groups")
     page.fill("#group-sgc", SGC)
     page.fill("#group-name", "North")
     page.click("#group-submit")
     assert "Supply group 600727 added." in page.content()
+    page.click("text=Vending keys")
     page.select_option("#key-sgc", SGC)
     page.fill("#key-krn", "1")
     page.select_option("#key-kt", "1")

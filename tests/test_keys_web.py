@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 
 from factories.keys import SGC
 from tests.conftest import login, post_form
@@ -18,8 +19,10 @@ def _generate(client, kmc, **changes):
     _ok(kmc("sgc", "add", "--sgc", SGC, "--name", "North"))
     login(client, "operator1")
     answer = post_form(client, "/keys/generate", {**KEY_FORM, **changes}, "/keys/")
-    assert answer.status_code == 302
-    return html.unescape(client.get("/keys/").get_data(as_text=True))
+    if answer.status_code == 302:
+        return html.unescape(client.get("/keys/").get_data(as_text=True))
+    assert answer.status_code == 200  # refused: the form again, the wrong field marked
+    return html.unescape(answer.get_data(as_text=True))
 
 
 def test_ken_zero_can_be_entered(client, kmc):
@@ -31,7 +34,12 @@ def test_ken_zero_can_be_entered(client, kmc):
 
 def test_krn_zero_is_refused_as_out_of_range_not_as_missing(client, kmc):
     page = _generate(client, kmc, **{"key-krn": "0"})
-    assert "krn: Number must be between 1 and 9." in page
+    assert "Check the marked field: KRN." in page
+    assert re.search(
+        r'<input class="form-control is-invalid" id="key-krn"[^>]*value="0"[^>]*>\s*'
+        r'<div class="invalid-feedback[^"]*">Number must be between 1 and 9.</div>',
+        page,
+    )
     assert json.loads(_ok(kmc("key", "list", "--json")).output) == []
 
 

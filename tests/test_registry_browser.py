@@ -56,12 +56,17 @@ def test_register_approve_and_export(page, instance, tmp_path):
     with zipfile.ZipFile(archive_path) as archive:
         archive.extractall(tmp_path / "export")
         content, signature = sorted(archive.namelist())
-    pki_folder = instance.folder / "pki"
+    # The auditor takes the certificates from the UI too, not from the KMC host.
+    page.click("#main-nav >> text=Certificates")
+    for name in ("root", "audit"):
+        with page.expect_download() as download:
+            page.click(f"#download-{name}")
+        download.value.save_as(tmp_path / f"{name}.pem")
     verified = verify_export(
         tmp_path / "export" / content,
         tmp_path / "export" / signature,
-        pki_folder / "root.pem",
-        pki_folder / "audit.pem",
+        tmp_path / "root.pem",
+        tmp_path / "audit.pem",
     )
     assert verified.returncode == 0, verified.stderr
     text = (tmp_path / "export" / content).read_text()

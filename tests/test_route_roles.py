@@ -44,6 +44,8 @@ ROUTES: dict[str, Route] = {
     "main.index": Route("/", EVERYONE, ok=302, public=True),
     "main.home": Route("/home", EVERYONE),
     "main.glossary": Route("/glossary", EVERYONE),
+    "main.certificates": Route("/certificates", EVERYONE),
+    "main.certificate": Route("/certificates/root.pem", EVERYONE),
     "auth.login": Route("/login", EVERYONE, public=True),
     "auth.logout": Route("/logout", EVERYONE, ok=302, method="POST"),
     "auth.change_password": Route("/account/password", EVERYONE),
@@ -61,10 +63,16 @@ ROUTES: dict[str, Route] = {
     "audit_ui.log": Route("/audit/", frozenset({"admin", "auditor"})),
     "audit_ui.export": Route("/audit/export.jsonl", frozenset({"admin", "auditor"})),
     "keys.index": Route("/keys/", KEY_READERS),
-    "keys.add_supply_group": Route("/keys/supply-groups", KEY_MANAGERS, ok=302, method="POST"),
-    "keys.generate": Route("/keys/generate", KEY_MANAGERS, ok=302, method="POST"),
+    "keys.supply_groups": Route("/keys/supply-groups", KEY_READERS),
+    "keys.authorisations": Route("/keys/authorisations", KEY_READERS),
+    "keys.supply_group": Route("/keys/supply-groups/123456", KEY_READERS, ok=404),
+    "keys.revoke_authorisation": Route(
+        "/keys/123456/1/1/authorisations/9999/revoke", KEY_MANAGERS, ok=302, method="POST"
+    ),
+    "keys.add_supply_group": Route("/keys/supply-groups", KEY_MANAGERS, ok=200, method="POST"),
+    "keys.generate": Route("/keys/generate", KEY_MANAGERS, ok=200, method="POST"),
     "keys.detail": Route("/keys/123456/1/1", KEY_READERS, ok=404),
-    "keys.authorise": Route("/keys/123456/1/1/authorise", KEY_MANAGERS, ok=302, method="POST"),
+    "keys.authorise": Route("/keys/123456/1/1/authorise", KEY_MANAGERS, ok=404, method="POST"),
     "keys.change_state": Route("/keys/123456/1/1/deactivate", KEY_MANAGERS, ok=302, method="POST"),
     "keys.approvals": Route("/keys/approvals", KEY_READERS),
     "keys.decide": Route("/keys/approvals/999/approve", KEY_MANAGERS, ok=302, method="POST"),
@@ -106,6 +114,7 @@ ROUTES: dict[str, Route] = {
     "registry.certificate": Route("/registry/sms/999/certificate.pem", EVERYONE, ok=404),
     "registry.register": Route("/registry/register", SM_UPLOADERS),
     "registry.manufacturers": Route("/registry/manufacturers", KEY_READERS),
+    "registry.manufacturer": Route("/registry/manufacturers/9999", KEY_READERS, ok=404),
     "api.registry_manufacturers": Route("/api/v1/manufacturers", EVERYONE),
     "api.registry_add_manufacturer": Route(
         "/api/v1/manufacturers", frozenset({"admin"}), ok=400, method="POST"

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import contains_eager
 
 from key_load_protocol import KeyIdentity, key_check_value
 from key_load_protocol.identifiers import supply_group_code
@@ -31,6 +32,7 @@ from kmc.errors import (
     PolicyRefusal,
     identifier_input,
 )
+from kmc.listing import Listing, ListRequest, Page, page_of
 from kmc.permissions import Caller, Permission
 from sm_registry import service as registry
 from vending_keys.domain import (
@@ -161,6 +163,15 @@ def _reason(text: str, what: str) -> str:
 # Supply groups
 
 
+def _group_text(name: str, utility: str, cluster: str) -> tuple[str, str, str]:
+    name = _fitting(name, NAME_LENGTH, "invalid_name", "the name")
+    if not name:
+        raise InvalidInput("invalid_name", "a supply group needs a name")
+    utility = _fitting(utility, NAME_LENGTH, "invalid_utility", "the utility")
+    cluster = _fitting(cluster, NAME_LENGTH, "invalid_cluster", "the cluster")
+    return name, utility, cluster
+
+
 @use_case
 def add_supply_group(
     caller: Caller, sgc: str, name: str, utility: str = "", cluster: str = ""
@@ -169,11 +180,7 @@ def add_supply_group(
     actor = caller.name
     with identifier_input():
         supply_group_code(sgc)
-    name = _fitting(name, NAME_LENGTH, "invalid_name", "the name")
-    if not name:
-        raise InvalidInput("invalid_name", "a supply group needs a name")
-    utility = _fitting(utility, NAME_LENGTH, "invalid_utility", "the utility")
-    cluster = _fitting(cluster, NAME_LENGTH, "invalid_cluster", "the cluster")
+    name, utility, cluster = _group_text(name, utility, cluster)
     if db.session.get(SupplyGroup, sgc) is not None:
         raise Conflict("duplicate_sgc", f"supply group {sgc} already exists")
     group = SupplyGroup(
@@ -199,8 +206,51 @@ def add_supply_group(
     return group
 
 
+def find_supply_group(sgc: str) -> SupplyGroup:
+    group = db.session.get(SupplyGroup, sgc)
+    if group is None:
+        raise NotFound("unknown_sgc", f"no supply group {sgc}")
+    return group
+
+
+@use_case
+def update_supply_group(
+    caller: Caller, sgc: str, name: str, utility: str = "", cluster: str = ""
+) -> SupplyGroup:
+    """Rename a supply group or change its utility or cluster; the SGC itself never changes
+    (keys and meters carry it)."""
+    caller.require(Permission.KEYS_MANAGE)
+    name, utility, cluster = _group_text(name, utility, cluster)
+    group = find_supply_group(sgc)
+    before = {"name": group.name, "utility": group.utility, "cluster": group.cluster}
+    after = {"name": name, "utility": utility, "cluster": cluster}
+    if before == after:
+        raise InvalidInput("unchanged", f"supply group {sgc} already reads so")
+    group.name, group.utility, group.cluster = name, utility, cluster
+    audit.record(caller.name, "sgc.update", "supply_group", sgc, {"from": before, "to": after})
+    return group
+
+
 def list_supply_groups() -> Sequence[SupplyGroup]:
     return db.session.scalars(select(SupplyGroup).order_by(SupplyGroup.sgc)).all()
+
+
+SUPPLY_GROUP_LIST = Listing(
+    sorts={
+        "sgc": SupplyGroup.sgc,
+        "name": SupplyGroup.name,
+        "utility": SupplyGroup.utility,
+        "cluster": SupplyGroup.cluster,
+        "since": SupplyGroup.created_at,
+    },
+    searched=(SupplyGroup.sgc, SupplyGroup.name, SupplyGroup.utility, SupplyGroup.cluster),
+    tiebreak=(SupplyGroup.sgc,),
+)
+
+
+def supply_groups_page(caller: Caller, asked: ListRequest) -> Page[SupplyGroup]:
+    caller.require(Permission.KEYS_READ)
+    return page_of(select(SupplyGroup), SUPPLY_GROUP_LIST, asked)
 
 
 # Keys
@@ -227,6 +277,26 @@ def list_keys(sgc: str | None = None) -> Sequence[VendingKey]:
     if sgc is not None:
         query = query.where(VendingKey.sgc == sgc)
     return db.session.scalars(query).all()
+
+
+KEY_LIST = Listing(
+    sorts={
+        "sgc": VendingKey.sgc,
+        "krn": VendingKey.krn,
+        "kt": VendingKey.kt,
+        "state": VendingKey.state,
+        "act": VendingKey.act,
+        "exp": VendingKey.exp,
+        "created": VendingKey.created_at,
+    },
+    searched=(VendingKey.sgc, VendingKey.kcv, VendingKey.state, VendingKey.dkga),
+    tiebreak=(VendingKey.sgc, VendingKey.krn, VendingKey.kt),
+)
+
+
+def keys_page(caller: Caller, asked: ListRequest) -> Page[VendingKey]:
+    caller.require(Permission.KEYS_READ)
+    return page_of(select(VendingKey), KEY_LIST, asked)
 
 
 def open_key(key: VendingKey) -> bytes:
@@ -537,10 +607,61 @@ def propose_authorisation(caller: Caller, spec: AuthorisationSpec) -> Outcome:
     return Outcome(authorisation=_authorise(spec, actor, None))
 
 
+@use_case
+def revoke_authorisation(
+    caller: Caller, identity: KeyIdentity, smid: str, reason: str
+) -> dict[str, Any]:
+    """Withdraw an SM's authorisation for a key: no further EKLF carries that key to that SM.
+    The row goes (the SM may be authorised afresh later); the audit entry keeps what it was.
+    An SM that already holds the key keeps it (docs/keys.md, "Revoking an authorisation")."""
+    caller.require(Permission.KEYS_MANAGE)
+    reason = _reason(reason, "revoking an authorisation")
+    key = find_key(identity)
+    auth = db.session.scalar(
+        select(Authorisation)
+        .where(Authorisation.key_id == key.id, Authorisation.smid == smid)
+        .with_for_update()
+    )
+    if auth is None:
+        raise NotFound("unknown_authorisation", f"SM {smid} is not authorised for {identity}")
+    revoked = describe_authorisation(auth)
+    db.session.delete(auth)
+    audit.record(
+        caller.name,
+        "key.authorisation.revoke",
+        "key_authorisation",
+        f"{identity} SMID {smid}",
+        {**revoked, "reason": reason},
+    )
+    return revoked
+
+
 def authorisations_for(smid: str) -> Sequence[Authorisation]:
     """An SM's authorisations, oldest first."""
     query = select(Authorisation).where(Authorisation.smid == smid).order_by(Authorisation.id)
     return db.session.scalars(query).all()
+
+
+AUTHORISATION_LIST = Listing(
+    sorts={
+        "smid": Authorisation.smid,
+        "sgc": VendingKey.sgc,
+        "krn": VendingKey.krn,
+        "kt": VendingKey.kt,
+        "iut": Authorisation.iut,
+        "expires": Authorisation.expires_at,
+        "created": Authorisation.created_at,
+    },
+    searched=(Authorisation.smid, VendingKey.sgc, Authorisation.proposed_by),
+    tiebreak=(Authorisation.id,),
+)
+
+
+def authorisations_page(caller: Caller, asked: ListRequest) -> Page[Authorisation]:
+    """Every SM's authorisations, with their keys (the authorisations page)."""
+    caller.require(Permission.KEYS_READ)
+    query = select(Authorisation).join(Authorisation.key).options(contains_eager(Authorisation.key))
+    return page_of(query, AUTHORISATION_LIST, asked)
 
 
 # Approvals

@@ -8,8 +8,9 @@ from wtforms.fields.choices import SelectChoice
 
 from kmc import clock
 from kmc.access import allow, current_caller
+from kmc.listing import ListRequest
 from kmc.permissions import Caller, Permission
-from kmc.web import HomeItem, HomePanel, attempt, flash_form_errors
+from kmc.web import HomeItem, HomePanel, attempt, flash_check_fields, list_at
 from vending_keys import service
 from vending_keys.domain import (
     KEY_TYPES,
@@ -20,9 +21,11 @@ from vending_keys.domain import (
 from vending_keys.forms import (
     ApproveForm,
     AuthoriseForm,
+    EditSupplyGroupForm,
     GenerateKeyForm,
     KeyStateForm,
     RejectForm,
+    RevokeAuthorisationForm,
     SupplyGroupForm,
 )
 
@@ -82,73 +85,135 @@ def _generate_form() -> GenerateKeyForm:
     return form
 
 
+def _keys_page(generate_form: GenerateKeyForm | None = None) -> str:
+    """The key list with the generation form (re-rendered with its fields marked on an error)."""
+    list_at("keys.index")
+    return render_template(
+        "keys/index.html",
+        page=service.keys_page(current_caller(), ListRequest.from_args(request.args)),
+        key_types=KEY_TYPES,
+        generate_form=generate_form or _generate_form(),
+    )
+
+
 @bp.route("/")
 @allow(Permission.KEYS_READ)
 def index() -> str:
+    return _keys_page()
+
+
+def _groups_page(group_form: SupplyGroupForm | None = None) -> str:
+    list_at("keys.supply_groups")
     return render_template(
-        "keys/index.html",
-        groups=service.list_supply_groups(),
-        keys=service.list_keys(),
+        "keys/supply_groups.html",
+        page=service.supply_groups_page(current_caller(), ListRequest.from_args(request.args)),
+        group_form=group_form or SupplyGroupForm(prefix="group"),
+    )
+
+
+@bp.route("/supply-groups")
+@allow(Permission.KEYS_READ)
+def supply_groups() -> str:
+    return _groups_page()
+
+
+@bp.route("/supply-groups/<sgc>", methods=["GET", "POST"])
+@allow(Permission.KEYS_READ)
+def supply_group(sgc: str) -> str | Response:
+    """One supply group with its keys; key managers edit its name, utility and cluster."""
+    caller = current_caller()
+    group = service.find_supply_group(sgc)
+    # The service decides who may edit; the form is shown to those who may.
+    form = EditSupplyGroupForm(obj=group if request.method == "GET" else None)
+    if form.validate_on_submit():
+        changed = attempt(
+            lambda: service.update_supply_group(
+                caller, sgc, form.name.data or "", form.utility.data or "", form.cluster.data or ""
+            )
+        )
+        if changed is not None:
+            flash(f"Supply group {changed.sgc} updated.", "success")
+            return redirect(url_for("keys.supply_group", sgc=sgc))
+    return render_template(
+        "keys/supply_group.html",
+        group=group,
+        form=form if caller.may(Permission.KEYS_MANAGE) else None,
         key_types=KEY_TYPES,
-        group_form=SupplyGroupForm(prefix="group"),
-        generate_form=_generate_form(),
+    )
+
+
+@bp.route("/authorisations")
+@allow(Permission.KEYS_READ)
+def authorisations() -> str:
+    return render_template(
+        "keys/authorisations.html",
+        page=service.authorisations_page(current_caller(), ListRequest.from_args(request.args)),
     )
 
 
 @bp.route("/supply-groups", methods=["POST"])
 @allow(Permission.KEYS_MANAGE)
-def add_supply_group() -> Response:
+def add_supply_group() -> str | Response:
     form = SupplyGroupForm(prefix="group")
-    if form.validate_on_submit():
-        group = attempt(
-            lambda: service.add_supply_group(
-                current_caller(),
-                form.sgc.data or "",
-                form.name.data or "",
-                form.utility.data or "",
-                form.cluster.data or "",
-            )
-        )
-        if group is not None:
-            flash(f"Supply group {group.sgc} added.", "success")
-    else:
-        flash_form_errors(form)
-    return redirect(url_for("keys.index"))
+    if not form.validate_on_submit():
+        flash_check_fields(form)
+        return _groups_page(form)
+    group = attempt(
+        lambda: service.add_supply_group(
+            current_caller(),
+            form.sgc.data or "",
+            form.name.data or "",
+            form.utility.data or "",
+            form.cluster.data or "",
+        ),
+        form,
+    )
+    if group is None:
+        return _groups_page(form)
+    flash(f"Supply group {group.sgc} added.", "success")
+    return redirect(url_for("keys.supply_groups"))
 
 
 @bp.route("/generate", methods=["POST"])
 @allow(Permission.KEYS_MANAGE)
-def generate() -> Response:
+def generate() -> str | Response:
     form = _generate_form()
-    if form.validate_on_submit():
-        outcome = attempt(
-            lambda: service.propose_key(
-                current_caller(),
-                KeySpec.from_input(
-                    sgc=form.sgc.data or "",
-                    krn=form.krn.data or 0,
-                    kt=int(form.kt.data or 0),
-                    dkga=form.dkga.data or "",
-                    eas=form.eas.data or (),
-                    base_date=int(form.base_date.data or 0),
-                    ken=form.ken.data if form.ken.data is not None else -1,
-                    act=form.act.data,
-                    exp=form.exp.data,
-                    refresh_days=form.refresh_days.data,
-                    now=clock.now(),
-                ),
-            )
-        )
-        if outcome is not None:
-            _flash_outcome(outcome)
-    else:
-        flash_form_errors(form)
+    if not form.validate_on_submit():
+        flash_check_fields(form)
+        return _keys_page(form)
+    outcome = attempt(
+        lambda: service.propose_key(
+            current_caller(),
+            KeySpec.from_input(
+                sgc=form.sgc.data or "",
+                krn=form.krn.data or 0,
+                kt=int(form.kt.data or 0),
+                dkga=form.dkga.data or "",
+                eas=form.eas.data or (),
+                base_date=int(form.base_date.data or 0),
+                ken=form.ken.data if form.ken.data is not None else -1,
+                act=form.act.data,
+                exp=form.exp.data,
+                refresh_days=form.refresh_days.data,
+                now=clock.now(),
+            ),
+        ),
+        form,
+    )
+    if outcome is None:
+        return _keys_page(form)
+    _flash_outcome(outcome)
     return redirect(url_for("keys.index"))
 
 
 @bp.route("/<sgc>/<int:krn>/<int:kt>")
 @allow(Permission.KEYS_READ)
 def detail(sgc: str, krn: int, kt: int) -> str:
+    return _detail_page(sgc, krn, kt)
+
+
+def _detail_page(sgc: str, krn: int, kt: int, authorise_form: AuthoriseForm | None = None) -> str:
+    """One key with its authorisations (the authorisation form re-rendered marked on an error)."""
     key = service.find_key(key_identity(sgc, krn, kt))
     return render_template(
         "keys/detail.html",
@@ -157,33 +222,59 @@ def detail(sgc: str, krn: int, kt: int) -> str:
         info=service.describe_key(key),
         authorisations=[service.describe_authorisation(a) for a in key.authorisations],
         recipients=service.recipients_of(key),
-        authorise_form=AuthoriseForm(),
+        authorise_form=authorise_form or AuthoriseForm(),
         state_form=KeyStateForm(),
+        revoke_form=RevokeAuthorisationForm(),
     )
 
 
 @bp.route("/<sgc>/<int:krn>/<int:kt>/authorise", methods=["POST"])
 @allow(Permission.KEYS_MANAGE)
-def authorise(sgc: str, krn: int, kt: int) -> Response:
+def authorise(sgc: str, krn: int, kt: int) -> str | Response:
     form = AuthoriseForm()
+    if not form.validate_on_submit():
+        flash_check_fields(form)
+        return _detail_page(sgc, krn, kt, form)
+    outcome = attempt(
+        lambda: service.propose_authorisation(
+            current_caller(),
+            AuthorisationSpec.from_input(
+                sgc=sgc,
+                krn=krn,
+                kt=kt,
+                smid=form.smid.data or "",
+                iut=form.iut.data,
+                clm=form.clm.data,
+                resource_limit=form.resource_limit.data,
+                expires=form.expires.data,
+            ),
+        ),
+        form,
+    )
+    if outcome is None:
+        return _detail_page(sgc, krn, kt, form)
+    _flash_outcome(outcome)
+    return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
+
+
+@bp.route("/<sgc>/<int:krn>/<int:kt>/authorisations/<smid>/revoke", methods=["POST"])
+@allow(Permission.KEYS_MANAGE)
+def revoke_authorisation(sgc: str, krn: int, kt: int, smid: str) -> Response:
+    form = RevokeAuthorisationForm()
     if form.validate_on_submit():
-        outcome = attempt(
-            lambda: service.propose_authorisation(
-                current_caller(),
-                AuthorisationSpec.from_input(
-                    sgc=sgc,
-                    krn=krn,
-                    kt=kt,
-                    smid=form.smid.data or "",
-                    iut=form.iut.data,
-                    clm=form.clm.data,
-                    resource_limit=form.resource_limit.data,
-                    expires=form.expires.data,
-                ),
+        revoked = attempt(
+            lambda: service.revoke_authorisation(
+                current_caller(), key_identity(sgc, krn, kt), smid, form.reason.data or ""
             )
         )
-        if outcome is not None:
-            _flash_outcome(outcome)
+        if revoked is not None:
+            flash(
+                f"SM {smid} is no longer authorised for {key_identity(sgc, krn, kt)}; "
+                "no further EKLF carries the key to it.",
+                "warning",
+            )
+    else:
+        flash("Give a reason for revoking the authorisation.", "danger")
     return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
 
 

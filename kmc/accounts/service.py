@@ -28,6 +28,7 @@ from kmc.errors import (
     NotFound,
     TooManyAttempts,
 )
+from kmc.listing import Listing, ListRequest, Page, page_of
 from kmc.permissions import ROLES, Caller, Permission
 from sm_registry import service as registry
 
@@ -113,6 +114,25 @@ def find_user(username: str) -> User:
 
 def list_users() -> list[User]:
     return list(db.session.scalars(select(User).order_by(User.username)))
+
+
+USER_LIST = Listing(
+    sorts={
+        "username": User.username,
+        "role": User.role,
+        "id_man": User.id_man,
+        "active": User.active,
+        "created": User.created_at,
+    },
+    searched=(User.username, User.role, User.id_man),
+    tiebreak=(User.username,),
+)
+
+
+def users_page(caller: Caller, asked: ListRequest) -> Page[User]:
+    """One page of the accounts (the admin's users page)."""
+    caller.require(Permission.USERS_MANAGE)
+    return page_of(select(User), USER_LIST, asked)
 
 
 @dataclass(frozen=True)

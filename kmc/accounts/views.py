@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
@@ -18,23 +16,17 @@ from kmc.accounts.forms import (
     RevokeTokenForm,
     ToggleUserForm,
 )
+from kmc.listing import ListRequest
 from kmc.permissions import Permission
-from kmc.web import attempt
+from kmc.web import attempt, same_site_path
 
 auth = Blueprint("auth", __name__)
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths are followed after login (no open redirect)."""
-    if (
-        target
-        and target.startswith("/")
-        and not target.startswith("//")
-        and not urlsplit(target).netloc
-    ):
-        return target
-    return url_for("main.home")
+    """Only same-site paths are followed after login (no open redirect)."""
+    return same_site_path(target) or url_for("main.home")
 
 
 @auth.route("/login", methods=["GET", "POST"])
@@ -109,7 +101,7 @@ def users() -> str | Response:
     return render_template(
         "admin/users.html",
         form=form,
-        users=service.list_users(),
+        page=service.users_page(current_caller(), ListRequest.from_args(request.args)),
         standings=service.login_standings(),
         toggle=ToggleUserForm(),
     )

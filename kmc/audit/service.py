@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from flask import current_app, has_request_context
-from sqlalchemy import DateTime, Select, event, func, insert, select, text, type_coerce
+from sqlalchemy import DateTime, Select, event, insert, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from kmc import clock, pki
@@ -29,6 +29,7 @@ from kmc.audit.offline import CHECKPOINT_PREFIX
 from kmc.command_line import system_actor
 from kmc.database import db, use_case
 from kmc.errors import KMCError
+from kmc.listing import Listing, ListRequest, Page, contains, page_of
 
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises appends ("KMCA").
 _PG_AUDIT_LOCK = 0x4B4D4341
@@ -278,7 +279,8 @@ def export_lines(mode: str) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class AuditQuery:
-    """What an auditor searches for: exact actor, action, object type and id, a date range."""
+    """What an auditor narrows the log by: text found anywhere in the actor, action, object type
+    or object id (case-insensitive), and a date range (whole UTC days)."""
 
     actor: str | None = None
     action: str | None = None
@@ -288,23 +290,25 @@ class AuditQuery:
     until: date | None = None
 
 
-@dataclass(frozen=True)
-class AuditPage:
-    entries: list[AuditEntry]
-    page: int
-    pages: int
-    total: int
-
-
-PAGE_SIZE = 50
+AUDIT_LIST = Listing(
+    sorts={
+        "seq": AuditEntry.seq,
+        "actor": AuditEntry.actor,
+        "action": AuditEntry.action,
+        "object": AuditEntry.object_type,
+    },
+    searched=(AuditEntry.actor, AuditEntry.action, AuditEntry.object_id, AuditEntry.details),
+    tiebreak=(AuditEntry.seq,),
+    descending=True,  # newest first
+)
 
 
 def _matching(where: AuditQuery) -> Select[tuple[AuditEntry]]:
     query = select(AuditEntry)
     for field in ("actor", "action", "object_type", "object_id"):
         value = getattr(where, field)
-        if value:
-            query = query.where(getattr(AuditEntry, field) == value.strip())
+        if value and value.strip():
+            query = query.where(contains(getattr(AuditEntry, field), value.strip()))
     if where.since:
         query = query.where(AuditEntry.at >= datetime.combine(where.since, time(), UTC))
     if where.until:
@@ -314,15 +318,9 @@ def _matching(where: AuditQuery) -> Select[tuple[AuditEntry]]:
     return query
 
 
-def search(where: AuditQuery, page: int = 1) -> AuditPage:
-    """One page of matching entries, newest first."""
-    page = max(page, 1)
-    query = _matching(where)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    entries = db.session.scalars(
-        query.order_by(AuditEntry.seq.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-    ).all()
-    return AuditPage(list(entries), page, max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), total)
+def search(where: AuditQuery, asked: ListRequest | None = None) -> Page[AuditEntry]:
+    """One page of matching entries, newest first unless asked otherwise."""
+    return page_of(_matching(where), AUDIT_LIST, asked or ListRequest())
 
 
 KEYSTORE_FAULT = "keystore.fault"

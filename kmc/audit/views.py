@@ -15,6 +15,7 @@ from flask import (
 from kmc.access import allow
 from kmc.audit import service
 from kmc.audit.forms import AuditFilterForm
+from kmc.listing import ListRequest
 from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, when
 
@@ -49,17 +50,8 @@ def log() -> str:
         if form.validate()
         else service.AuditQuery()
     )
-    found = service.search(where, request.args.get("page", 1, type=int) or 1)
-    args = {k: v for k, v in request.args.items() if k != "page"}
-    return render_template(
-        "audit/log.html",
-        form=form,
-        entries=found.entries,
-        page=found.page,
-        pages=found.pages,
-        total=found.total,
-        args=args,
-    )
+    found = service.search(where, ListRequest.from_args(request.args))
+    return render_template("audit/log.html", form=form, page=found)
 
 
 @bp.route("/export.jsonl")

@@ -1,0 +1,106 @@
+"""Every main page, for every role that sees it, in headless Chromium: axe-core finds no serious
+or critical violation, and the page body never scrolls sideways at 768 px or 1,280 px (wide
+tables scroll inside their own box). Also: the form kept across an expired session is filled in
+again by kmc.js after login."""
+
+from __future__ import annotations
+
+import pytest
+
+from factories.keys import SGC, add_key, authorise
+from factories.registry import new_device
+from tests.conftest import browser_login
+
+pytestmark = pytest.mark.browser
+
+# Each role's main pages (what its menu and the objects' links lead to).
+PAGES = {
+    "admin1": [
+        "/home",
+        "/admin/users",
+        "/admin/tokens",
+        "/audit/",
+        "/registry/",
+        "/registry/register",
+        "/registry/manufacturers",
+        "/registry/manufacturers/1A2B",
+        "/registry/sms/4242",
+        "/keys/",
+        "/keys/supply-groups",
+        f"/keys/supply-groups/{SGC}",
+        "/keys/authorisations",
+        f"/keys/{SGC}/1/1",
+        "/keys/approvals",
+        "/keys/expiring",
+        "/keyload/",
+        "/custodians/",
+        "/certificates",
+        "/glossary",
+        "/account/password",
+    ],
+    "operator1": ["/home", "/registry/sms/4242", "/keys/", f"/keys/{SGC}/1/1", "/keyload/"],
+    "auditor1": ["/home", "/audit/", "/registry/", "/registry/manufacturers", "/certificates"],
+    "maker1": ["/home", "/registry/", "/registry/register", "/registry/sms/4242"],
+}
+WIDTHS = (768, 1280)
+BLOCKING = ("serious", "critical")
+_BODY_OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+def _blocking_violations(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {', '.join(str(n['target']) for n in v['nodes'][:3])}"
+        for v in results.response["violations"]
+        if v["impact"] in BLOCKING
+    ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the pages, not the database
+def test_every_main_page_passes_axe_and_never_scrolls_sideways(app, page, backend):
+    new_device(app, "4242")
+    add_key(app, 1)
+    authorise(app, "4242", 1)
+    found: dict[str, list[str]] = {}
+    checked = 0
+    for username, paths in PAGES.items():
+        page.context.clear_cookies()
+        page.set_viewport_size({"width": 1280, "height": 900})
+        browser_login(page, username)
+        for path in paths:
+            response = page.goto(path)
+            assert response is not None and response.status == 200, (username, path)
+            problems = _blocking_violations(page)
+            for width in WIDTHS:
+                page.set_viewport_size({"width": width, "height": 900})
+                overflow = page.evaluate(_BODY_OVERFLOW)
+                if overflow > 0:
+                    problems.append(f"the page scrolls sideways by {overflow} px at {width} px")
+            page.set_viewport_size({"width": 1280, "height": 900})
+            checked += 1
+            if problems:
+                found[f"{username} {path}"] = problems
+    assert checked == sum(len(paths) for paths in PAGES.values())
+    report = "\n".join(f"{where}: {'; '.join(problems)}" for where, problems in found.items())
+    assert not found, f"{len(found)} of {checked} pages fail:\n{report}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_form_sent_after_the_session_expired_is_filled_in_again_after_login(page, backend):
+    browser_login(page, "operator1")
+    page.goto("/keys/supply-groups")
+    page.fill("#group-sgc", "600728")
+    page.fill("#group-name", "South")
+    page.context.clear_cookies()  # the idle timeout passed: the session cookie is gone
+    page.click("#supply-group-form #group-submit")
+    assert "/login" in page.url and "Your session expired" in page.content()
+    page.fill("#username", "operator1")
+    page.fill("#password", "correct horse battery staple")
+    page.click("#submit")
+    assert page.url.endswith("/keys/supply-groups")
+    assert page.input_value("#group-sgc") == "600728"
+    assert page.input_value("#group-name") == "South"
+    page.click("#supply-group-form #group-submit")
+    assert "Supply group 600728 added." in page.content()
