@@ -248,9 +248,8 @@ def test_a_live_kmc_refuses_the_plain_software_store_naming_both_ways_out(tmp_pa
     assert "KMC_KEYSTORE=pkcs11" in result.stderr and "kmc custodians init" in result.stderr
     assert result.stderr.count("\n") == 1
     assert not (fresh.folder / "master.key").exists()
-    # Nothing was initialised, so serving is refused for that first (tests/test_cli_no_instance).
     served = run_kmc(fresh, "serve", "--port", "1")
-    assert served.returncode == 1 and served.stderr.startswith("kmc: no_instance: ")
+    assert served.returncode == 1 and served.stderr.startswith("kmc: plain_software_keystore: ")
 
 
 def test_a_live_kmc_initialises_on_custodians_and_says_so_in_its_certificates(tmp_path):

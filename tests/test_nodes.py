@@ -70,7 +70,8 @@ def _session_cookie(response: http.client.HTTPResponse) -> str:
 
 
 def test_two_nodes_on_one_database_and_one_token_act_as_one_kmc(app, instance, tmp_path):
-    node_b = tmp_path / "node-b"  # a fresh folder: no certificate, no secret, no key
+    node_b = tmp_path / "node-b"  # an empty folder: no certificate, no secret, no key
+    node_b.mkdir(mode=0o700)
     env_b = {**instance.env(), "KMC_INSTANCE": str(node_b)}
     operator = api_headers(app, "operator1")
     admin = api_headers(app, "admin1")
