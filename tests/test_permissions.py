@@ -15,7 +15,14 @@ from kmc.accounts import service as accounts
 from kmc.audit.models import AuditEntry
 from kmc.database import db
 from kmc.errors import Forbidden, NotFound
-from kmc.permissions import ROLE_PERMISSIONS, ROLES, Caller, Permission, roles_with
+from kmc.permissions import (
+    ROLE_PERMISSIONS,
+    ROLES,
+    SECURITY_MODULE,
+    Caller,
+    Permission,
+    roles_with,
+)
 from sm_registry import service as registry
 from vending_keys import service as keys
 from vending_keys.domain import KeySpec
@@ -42,9 +49,12 @@ def _spec() -> KeySpec:
 
 
 def test_every_role_holds_a_declared_set_and_admin_holds_every_permission():
-    assert set(ROLE_PERMISSIONS) == set(ROLES)
+    # The accounts' roles, and the role of an SM calling for its own keys (no account has it).
+    assert set(ROLE_PERMISSIONS) == {*ROLES, SECURITY_MODULE}
+    assert SECURITY_MODULE not in ROLES
+    assert ROLE_PERMISSIONS[SECURITY_MODULE] == {Permission.KEYS_LOAD_ONLINE}
     assert ROLE_PERMISSIONS["admin"] == frozenset(Permission)
-    assert all(Permission.OWN_ACCOUNT in granted for granted in ROLE_PERMISSIONS.values())
+    assert all(Permission.OWN_ACCOUNT in ROLE_PERMISSIONS[role] for role in ROLES)
 
 
 def test_roles_with_a_permission_are_read_from_the_one_table():
