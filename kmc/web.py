@@ -274,16 +274,34 @@ def same_site_path(target: str | None) -> str | None:
     return path
 
 
+# Where an expired session's form waits for its person to log in again (kept across login).
+RESUME_KEY = "kmc_resume"
+
+
+def _form_page() -> str:
+    """The page the form is on: the referrer when a browser sends one (Referrer-Policy is
+    `no-referrer`, so ours do not), else the form's own URL when it also serves GET (the pages
+    whose form posts to themselves), else home."""
+    page = same_site_path(request.referrer)
+    if page:
+        return page
+    try:
+        current_app.url_map.bind_to_environ(request.environ).match(request.path, method="GET")
+    except HTTPException:
+        return url_for("main.home")
+    return request.path
+
+
 def _keep_expired_form() -> str:
     """Keep what the expired form held (see NEVER_KEPT) and say where to return after login."""
-    page = same_site_path(request.referrer) or url_for("main.home")
+    page = _form_page()
     fields = [
         [name, value]
         for name, value in request.form.items(multi=True)
         if name.rsplit("-", 1)[-1] not in NEVER_KEPT
     ]
     if fields and sum(len(n) + len(v) for n, v in fields) <= MAX_KEPT_CHARACTERS:
-        session["kmc_resume"] = {"page": page, "action": request.path, "fields": fields}
+        session[RESUME_KEY] = {"page": page, "action": request.path, "fields": fields}
         flash(
             "Your session expired. Log in again: the form is then filled in with what you "
             "typed (passwords and confirmations excepted), for you to check and send.",
@@ -296,12 +314,12 @@ def _keep_expired_form() -> str:
 
 def _resumed_form() -> dict[str, Any] | None:
     """The expired form kept for this page, once its person is logged in again (once only)."""
-    kept = session.get("kmc_resume")
+    kept = session.get(RESUME_KEY)
     if not kept or not current_user.is_authenticated or request.method != "GET":
         return None
     if same_site_path(request.full_path.rstrip("?")) != kept.get("page"):
         return None
-    session.pop("kmc_resume", None)
+    session.pop(RESUME_KEY, None)
     return {"action": kept["action"], "fields": kept["fields"]}
 
 

@@ -67,7 +67,7 @@ def test_passwords_shares_and_typed_confirmations_are_never_kept(client):
     assert "hunter2" not in json.dumps(kept) and "abandon" not in json.dumps(kept)
 
 
-def test_an_expired_form_from_another_site_returns_home(client):
+def test_an_expired_form_from_another_site_returns_to_its_own_page_here(client):
     login(client, "operator1")
     token = csrf_token(client, "/keys/supply-groups")
     expire_session(client)
@@ -76,6 +76,15 @@ def test_an_expired_form_from_another_site_returns_home(client):
         data={"csrf_token": token, "group-sgc": "600727"},
         headers={"Referer": "https://evil.example/keys/supply-groups"},
     )
+    assert sent.headers["Location"] == "/login?next=/keys/supply-groups"
+
+
+def test_an_expired_action_form_without_a_page_of_its_own_returns_home(client):
+    login(client, "operator1")
+    token = csrf_token(client, "/keys/supply-groups")
+    expire_session(client)
+    # No Referer (Referrer-Policy: no-referrer), and the action serves no GET.
+    sent = client.post("/logout", data={"csrf_token": token, "reason": "x"})
     assert sent.headers["Location"] == "/login?next=/home"
 
 

@@ -18,7 +18,7 @@ from kmc.accounts.forms import (
 )
 from kmc.listing import ListRequest
 from kmc.permissions import Permission
-from kmc.web import attempt, same_site_path
+from kmc.web import RESUME_KEY, attempt, same_site_path
 
 auth = Blueprint("auth", __name__)
 admin = Blueprint("admin", __name__, url_prefix="/admin")
@@ -41,8 +41,12 @@ def login() -> str | Response:
             assert outcome.refusal is not None
             flash(outcome.refusal.message, "danger")
         else:
-            # A new session at login: nothing from before it (its CSRF token included) survives.
+            # A new session at login: nothing from before it (its CSRF token included) survives
+            # but the form an expired session left to fill in again (kmc.web, never secrets).
+            kept = session.get(RESUME_KEY)
             session.clear()
+            if kept is not None:
+                session[RESUME_KEY] = kept
             session.permanent = (
                 True  # idle timeout: PERMANENT_SESSION_LIFETIME, renewed per request
             )
