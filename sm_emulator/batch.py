@@ -143,6 +143,12 @@ def _forget(state: Path, batch: str | None) -> None:
         sm.close()
 
 
+def prepare(state: Path, target: Path) -> None:
+    """Open the SM (refusing a missing or foreign state folder) and ready the journal for a
+    batch into `target`: forgotten if `target` does not exist yet (a new batch)."""
+    _forget(state, None if target.exists() else str(target.resolve()))
+
+
 def run(
     state: Path,
     kind: str,
@@ -158,7 +164,7 @@ def run(
     refused) this run."""
     batch = str(target.resolve())
     # The parent's SM is closed before the workers fork; each worker opens its own.
-    _forget(state, None if target.exists() else batch)
+    prepare(state, target)
     issuer = functools.partial(issue_line, str(state.resolve()), kind, batch, ea07_tables)
     counts = token_batch.run_with(
         issuer,

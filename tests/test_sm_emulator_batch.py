@@ -144,3 +144,18 @@ def test_a_rerun_writes_a_line_vended_before_the_crash_without_vending_it_again(
     assert [r["pan"] for r in written] == [r["pan"] for r in rows]
     assert written[2]["tokens"] == tokens
     assert _used(state) == Decimal("40")  # line 4 counted once
+
+
+def test_a_key_not_loaded_is_refused_per_line_and_a_missing_state_in_one_line(
+    tmp_path: Path,
+) -> None:
+    state = _sm(tmp_path)
+    rows = [{**_credit(_pan(1)), "krn": "9"}, _credit(_pan(2))]
+    source, out = _write(tmp_path / "in.csv", rows), tmp_path / "out.csv"
+    result = _run(state, "credit", source, out)
+    assert [r["error"] for r in _read(out)] == ["no_such_key", ""]
+    assert "line 2: no_such_key" in result.output  # type: ignore[attr-defined]
+    missing = _run(tmp_path / "nowhere", "credit", source, tmp_path / "other.csv")
+    assert missing.exit_code == 1  # type: ignore[attr-defined]
+    assert missing.output.startswith("sm-emulator: not_initialised:")  # type: ignore[attr-defined]
+    assert not (tmp_path / "other.csv").exists()
