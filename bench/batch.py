@@ -1,5 +1,7 @@
 """`sts-token batch` throughput: meters/s for 100 000 EA11 credit rows and 100 000 EA11 key
-change sets (4 tokens, key derived per meter), on every core, with peak memory.
+change sets (4 tokens, key derived per meter: a TID-rollover campaign to the 2035 base date), on
+every core, with peak memory. A random sample of the campaign's key change sets is entered into
+meter emulators made on the old key: each must be accepted and leave the meter on the new key.
 
 Run: ``python -m bench batch``. Floor, same run: `issue_row` in this process, one core, no
 file I/O. Targets (issue 12): >= 20 000 meters/s credit, >= 5 000 meters/s key change.
@@ -8,13 +10,16 @@ file I/O. Targets (issue 12): >= 20 000 meters/s credit, >= 5 000 meters/s key c
 from __future__ import annotations
 
 import csv
+import random
 import resource
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-from sts_token import batch
+from meter_emulator import meter
+from meter_emulator.errors import TokenRefused
+from sts_token import KeyParameters, Pan, VendingKey, batch, derive_decoder_key
 from sts_token.identifiers import luhn_check_digit
 
 _METERS = 100_000
@@ -25,8 +30,9 @@ _BASE = {
 _CREDIT = {"subclass": "electricity", "amount": "10"}
 _CHANGE = {
     "new_vending_key": bytes(range(1, 21)).hex(), "new_sgc": "600100", "new_ti": "01",
-    "new_krn": "2", "new_kt": "2", "new_ken": "255", "new_base_date": "2014",
+    "new_krn": "2", "new_kt": "2", "new_ken": "255", "new_base_date": "2035", "rollover": "true",
 }  # fmt: skip
+_SAMPLE = 200
 _AT = datetime(2030, 3, 1, 12, 0)
 
 
@@ -47,6 +53,33 @@ def _write(path: Path, extra: dict[str, str]) -> None:
             writer.writerow({**_BASE, "pan": body + luhn_check_digit(body), **extra})
 
 
+def _sample_accepted(target: Path) -> int:
+    """How many of a random sample of the campaign's sets meters on the old key accept, ending
+    on KRN 2 and the 2035 base date."""
+    with target.open(newline="") as file:
+        rows = random.Random(2035).sample(list(csv.DictReader(file)), _SAMPLE)
+    params = KeyParameters.from_values(
+        dkga="04", ea="11", sgc="600100", ti=1, krn=1, kt=2, base_date=2014
+    )
+    accepted = 0
+    for row in rows:
+        state = meter.manufactured(
+            pan=row["pan"], sgc="600100", ti=1, krn=1, kt=2, ken=255,
+            base_date=params.base_date, dkga="04",
+            decoder_key=derive_decoder_key(
+                VendingKey.from_hex(_BASE["vending_key"]), Pan(row["pan"]), params
+            ),
+            manufacture_tid=0,
+        )  # fmt: skip
+        try:
+            for token in row["tokens"].split():
+                state = meter.enter(state, token).state
+        except TokenRefused:
+            continue
+        accepted += (state.krn, state.base_date) == (2, 2035)
+    return accepted
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -65,6 +98,11 @@ def main() -> None:
                 f"batch {kind:10} {_METERS} meters, 2 cores: {_METERS / seconds:8.0f} meters/s"
                 f"  peak RSS {rss / 1024:.0f} MiB"
             )
+            if kind == "key-change":
+                print(
+                    f"rollover campaign sample: {_sample_accepted(target)} of {_SAMPLE} key change"
+                    " sets accepted by meter emulators on the old key, ending on the new key"
+                )
             sample = _rows(extra, 2000)
             began = time.perf_counter()
             for row in sample:

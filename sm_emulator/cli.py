@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import click
 
 from key_load_protocol import KeyIdentity, ProtocolError
+from sm_emulator import batch
 from sm_emulator.clock import from_environment
 from sm_emulator.errors import SmError
 from sm_emulator.module import REQUEST_LIFETIME, Loaded, SecurityModule
@@ -41,6 +43,7 @@ from sts_token import (
     TransferAmount,
     meter_test_token,
 )
+from sts_token import batch as token_batch
 from sts_token.command_line import OneLineErrorGroup, json_option
 from sts_token.kinds import ALL_REGISTERS
 
@@ -59,6 +62,11 @@ _state_option = click.option(
     help="The SM's state folder ($SM_EMULATOR_STATE).",
 )
 _json_option = json_option()
+_ea07_tables_option = click.option(
+    "--ea07-tables",
+    type=click.Path(dir_okay=False),
+    help="EA07 tables JSON (default: $STS_EA07_TABLES).",
+)
 
 
 def _emit(data: Any, as_json: bool, text: str | Callable[[], str]) -> None:
@@ -296,11 +304,7 @@ _METER_OPTIONS = (
     click.option("--pan", required=True, help="The meter's PAN (18 digits)."),
     click.option("--ti", required=True, help="The meter's tariff index."),
     click.option("--ea", type=click.Choice(["07", "11"]), help="Needed when the key allows both."),
-    click.option(
-        "--ea07-tables",
-        type=click.Path(dir_okay=False),
-        help="EA07 tables JSON (default: $STS_EA07_TABLES).",
-    ),
+    _ea07_tables_option,
     _json_option,
 )
 
@@ -412,6 +416,41 @@ def vend_key_change(
     return _tokens(vending.key_change(meter, new.identity, new.ti, rollover))
 
 
+@main.command("batch")
+@_state_option
+@click.option("--kind", required=True, type=click.Choice(["credit", "key-change"]))
+@click.option(
+    "--in", "source", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
+)
+@click.option("--out", "target", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--processes", type=click.IntRange(min=1), help="Worker processes (default: cores).")
+@_ea07_tables_option
+def batch_command(
+    state: Path,
+    kind: str,
+    source: Path,
+    target: Path,
+    processes: int | None,
+    ea07_tables: str | None,
+) -> None:
+    """Tokens for every meter in a CSV or JSON-lines file from the loaded keys (resumable;
+    see docs/vending-service.md)."""
+    batch.prepare(state, target)  # a bad state folder is refused before the progress bar
+    total = sum(1 for _ in token_batch.read_rows(source))
+    with click.progressbar(length=total, label="meters", file=sys.stderr) as bar:
+        issued, refused = batch.run(
+            state,
+            kind,
+            source,
+            target,
+            ea07_tables=ea07_tables,
+            processes=processes,
+            report=sys.stderr,
+            progress=bar,
+        )
+    click.echo(f"{issued} issued, {refused} refused, into {target}")
+
+
 @main.command("decoder-key")
 @_meter_command
 def decoder_key(vending: Vending, meter: MeterKey) -> Output:
@@ -473,11 +512,7 @@ def vend_test(subclass: str, control: str, manufacturer_code: str, as_json: bool
 )
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
-@click.option(
-    "--ea07-tables",
-    type=click.Path(dir_okay=False),
-    help="EA07 tables JSON (default: $STS_EA07_TABLES).",
-)
+@_ea07_tables_option
 def serve(
     state: Path,
     host: str,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -50,6 +51,10 @@ from sts_token.amounts import representable
 from sts_token.tid import TID_LIMIT
 
 MAX_CURRENCY_DECIMALS = 6
+
+# Called inside a vend's transaction with its tokens, to record them with the counters
+# (`sm-emulator batch` journals each line's tokens this way).
+Journal = Callable[[sqlite3.Connection, tuple[Token, ...]], None]
 
 
 def parse_currency(text: str) -> Decimal:
@@ -230,7 +235,13 @@ class Vending:
         return Tid(tid)
 
     def credit(
-        self, meter: MeterKey, subclass: CreditSubclass, amount: TransferAmount, currency: Decimal
+        self,
+        meter: MeterKey,
+        subclass: CreditSubclass,
+        amount: TransferAmount,
+        currency: Decimal,
+        *,
+        journal: Journal | None = None,
     ) -> Vended:
         """A credit token, counted against the key's CLM (currency) and resource limit (units)."""
         now = self.sm.clock()
@@ -240,6 +251,8 @@ class Vending:
             register.check_credit(currency, carried)
             tid = self._claim_tid(db, register, key, meter.pan, now, "credit")
             token = credit_token(key, subclass, amount, tid)
+            if journal is not None:
+                journal(db, (token,))
             after = dataclasses.replace(
                 register,
                 currency_used=register.currency_used + currency,
@@ -280,6 +293,8 @@ class Vending:
         new: KeyIdentity,
         new_ti: TariffIndex | None = None,
         rollover: bool | None = None,
+        *,
+        journal: Journal | None = None,
     ) -> Vended:
         """The key change set moving the meter from `meter.identity` to `new`.
 
@@ -298,6 +313,8 @@ class Vending:
                 target, target_value, meter.pan, new_ti or meter.ti, ea
             )
             tokens = key_change_tokens(old_key, new_key.decoder_key, new_params, rollover=rollover)
+            if journal is not None:
+                journal(db, tokens)
             after = self._count(db, target)
         details = {
             "new_sgc": new.sgc,

@@ -17,10 +17,11 @@ file (a row in flight when the run died was never written, and is issued on the 
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -85,6 +86,20 @@ def _params(row: dict[str, str], prefix: str = "") -> KeyParameters:
     )
 
 
+def rollover_flag(row: dict[str, str]) -> bool | None:
+    """The `rollover` column: empty (the default: the base date changes), true or false."""
+    return {"": None, "true": True, "false": False}[row.get("rollover", "").lower()]
+
+
+def refusal(error: Exception) -> str:
+    """The `error` of a refused row: reason and message, tab-separated (a refusal with a
+    `reason` and `message`, as `TokenError` and the SM's errors have; else `invalid_value`)."""
+    reason, message = getattr(error, "reason", None), getattr(error, "message", None)
+    if isinstance(reason, str) and isinstance(message, str):
+        return f"{reason}\t{message}"
+    return f"invalid_value\t{type(error).__name__}: {error}"
+
+
 def issue_row(kind: str, at: datetime | None, row: dict[str, str]) -> tuple[str, str]:
     """(tokens space-separated, error reason) for one row."""
     try:
@@ -107,18 +122,15 @@ def issue_row(kind: str, at: datetime | None, row: dict[str, str]) -> tuple[str,
                 issue_credit(vending, meter, subclass, amount, issued, rnd=rnd),
             )
         else:
-            rollover = {"": None, "true": True, "false": False}[row.get("rollover", "").lower()]
             tokens = issue_key_change(
                 vending,
                 meter,
                 VendingKey.from_hex(row.get("new_vending_key") or row.get("vending_key", "")),
                 _params(row, "new_"),
-                rollover=rollover,
+                rollover=rollover_flag(row),
             )
-    except TokenError as error:
-        return "", f"{error.reason}\t{error.message}"
-    except (ValueError, KeyError) as error:
-        return "", f"invalid_value\t{type(error).__name__}: {error}"
+    except (TokenError, ValueError, KeyError) as error:
+        return "", refusal(error)
     return " ".join(t.digits for t in tokens), ""
 
 
@@ -143,8 +155,30 @@ def answer_line(line: str, at: datetime | None) -> dict[str, Any]:
     return {"tokens": tokens.split()}
 
 
-def _work(job: tuple[str, datetime | None, dict[str, str]]) -> tuple[str, str]:
-    return issue_row(*job)
+# A row's issuer, (line number, row) -> (tokens, error); set in each worker by the pool.
+RowIssuer = Callable[[int, dict[str, str]], tuple[str, str]]
+_issuer: RowIssuer | None = None
+
+
+def _install(issuer: RowIssuer) -> None:
+    global _issuer  # one issuer per worker process, set once at its start
+    _issuer = issuer
+
+
+def _work(job: tuple[int, dict[str, str]]) -> tuple[str, str]:
+    assert _issuer is not None
+    return _issuer(*job)
+
+
+def _key_issuer(
+    kind: str, at: datetime | None, number: int, row: dict[str, str]
+) -> tuple[str, str]:
+    return issue_row(kind, at, row)
+
+
+def row_issuer(kind: str, at: datetime | None) -> RowIssuer:
+    """`sts-token batch`'s issuer: the vending key and meter from the row itself."""
+    return functools.partial(_key_issuer, kind, at)
 
 
 def already_done(path: Path) -> int:
@@ -181,26 +215,44 @@ def run(
     progress: Any = None,
 ) -> tuple[int, int]:
     """Issue every row of `source` into `target`; (rows issued, rows refused) this run."""
+    return run_with(
+        row_issuer(kind, at), source, target, processes=processes, report=report, progress=progress
+    )
+
+
+def run_with(
+    issuer: RowIssuer,
+    source: Path,
+    target: Path,
+    *,
+    processes: int | None = None,
+    report: TextIO | None = None,
+    progress: Any = None,
+    program: str = "sts-token",
+) -> tuple[int, int]:
+    """Issue every row of `source` into `target` with `issuer` (a picklable call, run in every
+    worker process); (rows issued, rows refused) this run."""
     skip = already_done(target)
     rows = ((n, r) for i, (n, r) in enumerate(read_rows(source)) if i >= skip)
     issued = refused = 0
     with (
         target.open("a" if skip else "w", newline="") as out,
-        multiprocessing.get_context("fork").Pool(processes) as pool,
+        multiprocessing.get_context("fork").Pool(
+            processes, initializer=_install, initargs=(issuer,)
+        ) as pool,
     ):
         writer = _Writer(out, _is_csv(target), resumed=skip > 0)
         # Bounded blocks keep memory flat: Pool.imap would read the whole input ahead.
         while block := list(itertools.islice(rows, BLOCK)):
-            jobs = [(kind, at, row) for _, row in block]
             for (number, row), (tokens, error) in zip(
-                block, pool.map(_work, jobs, chunksize=CHUNK), strict=True
+                block, pool.map(_work, block, chunksize=CHUNK), strict=True
             ):
                 reason, _, message = error.partition("\t")
                 writer.write({**row, "tokens": tokens, "error": reason})
                 if reason:
                     refused += 1
                     if report is not None:
-                        report.write(f"sts-token: line {number}: {reason}: {message}\n")
+                        report.write(f"{program}: line {number}: {reason}: {message}\n")
                 else:
                     issued += 1
             out.flush()

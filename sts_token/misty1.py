@@ -24,75 +24,93 @@ def _fi_tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 class Misty1:
-    """MISTY1 bound to one 16-byte key; blocks are 64-bit integers (big-endian byte order)."""
+    """MISTY1 bound to one 16-byte key; blocks are 64-bit integers (big-endian byte order).
 
-    __slots__ = ("_fo", "_fl", "_pre", "_post")
+    The rounds work on the block's four 16-bit words in local variables (FL and FO never pack
+    or split 32-bit halves), with each round's subkeys in one flat tuple in the order they are
+    used: one call per block, no per-block objects.
+    """
+
+    __slots__ = ("_tables", "_encrypt_rounds", "_encrypt_last", "_decrypt_rounds", "_decrypt_first")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 16:
             raise InvalidKey(f"MISTY1 needs a 16-byte key, got {len(key)} bytes")
-        self._pre, self._post = _fi_tables()
+        self._tables = pre, post = _fi_tables()
         k = [int.from_bytes(key[2 * i : 2 * i + 2], "big") for i in range(8)]
-        kp = [self._fi(k[i], k[(i + 1) % 8]) for i in range(8)]
-        # FO subkeys for rounds 0..7, in the order they are used.
-        self._fo = tuple(
+        kp = [post[pre[k[i]] ^ k[(i + 1) % 8]] for i in range(8)]
+        # FO subkeys of round r, in the order they are used.
+        fo = [
             (k[r], kp[(r + 5) % 8], k[(r + 2) % 8], kp[(r + 1) % 8], k[(r + 7) % 8],
              kp[(r + 3) % 8], k[(r + 4) % 8])
             for r in range(8)
-        )  # fmt: skip
+        ]  # fmt: skip
         # FL subkeys (a, b) for j = 0..9.
-        self._fl = tuple(
+        fl = [
             (k[j // 2], kp[(j // 2 + 6) % 8])
             if j % 2 == 0
             else (kp[((j - 1) // 2 + 2) % 8], k[((j - 1) // 2 + 4) % 8])
             for j in range(10)
-        )
-
-    def _fi(self, x: int, k: int) -> int:
-        return self._post[self._pre[x] ^ k]
-
-    def _fo_apply(self, x: int, r: int) -> int:
-        pre, post = self._pre, self._post
-        k0, kp0, k1, kp1, k2, kp2, k3 = self._fo[r]
-        t0 = x >> 16
-        t1 = x & 0xFFFF
-        t0 = post[pre[t0 ^ k0] ^ kp0] ^ t1
-        t1 = post[pre[t1 ^ k1] ^ kp1] ^ t0
-        t0 = post[pre[t0 ^ k2] ^ kp2] ^ t1
-        return ((t1 ^ k3) << 16) | t0
-
-    def _fl_apply(self, x: int, j: int) -> int:
-        a, b = self._fl[j]
-        d0 = x >> 16
-        d1 = (x & 0xFFFF) ^ (d0 & a)
-        return ((d0 ^ (d1 | b)) << 16) | d1
-
-    def _fl_inverse(self, x: int, j: int) -> int:
-        a, b = self._fl[j]
-        d1 = x & 0xFFFF
-        d0 = (x >> 16) ^ (d1 | b)
-        return (d0 << 16) | (d1 ^ (d0 & a))
+        ]
+        # Encryption round pair i (i = 0, 2, 4, 6): FL i, FL i+1, FO i, FO i+1.
+        self._encrypt_rounds = tuple((*fl[i], *fl[i + 1], *fo[i], *fo[i + 1]) for i in (0, 2, 4, 6))
+        self._encrypt_last = (*fl[8], *fl[9])
+        # Decryption round pair i (i = 6, 4, 2, 0): FO i+1, FO i, FL⁻¹ i, FL⁻¹ i+1.
+        self._decrypt_first = (*fl[8], *fl[9])
+        self._decrypt_rounds = tuple((*fo[i + 1], *fo[i], *fl[i], *fl[i + 1]) for i in (6, 4, 2, 0))
 
     def encrypt(self, block: int) -> int:
         """Encrypt one 64-bit block."""
-        d0 = block >> 32
-        d1 = block & 0xFFFFFFFF
-        for i in (0, 2, 4, 6):
-            d0 = self._fl_apply(d0, i)
-            d1 = self._fl_apply(d1, i + 1)
-            d1 ^= self._fo_apply(d0, i)
-            d0 ^= self._fo_apply(d1, i + 1)
-        return (self._fl_apply(d1, 9) << 32) | self._fl_apply(d0, 8)
+        pre, post = self._tables
+        # D0 = (a, b), D1 = (c, d), high word first.
+        a, b, c, d = block >> 48, (block >> 32) & 0xFFFF, (block >> 16) & 0xFFFF, block & 0xFFFF
+        for (fa0, fb0, fa1, fb1, k0, p0, k1, p1, k2, p2, k3,
+             m0, q0, m1, q1, m2, q2, m3) in self._encrypt_rounds:  # fmt: skip
+            b ^= a & fa0  # D0 = FL(D0)
+            a ^= b | fb0
+            d ^= c & fa1  # D1 = FL(D1)
+            c ^= d | fb1
+            t0 = post[pre[a ^ k0] ^ p0] ^ b  # D1 ^= FO(D0)
+            t1 = post[pre[b ^ k1] ^ p1] ^ t0
+            t0 = post[pre[t0 ^ k2] ^ p2] ^ t1
+            c ^= t1 ^ k3
+            d ^= t0
+            t0 = post[pre[c ^ m0] ^ q0] ^ d  # D0 ^= FO(D1)
+            t1 = post[pre[d ^ m1] ^ q1] ^ t0
+            t0 = post[pre[t0 ^ m2] ^ q2] ^ t1
+            a ^= t1 ^ m3
+            b ^= t0
+        fa8, fb8, fa9, fb9 = self._encrypt_last
+        b ^= a & fa8
+        a ^= b | fb8
+        d ^= c & fa9
+        c ^= d | fb9
+        return (c << 48) | (d << 32) | (a << 16) | b
 
     def decrypt(self, block: int) -> int:
         """Decrypt one 64-bit block."""
-        d1 = block >> 32
-        d0 = block & 0xFFFFFFFF
-        d0 = self._fl_inverse(d0, 8)
-        d1 = self._fl_inverse(d1, 9)
-        for i in (6, 4, 2, 0):
-            d0 ^= self._fo_apply(d1, i + 1)
-            d1 ^= self._fo_apply(d0, i)
-            d0 = self._fl_inverse(d0, i)
-            d1 = self._fl_inverse(d1, i + 1)
-        return (d0 << 32) | d1
+        pre, post = self._tables
+        # D1 = (c, d) is the high half of a ciphertext, D0 = (a, b) the low half.
+        c, d, a, b = block >> 48, (block >> 32) & 0xFFFF, (block >> 16) & 0xFFFF, block & 0xFFFF
+        fa8, fb8, fa9, fb9 = self._decrypt_first
+        a ^= b | fb8  # D0 = FL⁻¹(D0)
+        b ^= a & fa8
+        c ^= d | fb9  # D1 = FL⁻¹(D1)
+        d ^= c & fa9
+        for (m0, q0, m1, q1, m2, q2, m3, k0, p0, k1, p1, k2, p2, k3,
+             fa0, fb0, fa1, fb1) in self._decrypt_rounds:  # fmt: skip
+            t0 = post[pre[c ^ m0] ^ q0] ^ d  # D0 ^= FO(D1)
+            t1 = post[pre[d ^ m1] ^ q1] ^ t0
+            t0 = post[pre[t0 ^ m2] ^ q2] ^ t1
+            a ^= t1 ^ m3
+            b ^= t0
+            t0 = post[pre[a ^ k0] ^ p0] ^ b  # D1 ^= FO(D0)
+            t1 = post[pre[b ^ k1] ^ p1] ^ t0
+            t0 = post[pre[t0 ^ k2] ^ p2] ^ t1
+            c ^= t1 ^ k3
+            d ^= t0
+            a ^= b | fb0  # D0 = FL⁻¹(D0)
+            b ^= a & fa0
+            c ^= d | fb1  # D1 = FL⁻¹(D1)
+            d ^= c & fa1
+        return (a << 48) | (b << 32) | (c << 16) | d

@@ -9,6 +9,7 @@ from sts_token.errors import TidOutOfRange
 from sts_token.identifiers import BaseDate
 
 TID_LIMIT = 1 << 24
+_MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,12 @@ class Tid:
         """
         if issued.tzinfo is not None:
             raise TidOutOfRange("issue time must be naive wall-clock time (no time zone)")
-        if issued < base_date.start:
+        start = base_date.start
+        if issued < start:
             raise TidOutOfRange(
                 f"issue time {issued:%Y-%m-%d %H:%M} is before the base date {base_date.year}"
             )
-        minutes = (issued - base_date.start) // timedelta(minutes=1)
+        minutes = (issued - start) // _MINUTE
         if minutes >= TID_LIMIT:
             raise TidOutOfRange(
                 f"issue time {issued:%Y-%m-%d %H:%M} is past the 24-bit TID range of base date "
