@@ -56,6 +56,12 @@ ROUTES: dict[str, Route] = {
     "admin.unlock_user": Route(
         "/admin/users/auditor1/unlock", frozenset({"admin"}), ok=302, method="POST"
     ),
+    "admin.reset_password": Route(
+        "/admin/users/ghost/reset-password", frozenset({"admin"}), ok=302, method="POST"
+    ),
+    "admin.set_role": Route(
+        "/admin/users/auditor1/role", frozenset({"admin"}), ok=302, method="POST"
+    ),
     "admin.tokens": Route("/admin/tokens", frozenset({"admin"})),
     "admin.revoke_token": Route(
         "/admin/tokens/999/revoke", frozenset({"admin"}), ok=302, method="POST"
