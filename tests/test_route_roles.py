@@ -114,6 +114,7 @@ ROUTES: dict[str, Route] = {
     "registry.export": Route("/registry/export.csv.zip", EVERYONE),
     "registry.sm": Route("/registry/sms/999", EVERYONE, ok=404),
     "registry.change_state": Route("/registry/sms/999/change", SM_LIFECYCLE, ok=302, method="POST"),
+    "registry.bulk_change": Route("/registry/sms/bulk", SM_LIFECYCLE, ok=302, method="POST"),
     "registry.online_keyload": Route(
         "/registry/sms/999/online-keyload", KEY_MANAGERS, ok=302, method="POST"
     ),
