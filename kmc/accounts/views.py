@@ -145,7 +145,9 @@ def set_role(username: str) -> Response:
     if not form.validate_on_submit():
         flash("choose one of the roles; an ID_man has 4 characters", "danger")
         return redirect(url_for("admin.users"))
-    role, id_man = form.role.data or "", form.id_man.data or None
+    role = form.role.data or ""
+    # The row's ID_man box still shows a manufacturer's ID_man when another role is chosen.
+    id_man = (form.id_man.data or None) if role == "manufacturer" else None
     user = attempt(lambda: service.set_role(current_caller(), username, role, id_man))
     if user is not None:
         bound = f" ({user.id_man})" if user.id_man else ""
