@@ -89,6 +89,7 @@ def test_operator_approves_the_selected_pending_sms_in_one_go(app, page, backend
     page.select_option("#bulk-action", "approve")
     page.fill("#bulk-reason", "batch 7 certification checked")
     page.click("#bulk-submit")
+    page.wait_for_selector("#verdicts")
     assert "2 approved, 0 refused." in page.content()
     assert page.locator("#verdicts tbody tr").all_inner_texts() == ["5001\tdone\t", "5003\tdone\t"]
     assert _blocking_violations(page) == []
