@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, MultipleFileField, SelectField, StringField, SubmitField
+from wtforms import (
+    DateField,
+    MultipleFileField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
 from kmc.web_forms import ValidText
 from sm_registry.identifiers import KINDS
 from sm_registry.models import SM_STATES
-from sm_registry.service import MAX_REASON, TRANSITIONS
+from sm_registry.service import BULK_ACTIONS, MAX_REASON, TRANSITIONS
 
 
 class SmFilterForm(FlaskForm):
@@ -79,6 +86,28 @@ class StateChangeForm(FlaskForm):
         "Only needed for revoke.",
     )
     submit = SubmitField("Apply")
+
+
+class BulkStateForm(FlaskForm):
+    """The SM list's bulk action: the rows' checkboxes (`smid`), one action and one reason.
+    Its own element ids, beside the list's filter form."""
+
+    smid = SelectMultipleField("Selected SMs", validate_choice=False)  # the service checks each
+    action = SelectField(
+        "With the selected SMs",
+        choices=list(BULK_ACTIONS),
+        validate_choice=False,  # the service names the bulk actions
+        id="bulk-action",
+        description="Approve issues each pending SM its certificate; suspend stops key loads "
+        "to each active SM until it is resumed.",
+    )
+    reason = StringField(
+        "Reason",
+        validators=[ValidText(), Length(max=MAX_REASON)],
+        id="bulk-reason",
+        description="One reason for every selected SM, kept in each SM's history and audit entry.",
+    )
+    submit = SubmitField("Apply to selected", id="bulk-submit")
 
 
 class OnlineKeyloadForm(FlaskForm):

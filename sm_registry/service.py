@@ -58,6 +58,10 @@ TRANSITIONS = {
 }
 # A manufacturer may give up its own SM (lost, destroyed, compromised), nothing more.
 MANUFACTURER_ACTIONS = ("revoke",)
+# What the SM list does to several selected SMs at once (revoking asks for each SMID typed),
+# and how its verdicts say it was done.
+BULK_ACTIONS = {"approve": "approved", "suspend": "suspended"}
+MAX_BULK_SELECTION = 500
 
 
 def _live() -> bool:
@@ -575,9 +579,8 @@ def get_sm(caller: Caller, smid: str, *, for_update: bool = False) -> SecurityMo
     return sm
 
 
-@use_case
-def change_state(caller: Caller, smid: str, action: str, reason: str) -> SecurityModule:
-    """Move an SM along its lifecycle, with the actor and reason in the audit log and history."""
+def _checked_change(caller: Caller, action: str, reason: str) -> str:
+    """Whether `caller` may take `action` on SMs, with a reason; the reason, stripped."""
     if action not in TRANSITIONS:
         raise InvalidInput("bad_action", f"action must be one of {', '.join(TRANSITIONS)}")
     caller.require(Permission.SMS_CHANGE_STATE)
@@ -586,6 +589,39 @@ def change_state(caller: Caller, smid: str, action: str, reason: str) -> Securit
     reason = reason.strip()
     if not 1 <= len(reason) <= MAX_REASON:
         raise InvalidInput("reason_required", f"give a reason of 1-{MAX_REASON} characters")
+    return reason
+
+
+def change_states(
+    caller: Caller, smids: Iterable[str], action: str, reason: str
+) -> list[ItemResult]:
+    """`change_state` for each selected SM with one reason (a bulk action of the SM list): each
+    SM is its own use case, changed and audited on its own or refused on its own; the verdicts
+    in the order given (a SMID given twice counts once). A refusal of the request as a whole
+    (action, role, reason, selection) is raised before any SM changes."""
+    if action not in BULK_ACTIONS:
+        raise InvalidInput("bad_action", f"a bulk action is {' or '.join(BULK_ACTIONS)}")
+    _checked_change(caller, action, reason)
+    chosen = list(dict.fromkeys(smid.strip() for smid in smids if smid.strip()))
+    if not 1 <= len(chosen) <= MAX_BULK_SELECTION:
+        raise InvalidInput(
+            "bad_selection", f"select at least one SM and at most {MAX_BULK_SELECTION}"
+        )
+    verdicts = []
+    for smid in chosen:
+        try:
+            verdicts.append(
+                ItemResult(smid, True, smid=change_state(caller, smid, action, reason).smid)
+            )
+        except KMCError as refused:
+            verdicts.append(_refused(smid, refused))
+    return verdicts
+
+
+@use_case
+def change_state(caller: Caller, smid: str, action: str, reason: str) -> SecurityModule:
+    """Move an SM along its lifecycle, with the actor and reason in the audit log and history."""
+    reason = _checked_change(caller, action, reason)
     sm = get_sm(caller, smid, for_update=True)
     sources, target = TRANSITIONS[action]
     if sm.state not in sources:

@@ -15,11 +15,12 @@ from kmc.access import allow, current_caller
 from kmc.errors import InvalidInput
 from kmc.listing import ListRequest, Page
 from kmc.permissions import Caller, Permission
-from kmc.web import HomeItem, HomePanel, attempt
+from kmc.web import HomeItem, HomePanel, attempt, flash_form_errors, same_site_path
 from sm_registry import service
 from sm_registry.bulk import Item, named_item
 from sm_registry.csr import MAX_CSR_BYTES
 from sm_registry.forms import (
+    BulkStateForm,
     EditManufacturerForm,
     ManufacturerForm,
     OnlineKeyloadForm,
@@ -79,7 +80,40 @@ def sms() -> str:
         page=listed,
         args=(where or service.SmFilter()).as_dict(),
         caller=current_caller(),
+        bulk=BulkStateForm() if _may_bulk(current_caller()) else None,
     )
+
+
+def _may_bulk(caller: Caller) -> bool:
+    """Who is offered the bulk form (the service decides who may use it)."""
+    return caller.may(Permission.SMS_CHANGE_STATE) and not caller.is_manufacturer
+
+
+@bp.route("/sms/bulk", methods=["POST"])
+@allow(Permission.SMS_CHANGE_STATE)
+def bulk_change() -> str | Response:
+    """The selected SMs' verdicts on a page of their own, or the list with why nothing changed."""
+    form = BulkStateForm()
+    action = form.action.data or ""
+    verdicts = (
+        attempt(
+            lambda: service.change_states(
+                current_caller(), form.smid.data or [], action, form.reason.data or ""
+            )
+        )
+        if form.validate_on_submit()
+        else None
+    )
+    if verdicts is None:
+        if form.errors:
+            flash_form_errors(form)
+        return redirect(same_site_path(request.referrer) or url_for("registry.sms"))
+    done = sum(v.accepted for v in verdicts)
+    flash(
+        f"{done} {service.BULK_ACTIONS[action]}, {len(verdicts) - done} refused.",
+        "success" if done == len(verdicts) else "warning",
+    )
+    return render_template("registry/bulk.html", verdicts=verdicts, action=action)
 
 
 @bp.route("/export.<any(csv, json):fmt>.zip")

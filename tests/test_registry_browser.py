@@ -71,3 +71,28 @@ def test_register_approve_and_export(page, instance, tmp_path):
     assert verified.returncode == 0, verified.stderr
     text = (tmp_path / "export" / content).read_text()
     assert "kmc_mode=test" in text and "600727000123,1A2B,Acme Meters,certified" in text
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the page, not the database
+def test_operator_approves_the_selected_pending_sms_in_one_go(app, page, backend):
+    from factories.registry import new_device
+    from tests.test_ui_browser import _BODY_OVERFLOW, _blocking_violations
+
+    for smid in ("5001", "5002", "5003"):
+        new_device(app, smid, approve=False)
+    new_device(app, "5004")
+    browser_login(page, "operator1")
+    page.goto("/registry/?state=pending")
+    assert _blocking_violations(page) == []
+    for smid in ("5001", "5003"):
+        page.check(f"#select-{smid}")
+    page.select_option("#bulk-action", "approve")
+    page.fill("#bulk-reason", "batch 7 certification checked")
+    page.click("#bulk-submit")
+    page.wait_for_selector("#verdicts")
+    assert "2 approved, 0 refused." in page.content()
+    assert page.locator("#verdicts tbody tr").all_inner_texts() == ["5001\tdone\t", "5003\tdone\t"]
+    assert _blocking_violations(page) == []
+    assert page.evaluate(_BODY_OVERFLOW) <= 0
+    page.goto("/registry/?state=pending")
+    assert page.locator("#sms tbody tr").count() == 1  # 5002, not selected, still waits

@@ -56,6 +56,12 @@ ROUTES: dict[str, Route] = {
     "admin.unlock_user": Route(
         "/admin/users/auditor1/unlock", frozenset({"admin"}), ok=302, method="POST"
     ),
+    "admin.reset_password": Route(
+        "/admin/users/ghost/reset-password", frozenset({"admin"}), ok=302, method="POST"
+    ),
+    "admin.set_role": Route(
+        "/admin/users/auditor1/role", frozenset({"admin"}), ok=302, method="POST"
+    ),
     "admin.tokens": Route("/admin/tokens", frozenset({"admin"})),
     "admin.revoke_token": Route(
         "/admin/tokens/999/revoke", frozenset({"admin"}), ok=302, method="POST"
@@ -108,6 +114,7 @@ ROUTES: dict[str, Route] = {
     "registry.export": Route("/registry/export.csv.zip", EVERYONE),
     "registry.sm": Route("/registry/sms/999", EVERYONE, ok=404),
     "registry.change_state": Route("/registry/sms/999/change", SM_LIFECYCLE, ok=302, method="POST"),
+    "registry.bulk_change": Route("/registry/sms/bulk", SM_LIFECYCLE, ok=302, method="POST"),
     "registry.online_keyload": Route(
         "/registry/sms/999/online-keyload", KEY_MANAGERS, ok=302, method="POST"
     ),

@@ -108,6 +108,41 @@ def user_unlock(caller: Caller, username: str, as_json: bool) -> None:
     )
 
 
+@user.command("reset-password")
+@click.option("--username", required=True, type=NAME)
+@json_option
+@acting(Permission.USERS_MANAGE)
+def user_reset_password(caller: Caller, username: str, as_json: bool) -> None:
+    """Replace a password by a one-time password, shown once; its change is forced at next login."""
+    reset = accounts.reset_password(caller, username)
+    emit(
+        {"username": reset.user.username, "one_time_password": reset.password},
+        as_json,
+        lambda: f"reset the password of {reset.user.username}; one-time password: {reset.password}",
+    )
+
+
+@user.command("set-role")
+@click.option("--username", required=True, type=NAME)
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option(
+    "--manufacturer", "id_man", metavar="ID_MAN", help="Binds a manufacturer account to its ID_man."
+)
+@json_option
+@acting(Permission.USERS_MANAGE)
+def user_set_role(
+    caller: Caller, username: str, role: str, id_man: str | None, as_json: bool
+) -> None:
+    """Change an account's role (an admin cannot demote themselves nor the last active admin)."""
+    before = accounts.find_user(username).role
+    changed = accounts.set_role(caller, username, role, id_man)
+    emit(
+        {"username": changed.username, "role": changed.role, "id_man": changed.id_man},
+        as_json,
+        f"{changed.username} is now {changed.role} (was {before})",
+    )
+
+
 @user.command("token")
 @click.option("--username", required=True, type=NAME, help="The account the token acts as.")
 @click.option(

@@ -46,6 +46,14 @@ class ToggleUserForm(FlaskForm):
     submit = SubmitField()
 
 
+class RoleForm(FlaskForm):
+    """A user row's role change on the users page (its fields get per-row ids there)."""
+
+    role = SelectField("Role", choices=list(ROLES))
+    id_man = StringField("ID_man (manufacturer accounts)", validators=[Optional(), Length(max=4)])
+    submit = SubmitField("Change role")
+
+
 class CreateTokenForm(FlaskForm):
     username = StringField(
         "For user", validators=[ValidText(name=True), DataRequired(), Length(max=64)]

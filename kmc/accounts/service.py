@@ -58,6 +58,26 @@ def _hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
 
 
+def _binding(role: str, id_man: str | None) -> str | None:
+    """The ID_man an account of `role` is bound to: a known one for a manufacturer, else none."""
+    if role not in ROLES:
+        raise InvalidInput("bad_role", f"role must be one of {', '.join(ROLES)}")
+    if role != "manufacturer":
+        if id_man:
+            raise InvalidInput(
+                "manufacturer_not_allowed", "only manufacturer accounts are bound to an ID_man"
+            )
+        return None
+    if not id_man:
+        raise InvalidInput(
+            "manufacturer_required", "a manufacturer account must be bound to an ID_man"
+        )
+    id_man = id_man.upper()
+    if not registry.manufacturer_exists(id_man):
+        raise NotFound("unknown_manufacturer", f"no manufacturer with ID_man {id_man}")
+    return id_man
+
+
 @use_case
 def create_user(
     caller: Caller,
@@ -75,20 +95,7 @@ def create_user(
         raise InvalidInput(
             "bad_username", "usernames are 2-64 of a-z, 0-9, '_', '.', '-', starting alphanumeric"
         )
-    if role not in ROLES:
-        raise InvalidInput("bad_role", f"role must be one of {', '.join(ROLES)}")
-    if role == "manufacturer":
-        if not id_man:
-            raise InvalidInput(
-                "manufacturer_required", "a manufacturer account must be bound to an ID_man"
-            )
-        id_man = id_man.upper()
-        if not registry.manufacturer_exists(id_man):
-            raise NotFound("unknown_manufacturer", f"no manufacturer with ID_man {id_man}")
-    elif id_man:
-        raise InvalidInput(
-            "manufacturer_not_allowed", "only manufacturer accounts are bound to an ID_man"
-        )
+    id_man = _binding(role, id_man)
     if db.session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict("duplicate_username", f"user {username} already exists")
     user = User(
@@ -257,10 +264,14 @@ def record_logout(user: User) -> None:
     audit.record(user.username, "logout", "user", user.username)
 
 
-def _refuse_losing_an_admin(caller: Caller, user: User, change: str) -> None:
-    """An admin may not lock themselves out, and the KMC keeps at least one active admin."""
+def _refuse_own_account(caller: Caller, user: User, change: str) -> None:
     if user.username == caller.name:
         raise Forbidden("own_account", f"you cannot {change} your own account; ask another admin")
+
+
+def _refuse_losing_an_admin(caller: Caller, user: User, change: str) -> None:
+    """An admin may not lock themselves out, and the KMC keeps at least one active admin."""
+    _refuse_own_account(caller, user, change)
     if user.role == "admin" and user.active:
         others = db.session.scalar(
             select(func.count())
@@ -282,6 +293,57 @@ def set_active(caller: Caller, username: str, active: bool) -> User:
     user.end_sessions()
     audit.record(actor, "user.enable" if active else "user.disable", "user", user.username)
     return user
+
+
+@use_case
+def set_role(caller: Caller, username: str, role: str, id_man: str | None = None) -> User:
+    """Give an account another role (and, for a manufacturer, its ID_man); its sessions end.
+    Demoting an admin follows the rules of disabling one: never oneself, never the last."""
+    caller.require(Permission.USERS_MANAGE)
+    user = find_user(username)
+    id_man = _binding(role, id_man)
+    if (role, id_man) == (user.role, user.id_man):
+        raise Conflict("role_unchanged", f"{user.username} is already {role}")
+    if user.role == "admin" and role != "admin":
+        _refuse_losing_an_admin(caller, user, "demote")
+    before = user.role
+    user.role, user.id_man = role, id_man
+    user.end_sessions()
+    audit.record(
+        caller.name,
+        "user.role_change",
+        "user",
+        user.username,
+        {"from": before, "to": role, "id_man": id_man},
+    )
+    return user
+
+
+@dataclass(frozen=True)
+class ResetPassword:
+    """A password reset: `password` is the one-time password, shown to the admin once and
+    stored only hashed."""
+
+    user: User
+    password: str
+
+    def __repr__(self) -> str:
+        return f"ResetPassword(user={self.user.username!r})"
+
+
+@use_case
+def reset_password(caller: Caller, username: str) -> ResetPassword:
+    """Replace an account's password by a one-time password it must change at its next login;
+    its sessions end (its API tokens are not touched: revoke them on their own)."""
+    caller.require(Permission.USERS_MANAGE)
+    user = find_user(username)
+    _refuse_own_account(caller, user, "reset the password of")
+    password = generate_password()
+    user.password_hash = _hash_password(password)
+    user.must_change_password = True
+    user.end_sessions()
+    audit.record(caller.name, "user.password_reset", "user", user.username)
+    return ResetPassword(user, password)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from kmc.accounts.forms import (
     CreateUserForm,
     LoginForm,
     RevokeTokenForm,
+    RoleForm,
     ToggleUserForm,
 )
 from kmc.listing import ListRequest
-from kmc.permissions import Permission
+from kmc.permissions import ROLES, Permission
 from kmc.web import RESUME_KEY, attempt, same_site_path
 
 auth = Blueprint("auth", __name__)
@@ -108,6 +109,7 @@ def users() -> str | Response:
         page=service.users_page(current_caller(), ListRequest.from_args(request.args)),
         standings=service.login_standings(),
         toggle=ToggleUserForm(),
+        roles=ROLES,
     )
 
 
@@ -126,6 +128,34 @@ def unlock_user(username: str) -> Response:
     if ToggleUserForm().validate_on_submit():
         if attempt(lambda: service.unlock(current_caller(), username)):
             flash(f"Back-off of {username} cleared.", "success")
+    return redirect(url_for("admin.users"))
+
+
+@admin.route("/users/<username>/reset-password", methods=["POST"])
+@allow(Permission.USERS_MANAGE)
+def reset_password(username: str) -> str | Response:
+    """The one-time password is shown on this answer alone (no-store, like every page)."""
+    if ToggleUserForm().validate_on_submit():
+        reset = attempt(lambda: service.reset_password(current_caller(), username))
+        if reset is not None:
+            return render_template("admin/password_reset.html", reset=reset)
+    return redirect(url_for("admin.users"))
+
+
+@admin.route("/users/<username>/role", methods=["POST"])
+@allow(Permission.USERS_MANAGE)
+def set_role(username: str) -> Response:
+    form = RoleForm()
+    if not form.validate_on_submit():
+        flash("choose one of the roles; an ID_man has 4 characters", "danger")
+        return redirect(url_for("admin.users"))
+    role = form.role.data or ""
+    # The row's ID_man box still shows a manufacturer's ID_man when another role is chosen.
+    id_man = (form.id_man.data or None) if role == "manufacturer" else None
+    user = attempt(lambda: service.set_role(current_caller(), username, role, id_man))
+    if user is not None:
+        bound = f" ({user.id_man})" if user.id_man else ""
+        flash(f"{user.username} is now {user.role}{bound}.", "success")
     return redirect(url_for("admin.users"))
 
 
