@@ -48,8 +48,12 @@ def login() -> str | Response:
             assert outcome.refusal is not None
             flash(outcome.refusal.message, "danger")
         else:
-            # A new session at login: nothing from before it (its CSRF token included) survives.
+            # A new session at login: nothing from before it (its CSRF token included) survives
+            # but the form an expired session left to fill in again (kmc.web).
+            resume = session.get("kmc_resume")
             session.clear()
+            if resume is not None:
+                session["kmc_resume"] = resume
             session.permanent = (
                 True  # idle timeout: PERMANENT_SESSION_LIFETIME, renewed per request
             )
