@@ -6,6 +6,7 @@ from __future__ import annotations
 ACTION_LABELS = {
     "api_token.create": "API token created",
     "api_token.failure": "API token refused (bad token from an address)",
+    "api_token.failures": "Bad API tokens from an address (count for a window)",
     "api_token.revoke": "API token revoked",
     "custodians.seal": "Key store sealed",
     "custodians.share": "Master-key share entered",
@@ -34,6 +35,7 @@ ACTION_LABELS = {
     "kmc.backup": "KMC backed up",
     "kmc.restore": "KMC restored",
     "login.failure": "Login refused (wrong password from an address)",
+    "login.failures": "Failed logins from an address (count for a window)",
     "login.refused": "Login refused",
     "login.success": "Logged in",
     "logout": "Logged out",

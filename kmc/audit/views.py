@@ -14,8 +14,8 @@ from flask import (
 
 from kmc.access import allow
 from kmc.audit import service
-from kmc.audit.labels import action_label
 from kmc.audit.forms import AuditFilterForm
+from kmc.audit.labels import action_label
 from kmc.listing import ListRequest
 from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, when
