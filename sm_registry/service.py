@@ -903,6 +903,7 @@ def inspection_report(caller: Caller, id_man: str, as_of: str | None = None) -> 
 def inspection_export(caller: Caller, id_man: str, as_of: str) -> SignedExport:
     """The signed JSON export of the manufacturer's records as they stood at `as_of` (the same
     bytes whenever asked, so its digest matches the report's); audited."""
-    manufacturer, records, filename, content = _inspected(caller, id_man, _as_of(as_of))
-    filters = {"id_man": manufacturer.id_man, "as_of": as_of}
+    moment = _as_of(as_of)
+    manufacturer, records, filename, content = _inspected(caller, id_man, moment)
+    filters = {"id_man": manufacturer.id_man, "as_of": export.iso_time(moment)}
     return _signed(caller, filename, content, len(records), filters)
