@@ -25,6 +25,7 @@ from cryptography import x509
 from flask import current_app
 from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from key_load.http import REQUEST_MEDIA_TYPES
 from key_load.models import IssuedKey, KeyLoadIssue
@@ -53,6 +54,7 @@ from kmc.errors import (
 )
 from kmc.listing import Listing, ListRequest, Page, page_of
 from kmc.permissions import Caller, Permission
+from sm_registry import inspection
 from sm_registry import service as registry
 from vending_keys import service as keys
 
@@ -441,6 +443,21 @@ def list_issues(smid: str | None = None, limit: int = 200) -> Sequence[KeyLoadIs
     if smid is not None:
         query = query.where(KeyLoadIssue.smid == smid)
     return db.session.scalars(query).all()
+
+
+def loads_of(smids: Sequence[str]) -> list[inspection.KeyLoad]:
+    """The key-load files issued to these SMs, oldest first (the registry's inspection report;
+    the registry checks who may read it)."""
+    query = (
+        select(KeyLoadIssue)
+        .where(KeyLoadIssue.smid.in_(smids))
+        .options(selectinload(KeyLoadIssue.keys))
+        .order_by(KeyLoadIssue.issued_at, KeyLoadIssue.id)
+    )
+    return [
+        inspection.KeyLoad(i.smid, i.sequence, i.issued_at, len(i.keys), i.file_sha256)
+        for i in db.session.scalars(query)
+    ]
 
 
 ISSUE_LIST = Listing(

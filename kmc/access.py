@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from flask import Flask, current_app, g, redirect, request, url_for
+from flask import Flask, current_app, flash, g, redirect, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -29,6 +29,9 @@ class User(Protocol):
 
 
 PUBLIC = "public"
+# Set at login for the browser's session and removed at logout: an anonymous visit that still
+# carries it comes from a session that expired, not from someone who never logged in.
+SIGNED_IN_COOKIE = "kmc_signed_in"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -57,6 +60,32 @@ def allow(rule: Permission | str) -> Callable[[F], F]:
         return view
 
     return mark
+
+
+def remember_sign_in(response: Response) -> Response:
+    """Mark the browser as logged in (no secret: it only chooses the login page's notice)."""
+    response.set_cookie(
+        SIGNED_IN_COOKIE,
+        "1",
+        httponly=True,
+        samesite="Lax",
+        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+    )
+    return response
+
+
+def forget_sign_in(response: Response) -> Response:
+    response.delete_cookie(SIGNED_IN_COOKIE, httponly=True, samesite="Lax")
+    return response
+
+
+def _to_login() -> Response:
+    """The login page, returning here after login; it says so (once) when the session expired."""
+    response = redirect(url_for("auth.login", next=request.full_path))
+    if request.cookies.get(SIGNED_IN_COOKIE):
+        flash("Your session expired (it ends after a time without use). Log in again.", "warning")
+        forget_sign_in(response)
+    return response
 
 
 def is_api_request() -> bool:
@@ -110,7 +139,7 @@ def enforce() -> Response | None:
             raise NotAuthenticated(
                 "not_authenticated", "send a valid API token as 'Authorization: Bearer <token>'"
             )
-        return redirect(url_for("auth.login", next=request.full_path))
+        return _to_login()
     if (
         user.must_change_password
         and not is_api_request()

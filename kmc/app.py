@@ -28,6 +28,7 @@ from kmc.extensions import bootstrap, csrf, limiter, login_manager
 from kmc.keystore import FAULT_AUDIT, open_keystore
 from sm_registry import api as sm_registry_api
 from sm_registry import models as sm_registry_models
+from sm_registry import service as sm_registry_service
 from sm_registry import views as sm_registry_views
 from vending_keys import api as vending_keys_api
 from vending_keys import models as vending_keys_models
@@ -116,6 +117,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         named_user=accounts_service.find_user,
     )
     vending_keys_service.init_app(app, holders=key_load_service.recipients_of)
+    sm_registry_service.init_app(app, key_loads=key_load_service.loads_of)
 
     with app.app_context():
         if db.engine.dialect.name == "sqlite":

@@ -31,6 +31,7 @@ class Permission(enum.StrEnum):
     AUDIT_READ = "audit-read"  # the log, its export
     AUDIT_CHECKPOINT = "audit-checkpoint"
     REGISTRY_READ = "registry-read"  # SMs, their certificates, signed exports (scoped)
+    REGISTRY_INSPECT = "registry-inspect"  # a manufacturer's inspection report, its export
     MANUFACTURERS_READ = "manufacturers-read"  # the manufacturer list page
     MANUFACTURERS_MANAGE = "manufacturers-manage"
     SMS_REGISTER = "sms-register"
@@ -58,7 +59,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         Permission.AUDIT_CHECKPOINT,
     },
     MANUFACTURER: _EVERYONE | {Permission.SMS_REGISTER, Permission.SMS_CHANGE_STATE},
-    AUDITOR: _EVERYONE | _KEY_READING | {Permission.USERS_READ, Permission.AUDIT_READ},
+    AUDITOR: _EVERYONE
+    | _KEY_READING
+    | {Permission.USERS_READ, Permission.AUDIT_READ, Permission.REGISTRY_INSPECT},
     SECURITY_MODULE: frozenset({Permission.KEYS_LOAD_ONLINE}),
 }
 
@@ -69,6 +72,7 @@ _REFUSALS = {
     Permission.USERS_MANAGE: "only admins manage accounts and API tokens",
     Permission.MANUFACTURERS_MANAGE: "only admins add or edit manufacturers",
     Permission.SMS_ONLINE_KEYLOAD: "only operators and admins switch online key loading",
+    Permission.REGISTRY_INSPECT: "only auditors and admins read inspection reports",
 }
 
 

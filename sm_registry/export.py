@@ -44,7 +44,7 @@ CSV_COLUMNS = (
 )
 
 
-def _time(value: dt.datetime) -> str:
+def iso_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -64,7 +64,7 @@ class ExportHeader:
             "version": FORMAT_VERSION,
             "kmc": self.kmc_name,
             "kmc_mode": self.kmc_mode,
-            "generated_at": _time(self.generated_at),
+            "generated_at": iso_time(self.generated_at),
             "generated_by": self.generated_by,
             "filters": self.filters,
         }
@@ -87,8 +87,11 @@ class ExportRecord:
     history: list[dict[str, str | None]]
 
 
-def record_of(sm: SecurityModule) -> ExportRecord:
-    """The SM as exports, the API and `kmc sm list --json` show it."""
+def record_of(sm: SecurityModule, as_of: dt.datetime | None = None) -> ExportRecord:
+    """The SM as exports, the API and `kmc sm list --json` show it; with `as_of`, as it stood
+    then (the history up to that moment, the state it gave, no certificate while pending)."""
+    events = [e for e in sm.events if as_of is None or e.at <= as_of]
+    state = events[-1].to_state if as_of is not None and events else sm.state
     certification = None
     if sm.cert_model is not None:
         certification = {
@@ -98,7 +101,7 @@ def record_of(sm: SecurityModule) -> ExportRecord:
             "number": sm.cert_number or "",
         }
     certificate_sha256 = None
-    if sm.certificate_der is not None:
+    if sm.certificate_der is not None and state != "pending":
         certificate_sha256 = hashlib.sha256(sm.certificate_der).hexdigest()
     return ExportRecord(
         smid=sm.smid,
@@ -106,20 +109,20 @@ def record_of(sm: SecurityModule) -> ExportRecord:
         manufacturer=sm.manufacturer.name,
         kind=sm.kind,
         certification=certification,
-        state=sm.state,
-        registered_at=_time(sm.registered_at),
+        state=state,
+        registered_at=iso_time(sm.registered_at),
         registered_by=sm.registered_by,
         public_key_sha256=sm.public_key_sha256,
         certificate_sha256=certificate_sha256,
         history=[
             {
-                "at": _time(e.at),
+                "at": iso_time(e.at),
                 "from": e.from_state,
                 "to": e.to_state,
                 "actor": e.actor,
                 "reason": e.reason,
             }
-            for e in sm.events
+            for e in events
         ],
     )
 

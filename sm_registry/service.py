@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import Select, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
@@ -38,7 +38,7 @@ from kmc.errors import (
 )
 from kmc.listing import Listing, ListRequest, Page, contains, page_of
 from kmc.permissions import Caller, Permission
-from sm_registry import certificates, export
+from sm_registry import certificates, export, inspection
 from sm_registry.csr import RegistrationRequest, parse_request
 from sm_registry.identifiers import CertificationReference, parse_kind
 from sm_registry.models import SM_STATES, Manufacturer, SecurityModule, SmStateEvent
@@ -817,27 +817,129 @@ def export_registry(caller: Caller, fmt: str, where: SmFilter | None = None) -> 
     caller.require(Permission.REGISTRY_READ)
     where = where or SmFilter()
     sms = list_sms(caller, where)
-    header = export.ExportHeader(
-        kmc_name=current_app.config["KMC_NAME"],
-        kmc_mode=current_app.config["KMC_MODE"],
-        generated_at=clock.now(),
-        generated_by=caller.name,
-        filters=where.as_dict(),
-    )
+    header = _header(caller, clock.now(), where.as_dict())
     records = [export.record_of(sm) for sm in sms]
     content = export.render(fmt, header, records)
-    signature = export.sign_detached(pki.current().audit_signer, content)
     filename = f"sm-registry-{header.kmc_mode}-{header.generated_at:%Y%m%dT%H%M%SZ}.{fmt}"
+    return _signed(caller, filename, content, len(records), header.filters)
+
+
+def _header(caller: Caller, at: dt.datetime, filters: dict[str, str]) -> export.ExportHeader:
+    return export.ExportHeader(
+        kmc_name=current_app.config["KMC_NAME"],
+        kmc_mode=current_app.config["KMC_MODE"],
+        generated_at=at,
+        generated_by=caller.name,
+        filters=filters,
+    )
+
+
+def _signed(
+    caller: Caller, filename: str, content: bytes, records: int, filters: dict[str, str]
+) -> SignedExport:
+    """Sign an export and audit it (the digest in the audit entry is the file's SHA-256)."""
+    signature = export.sign_detached(pki.current().audit_signer, content)
     audit.record(
         caller.name,
         "sm.export",
         "registry",
         filename,
         {
-            "format": fmt,
-            "records": len(records),
+            "format": filename.rsplit(".", 1)[1],
+            "records": records,
             "sha256": hashlib.sha256(content).hexdigest(),
-            "filters": where.as_dict(),
+            "filters": filters,
         },
     )
-    return SignedExport(filename, content, signature, header.kmc_mode)
+    return SignedExport(filename, content, signature, current_app.config["KMC_MODE"])
+
+
+# --- the inspection report (STS 600-10-1 §4.5) ------------------------------------------------
+
+# The key loads issued to some SMs (key loading is a feature above this one; it registers this).
+KeyLoadSource = Callable[[Sequence[str]], list[inspection.KeyLoad]]
+AS_OF_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+
+
+def init_app(app: Flask, *, key_loads: KeyLoadSource) -> None:
+    app.extensions["kmc.sm_key_loads"] = key_loads
+
+
+@dataclass(frozen=True)
+class InspectionReport:
+    """One manufacturer's records as they stood at `as_of`, and the export that holds them."""
+
+    manufacturer: Manufacturer
+    as_of: dt.datetime
+    records: list[export.ExportRecord]
+    key_loads: dict[str, list[inspection.KeyLoad]]
+    chart: inspection.Chart
+    export_filename: str
+    export_sha256: str
+    signer: x509.Certificate
+
+    @property
+    def as_of_text(self) -> str:
+        return f"{self.as_of:{AS_OF_FORMAT}}"
+
+
+def _as_of(text: str | None) -> dt.datetime:
+    now = clock.now().astimezone(dt.UTC)
+    if not text:
+        return now
+    try:
+        moment = dt.datetime.strptime(text, AS_OF_FORMAT).replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise InvalidInput(
+            "bad_as_of", "the report time must look like 20261201T191814.476727Z"
+        ) from None
+    if moment > now:
+        raise InvalidInput("bad_as_of", "the report time is in the future")
+    return moment
+
+
+def _inspected(
+    caller: Caller, id_man: str, as_of: dt.datetime
+) -> tuple[Manufacturer, list[export.ExportRecord], str, bytes]:
+    caller.require(Permission.REGISTRY_INSPECT)
+    manufacturer = get_manufacturer(caller, id_man)
+    sms = list_sms(caller, SmFilter(id_man=manufacturer.id_man))
+    records = [export.record_of(sm, as_of) for sm in sms if sm.registered_at <= as_of]
+    filters = {"id_man": manufacturer.id_man, "as_of": export.iso_time(as_of)}
+    header = _header(caller, as_of, filters)
+    filename = f"sm-inspection-{manufacturer.id_man}-{header.kmc_mode}-{as_of:{AS_OF_FORMAT}}.json"
+    return manufacturer, records, filename, export.render("json", header, records)
+
+
+def inspection_report(caller: Caller, id_man: str, as_of: str | None = None) -> InspectionReport:
+    """The report an auditor inspects and prints; its export's SHA-256 is the one the signed
+    download (`inspection_export` with the same `as_of`) has."""
+    moment = _as_of(as_of)
+    manufacturer, records, filename, content = _inspected(caller, id_man, moment)
+    source: KeyLoadSource = current_app.extensions["kmc.sm_key_loads"]
+    loads: dict[str, list[inspection.KeyLoad]] = {r.smid: [] for r in records}
+    for load in source([r.smid for r in records]):
+        if load.at <= moment:
+            loads[load.smid].append(load)
+    registered = [dt.datetime.fromisoformat(r.registered_at) for r in records]
+    loaded = [load.at for found in loads.values() for load in found]
+    return InspectionReport(
+        manufacturer,
+        moment,
+        records,
+        loads,
+        inspection.chart(registered, loaded),
+        filename,
+        hashlib.sha256(content).hexdigest(),
+        pki.current().audit_signer.certificate,
+    )
+
+
+@use_case
+def inspection_export(caller: Caller, id_man: str, as_of: str) -> SignedExport:
+    """The signed JSON export of the manufacturer's records as they stood at `as_of` (the same
+    bytes whenever asked, so its digest matches the report's); audited."""
+    moment = _as_of(as_of)
+    manufacturer, records, filename, content = _inspected(caller, id_man, moment)
+    filters = {"id_man": manufacturer.id_man, "as_of": export.iso_time(moment)}
+    return _signed(caller, filename, content, len(records), filters)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response
@@ -15,7 +15,14 @@ from kmc.access import allow, current_caller
 from kmc.errors import InvalidInput
 from kmc.listing import ListRequest, Page
 from kmc.permissions import Caller, Permission
-from kmc.web import HomeItem, HomePanel, attempt, flash_form_errors, same_site_path
+from kmc.web import (
+    CERTIFICATE_FILES,
+    HomeItem,
+    HomePanel,
+    attempt,
+    flash_form_errors,
+    same_site_path,
+)
 from sm_registry import service
 from sm_registry.bulk import Item, named_item
 from sm_registry.csr import MAX_CSR_BYTES
@@ -119,8 +126,13 @@ def bulk_change() -> str | Response:
 @bp.route("/export.<any(csv, json):fmt>.zip")
 @allow(Permission.REGISTRY_READ)
 def export(fmt: str) -> Response:
+    return _zipped(
+        service.export_registry(current_caller(), fmt, _filter(SmFilterForm(request.args)))
+    )
+
+
+def _zipped(signed: service.SignedExport) -> Response:
     """The export and its `.sig` in one zip: a browser download carries one file."""
-    signed = service.export_registry(current_caller(), fmt, _filter(SmFilterForm(request.args)))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(signed.filename, signed.content)
@@ -129,6 +141,29 @@ def export(fmt: str) -> Response:
         buffer.getvalue(),
         mimetype="application/zip",
         headers={"Content-Disposition": f"attachment; filename={signed.filename}.zip"},
+    )
+
+
+@bp.route("/manufacturers/<id_man>/inspection")
+@allow(Permission.REGISTRY_INSPECT)
+def inspection(id_man: str) -> str:
+    """The auditor's printable inspection report of one manufacturer."""
+    report = service.inspection_report(current_caller(), id_man, request.args.get("as_of"))
+    signer = report.signer
+    return render_template(
+        "registry/inspection.html",
+        report=report,
+        files=CERTIFICATE_FILES,
+        signer_sha256=signer.fingerprint(hashes.SHA256()).hex(),
+    )
+
+
+@bp.route("/manufacturers/<id_man>/inspection.json.zip")
+@allow(Permission.REGISTRY_INSPECT)
+def inspection_export(id_man: str) -> Response:
+    """The report's signed export (the same bytes for the same `as_of`)."""
+    return _zipped(
+        service.inspection_export(current_caller(), id_man, request.args.get("as_of", ""))
     )
 
 
@@ -299,4 +334,5 @@ def manufacturer(id_man: str) -> str | Response:
         manufacturer=found,
         counts=service.count_by_state(caller, id_man=found.id_man),
         form=form if caller.may(Permission.MANUFACTURERS_MANAGE) else None,
+        inspect=caller.may(Permission.REGISTRY_INSPECT),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import re
 
 import pytest
 from sqlalchemy import select
@@ -152,3 +153,25 @@ def test_page_rejects_a_proposal_only_with_a_reason(app, client, proposals):
             "key.authorize.reject",
             {"reason": "wrong SM"},
         )
+
+
+def _listed(client, **query):
+    page = client.get("/keys/approvals", query_string=query).get_data(as_text=True)
+    return [int(i) for i in re.findall(r'<tr id="approval-(\d+)"', page)], page
+
+
+def test_the_approvals_list_searches_filters_by_state_sorts_and_pages(client, proposals):
+    login(client, "operator2")
+    authorisation = proposals["authorisation"]
+    every, page = _listed(client)
+    assert every == [authorisation + 1, authorisation, authorisation - 1]  # newest first
+    assert 'id="approvals"' in page and "1–3 of 3 proposals" in page
+    assert _listed(client, q="7007")[0] == [authorisation]
+    assert _listed(client, state="pending", sort="id", dir="asc")[0] == [
+        authorisation,
+        authorisation + 1,
+    ]
+    assert _listed(client, state="approved")[0] == [authorisation - 1]
+    second, page = _listed(client, per_page=1, page=2, sort="id", dir="asc")
+    assert second == [authorisation] and "2–2 of 3 proposals" in page
+    assert 'id="approve-' + str(authorisation) + '"' in _listed(client, state="pending")[1]

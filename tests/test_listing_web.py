@@ -24,6 +24,7 @@ LISTS = {
     "/keys/supply-groups": ("operator1", "supply-groups"),
     "/keys/authorisations": ("operator1", "authorisations"),
     "/keyload/": ("operator1", "issues"),
+    "/keys/approvals": ("operator1", "approvals"),
     "/audit/": ("auditor1", "audit-entries"),
     "/admin/users": ("admin1", "users"),
 }

@@ -31,6 +31,17 @@ def csr_file(smid, ou="1A2B"):
     return (io.BytesIO(make_csr(smid, ou=ou)), f"{smid}.pem")
 
 
+def kmc_certificates(app, folder):
+    """The KMC root and audit-signer certificates, written as PEM files in `folder`."""
+    root, signer = folder / "root.pem", folder / "audit.pem"
+    with app.app_context():
+        root.write_bytes(current_pki().root.certificate.public_bytes(serialization.Encoding.PEM))
+        signer.write_bytes(
+            current_pki().audit_signer.certificate.public_bytes(serialization.Encoding.PEM)
+        )
+    return root, signer
+
+
 def test_manufacturer_uploads_several_csrs_and_sees_each_verdict(app, client):
     login(client, "maker1")
     files = [
@@ -159,12 +170,7 @@ def test_auditor_export_zip_holds_a_file_openssl_verifies(app, client, tmp_path)
     assert len(names) == 2 and names[1] == names[0] + ".sig"
     assert names[0].startswith("sm-registry-test-") and names[0].endswith(".csv")
     archive.extractall(tmp_path)
-    root, signer = tmp_path / "root.pem", tmp_path / "audit.pem"
-    with app.app_context():
-        root.write_bytes(current_pki().root.certificate.public_bytes(serialization.Encoding.PEM))
-        signer.write_bytes(
-            current_pki().audit_signer.certificate.public_bytes(serialization.Encoding.PEM)
-        )
+    root, signer = kmc_certificates(app, tmp_path)
     verified = verify_export(tmp_path / names[0], tmp_path / names[1], root, signer)
     assert verified.returncode == 0, verified.stderr
 

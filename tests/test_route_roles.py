@@ -29,6 +29,7 @@ KEY_MANAGERS = frozenset({"admin", "operator"})
 KEY_READERS = frozenset({"admin", "operator", "auditor"})
 SM_UPLOADERS = frozenset({"admin", "manufacturer"})
 SM_LIFECYCLE = frozenset({"admin", "operator", "manufacturer"})
+INSPECTORS = frozenset({"admin", "auditor"})
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,10 @@ ROUTES: dict[str, Route] = {
     "registry.register": Route("/registry/register", SM_UPLOADERS),
     "registry.manufacturers": Route("/registry/manufacturers", KEY_READERS),
     "registry.manufacturer": Route("/registry/manufacturers/9999", KEY_READERS, ok=404),
+    "registry.inspection": Route("/registry/manufacturers/9999/inspection", INSPECTORS, ok=404),
+    "registry.inspection_export": Route(
+        "/registry/manufacturers/9999/inspection.json.zip", INSPECTORS, ok=404
+    ),
     "api.registry_manufacturers": Route("/api/v1/manufacturers", EVERYONE),
     "api.registry_add_manufacturer": Route(
         "/api/v1/manufacturers", frozenset({"admin"}), ok=400, method="POST"

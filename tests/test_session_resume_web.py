@@ -98,3 +98,22 @@ def test_next_never_leaves_the_site(client, target):
 
 def test_next_follows_a_page_of_this_site(client):
     assert log_in_with_next(client, "/keys/?q=6007").headers["Location"] == "/keys/?q=6007"
+
+
+def test_a_page_visited_after_the_session_expired_says_so_on_the_login_page(client):
+    never = client.get("/keys/", follow_redirects=True).get_data(as_text=True)
+    assert 'id="username"' in never and "session expired" not in never
+    login(client, "operator1")
+    expire_session(client)
+    expired = client.get("/keys/", follow_redirects=True)
+    assert expired.request.path == "/login"
+    assert "Your session expired" in expired.get_data(as_text=True)
+    again = client.get("/keys/", follow_redirects=True).get_data(as_text=True)
+    assert "session expired" not in again  # said once
+
+
+def test_after_logging_out_a_page_asks_for_a_login_without_saying_expired(client):
+    login(client, "operator1")
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/home")})
+    page = client.get("/keys/", follow_redirects=True).get_data(as_text=True)
+    assert 'id="username"' in page and "session expired" not in page

@@ -15,7 +15,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from kmc.web_forms import ValidText
 from vending_keys.domain import DKGAS, EAS, KEY_TYPES
-from vending_keys.models import NAME_LENGTH, REASON_LENGTH
+from vending_keys.models import APPROVAL_STATES, NAME_LENGTH, REASON_LENGTH
 
 
 class SupplyGroupForm(FlaskForm):
@@ -192,6 +192,17 @@ class KeyStateForm(FlaskForm):
     )
     confirm = StringField("To mark compromised, type the key identity", validators=[Optional()])
     submit = SubmitField("Apply")
+
+
+class ApprovalFilterForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET search form: it changes nothing
+
+    state = SelectField(
+        "State",
+        choices=[SelectChoice("", "any"), *(SelectChoice(s, s) for s in APPROVAL_STATES)],
+        validators=[Optional()],
+    )
 
 
 class ApproveForm(FlaskForm):

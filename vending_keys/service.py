@@ -674,6 +674,37 @@ def list_approvals(state: str | None = "pending") -> Sequence[Approval]:
     return db.session.scalars(query).all()
 
 
+APPROVAL_LIST = Listing(
+    sorts={
+        "id": Approval.id,
+        "action": Approval.action,
+        "subject": Approval.subject,
+        "state": Approval.state,
+        "proposed_by": Approval.proposed_by,
+        "proposed": Approval.proposed_at,
+        "decided_by": Approval.decided_by,
+    },
+    searched=(
+        Approval.action,
+        Approval.subject,
+        Approval.proposed_by,
+        Approval.decided_by,
+        Approval.outcome,
+    ),
+    tiebreak=(Approval.id,),
+    descending=True,  # newest first
+)
+
+
+def approvals_page(caller: Caller, state: str | None, asked: ListRequest) -> Page[Approval]:
+    """One page of the proposals, of one state or all (the approvals page)."""
+    caller.require(Permission.KEYS_READ)
+    query = select(Approval)
+    if state:
+        query = query.where(Approval.state == state)
+    return page_of(query, APPROVAL_LIST, asked)
+
+
 def waiting_for(caller: Caller) -> Sequence[Approval]:
     """Pending proposals this caller could approve: a second person's, never their own."""
     if not caller.may(Permission.KEYS_MANAGE):

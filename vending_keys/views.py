@@ -19,6 +19,7 @@ from vending_keys.domain import (
     key_identity,
 )
 from vending_keys.forms import (
+    ApprovalFilterForm,
     ApproveForm,
     AuthoriseForm,
     EditSupplyGroupForm,
@@ -309,10 +310,14 @@ def change_state(sgc: str, krn: int, kt: int, change: str) -> Response:
 @bp.route("/approvals")
 @allow(Permission.KEYS_READ)
 def approvals() -> str:
+    where = ApprovalFilterForm(request.args)
+    state = where.state.data if where.validate() else None  # an unknown state shows them all
+    listed = service.approvals_page(current_caller(), state, ListRequest.from_args(request.args))
     return render_template(
         "keys/approvals.html",
-        pending=[service.describe_approval(a) for a in service.list_approvals("pending")],
-        decided=[service.describe_approval(a) for a in service.list_approvals(None)],
+        page=listed,
+        approvals=[service.describe_approval(a) for a in listed.items],
+        where=where,
         form=RejectForm(),
     )
 

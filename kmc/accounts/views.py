@@ -6,7 +6,14 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from kmc.access import PUBLIC, allow, client_address, current_caller
+from kmc.access import (
+    PUBLIC,
+    allow,
+    client_address,
+    current_caller,
+    forget_sign_in,
+    remember_sign_in,
+)
 from kmc.accounts import service
 from kmc.accounts.forms import (
     ChangePasswordForm,
@@ -52,7 +59,7 @@ def login() -> str | Response:
                 True  # idle timeout: PERMANENT_SESSION_LIFETIME, renewed per request
             )
             login_user(outcome.user)
-            return redirect(_safe_next(request.args.get("next")))
+            return remember_sign_in(redirect(_safe_next(request.args.get("next"))))
     return render_template("auth/login.html", form=form)
 
 
@@ -62,7 +69,7 @@ def logout() -> Response:
     service.record_logout(current_user)
     logout_user()
     flash("You are logged out.", "info")
-    return redirect(url_for("auth.login"))
+    return forget_sign_in(redirect(url_for("auth.login")))
 
 
 @auth.route("/account/password", methods=["GET", "POST"])

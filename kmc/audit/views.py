@@ -15,11 +15,13 @@ from flask import (
 from kmc.access import allow
 from kmc.audit import service
 from kmc.audit.forms import AuditFilterForm
+from kmc.audit.labels import action_label
 from kmc.listing import ListRequest
 from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, when
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
+bp.add_app_template_filter(action_label, "action_label")
 
 
 def home_panel(caller: Caller) -> HomePanel | None:
