@@ -61,7 +61,9 @@ def _der(data: bytes) -> bytes:
         )
     try:
         return x509.load_pem_x509_csr(stripped).public_bytes(serialization.Encoding.DER)
-    except (ValueError, x509.InvalidVersion):
+    except (ValueError, TypeError, x509.InvalidVersion):
+        # TypeError: cryptography reading a name attribute of a string type its OID may not
+        # have (a serialNumber typed BIT STRING, found by tests/test_parser_fuzz.py).
         raise InvalidInput(
             "csr_malformed", "the PEM block does not hold a well-formed PKCS#10 request"
         ) from None
@@ -94,7 +96,9 @@ def parse_request(data: bytes) -> RegistrationRequest:
         signature_ok = csr.is_signature_valid
         subject_smid = _single(csr, NameOID.SERIAL_NUMBER)
         subject_ou = _single(csr, NameOID.ORGANIZATIONAL_UNIT_NAME)
-    except (ValueError, x509.InvalidVersion):
+    except (ValueError, TypeError, x509.InvalidVersion):
+        # TypeError: cryptography reading a name attribute of a string type its OID may not
+        # have (a serialNumber typed BIT STRING, found by tests/test_parser_fuzz.py).
         raise InvalidInput(
             "csr_malformed", "not a well-formed PKCS#10 certificate request (PEM or DER)"
         ) from None

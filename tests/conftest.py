@@ -27,6 +27,7 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -38,6 +39,11 @@ from kmc.database import db, use_case
 from kmc.instance import initialise
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Under CI every hypothesis and schemathesis test draws the same examples each run (a red CI is
+# a change, never a new random draw); elsewhere each run explores afresh (docs/fuzzing.md).
+settings.register_profile("ci", derandomize=True)
+if IN_CI:
+    settings.load_profile("ci")
 POSTGRES_URL = os.environ.get(
     "KMC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -102,6 +102,18 @@ def test_a_request_of_another_version_is_refused_as_malformed(der):
     assert refused.value.reason == "csr_malformed"
 
 
+def test_a_subject_attribute_of_the_wrong_string_type_is_refused_as_malformed():
+    """Found by tests/test_parser_fuzz.py: a serialNumber typed BIT STRING made cryptography
+    raise TypeError when the subject was read (a 500)."""
+    valid = make_csr("1001", der=True)
+    at = valid.index(bytes.fromhex("0603550405")) + 5  # id-at-serialNumber, then its value
+    length = valid[at + 1]
+    bit_string = bytes([0x03, length, 0]) + valid[at + 3 : at + 2 + length]
+    with pytest.raises(InvalidInput, match="PKCS#10") as refused:
+        parse_request(valid[:at] + bit_string + valid[at + 2 + length :])
+    assert refused.value.reason == "csr_malformed"
+
+
 @pytest.mark.parametrize(
     ("name", "reason", "match"),
     [
