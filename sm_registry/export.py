@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from kmc.errors import InvalidInput
 from kmc.pki import Signer
+from sm_registry.inspection import KeyLoad
 from sm_registry.models import SecurityModule
 
 FORMATS = ("csv", "json")
@@ -127,9 +129,40 @@ def record_of(sm: SecurityModule, as_of: dt.datetime | None = None) -> ExportRec
     )
 
 
-def _json(header: ExportHeader, records: list[ExportRecord]) -> bytes:
-    document = {**header.as_dict(), "security_modules": [asdict(r) for r in records]}
+def _json_bytes(header: ExportHeader, security_modules: list[dict[str, Any]]) -> bytes:
+    document = {**header.as_dict(), "security_modules": security_modules}
     return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _json(header: ExportHeader, records: list[ExportRecord]) -> bytes:
+    return _json_bytes(header, [asdict(r) for r in records])
+
+
+def inspection_json(
+    header: ExportHeader,
+    records: list[ExportRecord],
+    key_loads: Mapping[str, Sequence[KeyLoad]],
+) -> bytes:
+    """The inspection export: the JSON export with, in each SM's record, the key-load files
+    issued to it (`key_loads`, oldest first; docs/registry.md, "The inspection report")."""
+    return _json_bytes(
+        header,
+        [
+            {
+                **asdict(r),
+                "key_loads": [
+                    {
+                        "at": iso_time(load.at),
+                        "sequence": load.sequence,
+                        "keys": load.keys,
+                        "file_sha256": load.file_sha256,
+                    }
+                    for load in key_loads[r.smid]
+                ],
+            }
+            for r in records
+        ],
+    )
 
 
 def _csv(header: ExportHeader, records: list[ExportRecord]) -> bytes:

@@ -900,27 +900,31 @@ def _as_of(text: str | None) -> dt.datetime:
 
 def _inspected(
     caller: Caller, id_man: str, as_of: dt.datetime
-) -> tuple[Manufacturer, list[export.ExportRecord], str, bytes]:
+) -> tuple[
+    Manufacturer, list[export.ExportRecord], dict[str, list[inspection.KeyLoad]], str, bytes
+]:
+    """The manufacturer's records and key loads as they stood at `as_of`, and the signed
+    export's file name and bytes that hold exactly those."""
     caller.require(Permission.REGISTRY_INSPECT)
     manufacturer = get_manufacturer(caller, id_man)
     sms = list_sms(caller, SmFilter(id_man=manufacturer.id_man))
     records = [export.record_of(sm, as_of) for sm in sms if sm.registered_at <= as_of]
+    source: KeyLoadSource = current_app.extensions["kmc.sm_key_loads"]
+    loads: dict[str, list[inspection.KeyLoad]] = {r.smid: [] for r in records}
+    for load in source([r.smid for r in records]):
+        if load.at <= as_of:
+            loads[load.smid].append(load)
     filters = {"id_man": manufacturer.id_man, "as_of": export.iso_time(as_of)}
     header = _header(caller, as_of, filters)
     filename = f"sm-inspection-{manufacturer.id_man}-{header.kmc_mode}-{as_of:{AS_OF_FORMAT}}.json"
-    return manufacturer, records, filename, export.render("json", header, records)
+    return manufacturer, records, loads, filename, export.inspection_json(header, records, loads)
 
 
 def inspection_report(caller: Caller, id_man: str, as_of: str | None = None) -> InspectionReport:
     """The report an auditor inspects and prints; its export's SHA-256 is the one the signed
     download (`inspection_export` with the same `as_of`) has."""
     moment = _as_of(as_of)
-    manufacturer, records, filename, content = _inspected(caller, id_man, moment)
-    source: KeyLoadSource = current_app.extensions["kmc.sm_key_loads"]
-    loads: dict[str, list[inspection.KeyLoad]] = {r.smid: [] for r in records}
-    for load in source([r.smid for r in records]):
-        if load.at <= moment:
-            loads[load.smid].append(load)
+    manufacturer, records, loads, filename, content = _inspected(caller, id_man, moment)
     registered = [dt.datetime.fromisoformat(r.registered_at) for r in records]
     loaded = [load.at for found in loads.values() for load in found]
     return InspectionReport(
@@ -940,6 +944,6 @@ def inspection_export(caller: Caller, id_man: str, as_of: str) -> SignedExport:
     """The signed JSON export of the manufacturer's records as they stood at `as_of` (the same
     bytes whenever asked, so its digest matches the report's); audited."""
     moment = _as_of(as_of)
-    manufacturer, records, filename, content = _inspected(caller, id_man, moment)
+    manufacturer, records, _, filename, content = _inspected(caller, id_man, moment)
     filters = {"id_man": manufacturer.id_man, "as_of": export.iso_time(moment)}
     return _signed(caller, filename, content, len(records), filters)

@@ -84,6 +84,43 @@ def test_report_digest_is_the_sha256_of_its_signed_export_and_openssl_verifies_i
     assert "openssl cms -verify -binary" in page and f"-content {name}" in page
 
 
+def _download(client, page: str) -> tuple[str, bytes, bytes]:
+    link = html.unescape(re.search(r'id="inspection-download" href="([^"]+)"', page).group(1))
+    archive = zipfile.ZipFile(io.BytesIO(client.get(link).data))
+    name, signature = sorted(archive.namelist())
+    return name, archive.read(name), archive.read(signature)
+
+
+def test_the_signed_export_holds_the_key_loads_the_report_shows(app, client, tmp_path):
+    _two_sms_one_key_load(app, client)
+    login(client, "auditor1")
+    page = client.get(REPORT).get_data(as_text=True)
+    name, content, signature = _download(client, page)
+    with app.app_context():
+        (issued,) = key_loading.loads_of(["7001"])
+    loaded, pending = json.loads(content)["security_modules"]
+    assert loaded["key_loads"] == [
+        {
+            "at": issued.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "sequence": 1,
+            "keys": 1,
+            "file_sha256": issued.file_sha256,
+        }
+    ]
+    assert pending["key_loads"] == []
+    assert f"{issued.at:%Y-%m-%d %H:%M} UTC" in _row(page, "7001") and "#1, 1 key(s)" in page
+    (tmp_path / name).write_bytes(content)
+    (tmp_path / f"{name}.sig").write_bytes(signature)
+    root, signer = kmc_certificates(app, tmp_path)
+    verified = verify_export(tmp_path / name, tmp_path / f"{name}.sig", root, signer)
+    assert verified.returncode == 0, verified.stderr
+    # The SM list's export keeps its records as they were, without key loads.
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/registry/export.json.zip").data))
+    listed = json.loads(archive.read(min(archive.namelist())))
+    assert {r["smid"] for r in listed["security_modules"]} == {"7001", "7002"}
+    assert all("key_loads" not in r for r in listed["security_modules"])
+
+
 def test_report_is_for_auditors_and_admins_and_a_bad_time_is_refused(app, client):
     new_device(app, "7001")
     login(client, "operator1")
