@@ -592,6 +592,18 @@ def _checked_change(caller: Caller, action: str, reason: str) -> str:
     return reason
 
 
+def selection(smids: Iterable[str]) -> list[str]:
+    """The SMIDs a bulk action of SMs is asked for: stripped, each once, in the order given;
+    at least one and at most `MAX_BULK_SELECTION` (`bad_selection`), so a request is refused
+    whole before any SM is touched."""
+    chosen = list(dict.fromkeys(smid.strip() for smid in smids if smid.strip()))
+    if not 1 <= len(chosen) <= MAX_BULK_SELECTION:
+        raise InvalidInput(
+            "bad_selection", f"select at least one SM and at most {MAX_BULK_SELECTION}"
+        )
+    return chosen
+
+
 def change_states(
     caller: Caller, smids: Iterable[str], action: str, reason: str
 ) -> list[ItemResult]:
@@ -602,13 +614,8 @@ def change_states(
     if action not in BULK_ACTIONS:
         raise InvalidInput("bad_action", f"a bulk action is {' or '.join(BULK_ACTIONS)}")
     _checked_change(caller, action, reason)
-    chosen = list(dict.fromkeys(smid.strip() for smid in smids if smid.strip()))
-    if not 1 <= len(chosen) <= MAX_BULK_SELECTION:
-        raise InvalidInput(
-            "bad_selection", f"select at least one SM and at most {MAX_BULK_SELECTION}"
-        )
     verdicts = []
-    for smid in chosen:
+    for smid in selection(smids):
         try:
             verdicts.append(
                 ItemResult(smid, True, smid=change_state(caller, smid, action, reason).smid)

@@ -80,6 +80,10 @@ ROUTES: dict[str, Route] = {
     "keys.generate": Route("/keys/generate", KEY_MANAGERS, ok=200, method="POST"),
     "keys.detail": Route("/keys/123456/1/1", KEY_READERS, ok=404),
     "keys.authorise": Route("/keys/123456/1/1/authorise", KEY_MANAGERS, ok=404, method="POST"),
+    "keys.authorise_many": Route("/keys/123456/1/1/authorise-many", KEY_MANAGERS, ok=404),
+    "keys.authorise_many_post": Route(
+        "/keys/123456/1/1/authorise-many", KEY_MANAGERS, ok=404, method="POST"
+    ),
     "keys.change_state": Route("/keys/123456/1/1/deactivate", KEY_MANAGERS, ok=302, method="POST"),
     "keys.approvals": Route("/keys/approvals", KEY_READERS),
     "keys.decide": Route("/keys/approvals/999/approve", KEY_MANAGERS, ok=302, method="POST"),
@@ -98,6 +102,9 @@ ROUTES: dict[str, Route] = {
     "api.keys_expiring": Route("/api/v1/keys/expiring", KEY_READERS),
     "api.authorise": Route(
         "/api/v1/keys/123456/1/1/authorisations", KEY_MANAGERS, ok=400, method="POST"
+    ),
+    "api.authorise_many": Route(
+        "/api/v1/keys/123456/1/1/authorisations/bulk", KEY_MANAGERS, ok=400, method="POST"
     ),
     "api.change_key_state": Route(
         "/api/v1/keys/123456/1/1/compromise", KEY_MANAGERS, ok=400, method="POST"

@@ -12,6 +12,7 @@ from kmc.api.schema import operation
 from kmc.permissions import Permission
 from vending_keys import service
 from vending_keys.domain import (
+    AuthorisationLimits,
     AuthorisationSpec,
     KeySpec,
     key_identity,
@@ -19,6 +20,8 @@ from vending_keys.domain import (
 from vending_keys.schemas import (
     Approval,
     Approvals,
+    BulkAuthorisation,
+    BulkVerdicts,
     ChangedKey,
     Expiring,
     ExpiringQuery,
@@ -107,6 +110,32 @@ def authorise(sgc: str, krn: int, kt: int, body: dict[str, Any]) -> tuple[dict[s
 
 @allow(Permission.KEYS_MANAGE)
 @operation(
+    "Authorise several SMs for a key with the same limits (live mode: one proposal each)",
+    body=BulkAuthorisation,
+    responses={200: BulkVerdicts},
+    errors=(404, 422),
+)
+def authorise_many(sgc: str, krn: int, kt: int, body: dict[str, Any]) -> dict[str, Any]:
+    verdicts = service.authorise_many(
+        current_caller(),
+        key_identity(sgc, krn, kt),
+        body["smids"],
+        AuthorisationLimits.from_input(
+            iut=body["iut"],
+            clm=body["clm"],
+            resource_limit=body["resource_limit"],
+            expires=body["expires_at"],
+        ),
+        body["reason"],
+    )
+    return {
+        **{result: sum(v.result == result for v in verdicts) for result in service.BULK_RESULTS},
+        "items": [v.as_dict() for v in verdicts],
+    }
+
+
+@allow(Permission.KEYS_MANAGE)
+@operation(
     "Deactivate or mark compromised; lists the SMs the key was issued to",
     body=Reason,
     responses={200: ChangedKey},
@@ -165,6 +194,9 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/keys/expiring", "keys_expiring", expiring)
     key_path = "/keys/<sgc>/<int:krn>/<int:kt>"
     bp.add_url_rule(f"{key_path}/authorisations", "authorise", authorise, methods=["POST"])
+    bp.add_url_rule(
+        f"{key_path}/authorisations/bulk", "authorise_many", authorise_many, methods=["POST"]
+    )
     bp.add_url_rule(
         f"{key_path}/<any(deactivate, compromise):change>",
         "change_key_state",

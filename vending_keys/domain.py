@@ -227,8 +227,52 @@ def parse_clm(text: str | None) -> Decimal | None:
 
 
 @dataclass(frozen=True)
+class AuthorisationLimits:
+    """What an authorisation allows, whichever SM it is for: use-until time (IUT), credit and
+    resource limits, and when the authorisation itself ends. A bulk authorisation gives one set
+    of limits to every SM."""
+
+    iut: dt.datetime | None = None  # None: the key's EXP
+    clm: Decimal | None = None
+    resource_limit: int | None = None
+    expires_at: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.iut is not None:
+            object.__setattr__(self, "iut", _aware("iut", self.iut))
+        if self.expires_at is not None:
+            object.__setattr__(self, "expires_at", _aware("expires", self.expires_at))
+        if self.clm is not None:
+            parse_clm(str(self.clm))
+        if self.resource_limit is not None and not 0 <= self.resource_limit <= MAX_LIMIT:
+            raise InvalidInput("invalid_resource_limit", "the resource limit is out of range")
+
+    @classmethod
+    def from_input(
+        cls,
+        *,
+        iut: str | None,
+        clm: str | None,
+        resource_limit: int | None,
+        expires: str | None,
+    ) -> AuthorisationLimits:
+        """The limits as the form, the JSON schema and the CLI give them (times as text)."""
+        return cls(
+            parse_time(iut, "iut"),
+            parse_clm(clm),
+            resource_limit,
+            parse_time(expires, "expires_at"),
+        )
+
+    def for_sm(self, identity: KeyIdentity, smid: str) -> AuthorisationSpec:
+        return AuthorisationSpec(
+            identity, smid.strip(), self.iut, self.clm, self.resource_limit, self.expires_at
+        )
+
+
+@dataclass(frozen=True)
 class AuthorisationSpec:
-    """A key authorisation for one SM: use-until time (IUT), credit and resource limits."""
+    """A key authorisation for one SM: its limits (`AuthorisationLimits`, checked there)."""
 
     identity: KeyIdentity
     smid: str
@@ -240,14 +284,9 @@ class AuthorisationSpec:
     def __post_init__(self) -> None:
         with identifier_input():
             Smid(self.smid)
-        if self.iut is not None:
-            object.__setattr__(self, "iut", _aware("iut", self.iut))
-        if self.expires_at is not None:
-            object.__setattr__(self, "expires_at", _aware("expires", self.expires_at))
-        if self.clm is not None:
-            parse_clm(str(self.clm))
-        if self.resource_limit is not None and not 0 <= self.resource_limit <= MAX_LIMIT:
-            raise InvalidInput("invalid_resource_limit", "the resource limit is out of range")
+        limits = AuthorisationLimits(self.iut, self.clm, self.resource_limit, self.expires_at)
+        object.__setattr__(self, "iut", limits.iut)
+        object.__setattr__(self, "expires_at", limits.expires_at)
 
     @classmethod
     def from_input(
@@ -263,14 +302,11 @@ class AuthorisationSpec:
         expires: str | None,
     ) -> AuthorisationSpec:
         """The one constructor the form, the JSON schema and the CLI share (times as text)."""
-        return cls(
-            key_identity(sgc, krn, kt),
-            smid.strip(),
-            parse_time(iut, "iut"),
-            parse_clm(clm),
-            resource_limit,
-            parse_time(expires, "expires_at"),
+        identity = key_identity(sgc, krn, kt)
+        limits = AuthorisationLimits.from_input(
+            iut=iut, clm=clm, resource_limit=resource_limit, expires=expires
         )
+        return limits.for_sm(identity, smid)
 
     def as_dict(self) -> dict[str, Any]:
         """The proposal as JSON-ready fields: what an approver reviews."""

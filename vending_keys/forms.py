@@ -186,6 +186,28 @@ class AuthoriseForm(FlaskForm):
     submit = SubmitField("Authorise SM")
 
 
+class BulkAuthoriseForm(FlaskForm):
+    """The key's bulk authorisation: the listed SMs' checkboxes (`smid`), the single
+    authorisation's limits, once for all of them, and one reason."""
+
+    refusal_fields = {
+        name: field for name, field in AuthoriseForm.refusal_fields.items() if field != "smid"
+    } | {"bad_selection": "smid", "reason_required": "reason", "reason_too_long": "reason"}
+
+    smid = SelectMultipleField("Selected SMs", validate_choice=False)  # the service checks each
+    iut = AuthoriseForm.iut
+    clm = AuthoriseForm.clm
+    resource_limit = AuthoriseForm.resource_limit
+    expires = AuthoriseForm.expires
+    reason = StringField(
+        "Reason",
+        validators=[ValidText(), DataRequired(), Length(max=REASON_LENGTH)],
+        description="One reason for every selected SM, kept in each authorisation's audit entry "
+        "(in live mode, in each proposal's).",
+    )
+    submit = SubmitField("Authorise the selected SMs", id="bulk-authorise-submit")
+
+
 class KeyStateForm(FlaskForm):
     reason = StringField(
         "Reason", validators=[ValidText(), DataRequired(), Length(max=REASON_LENGTH)]

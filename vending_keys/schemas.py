@@ -9,9 +9,10 @@ from marshmallow import fields, validate
 from key_load_protocol.identifiers import MAX_KEN, MAX_KRN
 from key_load_protocol.model import BASE_DATES, MAX_REFRESH_DAYS
 from kmc.api.schema import Input, Output, Query, Text, Timestamp, WholeNumber
+from sm_registry.service import MAX_BULK_SELECTION
 from vending_keys.domain import DKGAS, EAS, KEY_TYPES
 from vending_keys.models import APPROVAL_STATES, KEY_STATES, NAME_LENGTH, REASON_LENGTH
-from vending_keys.service import AUTHORISE, GENERATE, MAX_WINDOW_DAYS
+from vending_keys.service import AUTHORISE, BULK_RESULTS, GENERATE, MAX_WINDOW_DAYS
 
 SGC = {"pattern": "^[0-9]{6}$", "description": "supply group code, 6 digits"}
 
@@ -82,14 +83,57 @@ class NewKey(Input):
     )
 
 
-class NewAuthorisation(Input):
-    smid = fields.String(required=True)
+class Limits(Input):
+    """An authorisation's limits, the same for one SM or for each of a bulk authorisation."""
+
     iut = Timestamp(load_default=None, allow_none=True, metadata={"description": "issue-until"})
     clm = fields.String(
         load_default=None, allow_none=True, metadata={"description": "credit limit, decimal"}
     )
     resource_limit = WholeNumber(load_default=None, allow_none=True)
     expires_at = Timestamp(load_default=None, allow_none=True)
+
+
+class NewAuthorisation(Limits):
+    smid = fields.String(required=True)
+
+
+class BulkAuthorisation(Limits):
+    smids = fields.List(
+        fields.String(validate=validate.Length(max=16)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BULK_SELECTION),
+        metadata={
+            "reason": "bad_selection",
+            "description": "the SMs to authorise, each with the same limits (a SMID given "
+            "twice counts once)",
+        },
+    )
+    reason = Text(
+        max_length=REASON_LENGTH,
+        required=True,
+        too_long="reason_too_long",
+        metadata={"minLength": 1, "description": "kept in each SM's audit entry"},
+    )
+
+
+class BulkVerdict(Output):
+    smid = fields.String(required=True)
+    result = fields.String(required=True, validate=validate.OneOf(BULK_RESULTS))
+    approval_id = WholeNumber(
+        required=True, allow_none=True, metadata={"description": "the proposal (live mode)"}
+    )
+    reason = fields.String(required=True, allow_none=True)
+    message = fields.String(required=True, allow_none=True)
+
+
+class BulkVerdicts(Output):
+    """Each SM's verdict, in the order given; a refused SM was left unauthorised"""
+
+    authorised = WholeNumber(required=True)
+    proposed = WholeNumber(required=True)
+    refused = WholeNumber(required=True)
+    items = fields.List(fields.Nested(BulkVerdict), required=True)
 
 
 class Reason(Input):

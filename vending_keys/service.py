@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +28,7 @@ from kmc.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
+    KMCError,
     NotFound,
     PolicyRefusal,
     identifier_input,
@@ -37,6 +38,7 @@ from kmc.permissions import Caller, Permission
 from sm_registry import service as registry
 from vending_keys.domain import (
     KEY_TYPES,
+    AuthorisationLimits,
     AuthorisationSpec,
     KeySpec,
     sealing_identity,
@@ -358,7 +360,13 @@ def _generate(spec: KeySpec, proposed_by: str, approved_by: str | None) -> Vendi
     return key
 
 
-def _queue(actor: str, action: str, subject: str, spec: KeySpec | AuthorisationSpec) -> Approval:
+def _queue(
+    actor: str,
+    action: str,
+    subject: str,
+    spec: KeySpec | AuthorisationSpec,
+    noted: dict[str, str] | None = None,
+) -> Approval:
     approval = Approval(
         action=action,
         subject=subject,
@@ -374,7 +382,7 @@ def _queue(actor: str, action: str, subject: str, spec: KeySpec | AuthorisationS
         f"{action}.propose",
         "approval",
         str(approval.id),
-        {"subject": subject, **spec.as_dict()},
+        {"subject": subject, **spec.as_dict(), **(noted or {})},
     )
     return approval
 
@@ -545,10 +553,15 @@ def grants_of(smid: str) -> list[Grant]:
 # Authorisations
 
 
-def _check_authorisation(spec: AuthorisationSpec) -> tuple[VendingKey, dt.datetime]:
-    key = find_key(spec.identity)
+def _active_key(identity: KeyIdentity) -> VendingKey:
+    key = find_key(identity)
     if key.state != "active":
-        raise PolicyRefusal("key_not_active", f"vending key {spec.identity} is {key.state}")
+        raise PolicyRefusal("key_not_active", f"vending key {identity} is {key.state}")
+    return key
+
+
+def _check_authorisation(spec: AuthorisationSpec) -> tuple[VendingKey, dt.datetime]:
+    key = _active_key(spec.identity)
     registry.require_usable(spec.smid)
     iut = spec.iut or key.exp
     if not key.act <= iut <= key.exp:
@@ -565,7 +578,12 @@ def _check_authorisation(spec: AuthorisationSpec) -> tuple[VendingKey, dt.dateti
     return key, iut
 
 
-def _authorise(spec: AuthorisationSpec, proposed_by: str, approved_by: str | None) -> Authorisation:
+def _authorise(
+    spec: AuthorisationSpec,
+    proposed_by: str,
+    approved_by: str | None,
+    noted: dict[str, str] | None = None,
+) -> Authorisation:
     key, iut = _check_authorisation(spec)
     auth = Authorisation(
         key_id=key.id,
@@ -590,21 +608,81 @@ def _authorise(spec: AuthorisationSpec, proposed_by: str, approved_by: str | Non
         AUTHORISE,
         "key_authorisation",
         f"{spec.identity} SMID {spec.smid}",
-        describe_authorisation(auth),
+        {**describe_authorisation(auth), **(noted or {})},
     )
     return auth
 
 
 @use_case
-def propose_authorisation(caller: Caller, spec: AuthorisationSpec) -> Outcome:
-    """Authorise now (test mode) or queue for a second person's approval (live mode)."""
+def propose_authorisation(
+    caller: Caller, spec: AuthorisationSpec, *, reason: str | None = None
+) -> Outcome:
+    """Authorise now (test mode) or queue for a second person's approval (live mode). A bulk
+    authorisation's reason is kept in the audit entry (of the authorisation, or of the proposal)."""
     caller.require(Permission.KEYS_MANAGE)
     actor = caller.name
+    noted = {"reason": reason} if reason is not None else None
     if _live():
         _check_authorisation(spec)
         subject = f"{spec.identity} SMID {spec.smid}"
-        return Outcome(approval=_queue(actor, AUTHORISE, subject, spec))
-    return Outcome(authorisation=_authorise(spec, actor, None))
+        return Outcome(approval=_queue(actor, AUTHORISE, subject, spec, noted))
+    return Outcome(authorisation=_authorise(spec, actor, None, noted))
+
+
+@dataclass(frozen=True)
+class BulkVerdict:
+    """One SM of a bulk authorisation: authorised (test mode), proposed for a second person's
+    approval (live mode), or refused with the single authorisation's reason."""
+
+    smid: str
+    outcome: Outcome | None = None
+    refusal: KMCError | None = None
+
+    @property
+    def result(self) -> str:
+        if self.outcome is None:
+            return "refused"
+        return "proposed" if self.outcome.approval is not None else "authorised"
+
+    def as_dict(self) -> dict[str, Any]:
+        approval = self.outcome.approval if self.outcome is not None else None
+        return {
+            "smid": self.smid,
+            "result": self.result,
+            "approval_id": approval.id if approval is not None else None,
+            "reason": self.refusal.reason if self.refusal is not None else None,
+            "message": self.refusal.message if self.refusal is not None else None,
+        }
+
+
+BULK_RESULTS = ("authorised", "proposed", "refused")
+
+
+def authorise_many(
+    caller: Caller,
+    identity: KeyIdentity,
+    smids: Iterable[str],
+    limits: AuthorisationLimits,
+    reason: str,
+) -> list[BulkVerdict]:
+    """`propose_authorisation` of one key for each selected SM with the same limits and one
+    reason (the bulk authorisation of the key's page and the API). The request is refused whole
+    first (role, reason, key unknown or not active, 1 to `registry.MAX_BULK_SELECTION` SMIDs);
+    then each SM is its own use case, authorised (or in live mode proposed) and audited on its
+    own, or refused on its own; the verdicts in the order given (a SMID given twice counts once).
+    """
+    caller.require(Permission.KEYS_MANAGE)
+    reason = _reason(reason, "give one reason for the bulk authorisation")
+    _active_key(identity)
+    verdicts = []
+    for smid in registry.selection(smids):
+        try:
+            outcome = propose_authorisation(caller, limits.for_sm(identity, smid), reason=reason)
+        except KMCError as refused:
+            verdicts.append(BulkVerdict(smid, refusal=refused))
+        else:
+            verdicts.append(BulkVerdict(smid, outcome))
+    return verdicts
 
 
 @use_case

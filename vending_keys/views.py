@@ -11,9 +11,11 @@ from kmc.access import allow, current_caller
 from kmc.listing import ListRequest
 from kmc.permissions import Caller, Permission
 from kmc.web import HomeItem, HomePanel, attempt, flash_check_fields, list_at
+from sm_registry import service as registry
 from vending_keys import service
 from vending_keys.domain import (
     KEY_TYPES,
+    AuthorisationLimits,
     AuthorisationSpec,
     KeySpec,
     key_identity,
@@ -22,6 +24,7 @@ from vending_keys.forms import (
     ApprovalFilterForm,
     ApproveForm,
     AuthoriseForm,
+    BulkAuthoriseForm,
     EditSupplyGroupForm,
     GenerateKeyForm,
     KeyStateForm,
@@ -256,6 +259,68 @@ def authorise(sgc: str, krn: int, kt: int) -> str | Response:
         return _detail_page(sgc, krn, kt, form)
     _flash_outcome(outcome)
     return redirect(url_for("keys.detail", sgc=sgc, krn=krn, kt=kt))
+
+
+def _bulk_page(sgc: str, krn: int, kt: int, form: BulkAuthoriseForm | None = None) -> str:
+    """The active SMs to choose from, a page at a time, with the limits form (re-rendered with
+    its fields marked and its choices kept when the request was refused as a whole)."""
+    key = service.find_key(key_identity(sgc, krn, kt))
+    list_at("keys.authorise_many", sgc=sgc, krn=krn, kt=kt)
+    return render_template(
+        "keys/authorise_many.html",
+        key=key,
+        identity=service.identity_of(key),
+        page=registry.sms_page(
+            current_caller(),
+            registry.SmFilter(state="active"),
+            ListRequest.from_args(request.args),
+        ),
+        authorised={a.smid for a in key.authorisations},
+        form=form or BulkAuthoriseForm(),
+    )
+
+
+@bp.route("/<sgc>/<int:krn>/<int:kt>/authorise-many")
+@allow(Permission.KEYS_MANAGE)
+def authorise_many(sgc: str, krn: int, kt: int) -> str:
+    return _bulk_page(sgc, krn, kt)
+
+
+@bp.route("/<sgc>/<int:krn>/<int:kt>/authorise-many", methods=["POST"])
+@allow(Permission.KEYS_MANAGE)
+def authorise_many_post(sgc: str, krn: int, kt: int) -> str:
+    """Each selected SM's verdict on a page of its own, or the choice again with why nothing
+    was authorised."""
+    form = BulkAuthoriseForm()
+    if not form.validate_on_submit():
+        flash_check_fields(form)
+        return _bulk_page(sgc, krn, kt, form)
+    identity = key_identity(sgc, krn, kt)
+    verdicts = attempt(
+        lambda: service.authorise_many(
+            current_caller(),
+            identity,
+            form.smid.data or [],
+            AuthorisationLimits.from_input(
+                iut=form.iut.data,
+                clm=form.clm.data,
+                resource_limit=form.resource_limit.data,
+                expires=form.expires.data,
+            ),
+            form.reason.data or "",
+        ),
+        form,
+    )
+    if verdicts is None:
+        return _bulk_page(sgc, krn, kt, form)
+    counts = {result: sum(v.result == result for v in verdicts) for result in service.BULK_RESULTS}
+    flash(
+        ", ".join(f"{count} {result}" for result, count in counts.items()) + ".",
+        "warning" if counts["refused"] else "success",
+    )
+    return render_template(
+        "keys/authorised_many.html", identity=identity, verdicts=verdicts, counts=counts
+    )
 
 
 @bp.route("/<sgc>/<int:krn>/<int:kt>/authorisations/<smid>/revoke", methods=["POST"])
