@@ -151,6 +151,9 @@ def test_a_request_refused_as_a_whole_authorises_nothing_and_keeps_what_was_type
     assert "the credit limit must be a decimal amount" in bad_limit
     assert re.search(r'name="clm"[^>]*is-invalid|is-invalid[^>]*name="clm"', bad_limit)
     assert 'value="12,5"' in bad_limit
+    before_act = post_bulk(client, ["7001"], iut="2020-01-01T00:00Z").get_data(as_text=True)
+    assert "the IUT must lie between the key&#39;s ACT and EXP" in before_act
+    assert re.search(r'name="iut"[^>]*is-invalid|is-invalid[^>]*name="iut"', before_act)
     no_reason = post_bulk(client, ["7001"], reason="").get_data(as_text=True)
     assert "Check the marked field: Reason" in no_reason
     with app.app_context():

@@ -38,7 +38,14 @@ PAGES = {
         "/glossary",
         "/account/password",
     ],
-    "operator1": ["/home", "/registry/sms/4242", "/keys/", f"/keys/{SGC}/1/1", "/keyload/"],
+    "operator1": [
+        "/home",
+        "/registry/sms/4242",
+        "/keys/",
+        f"/keys/{SGC}/1/1",
+        f"/keys/{SGC}/1/1/authorise-many",
+        "/keyload/",
+    ],
     "auditor1": ["/home", "/audit/", "/registry/", "/registry/manufacturers", "/certificates"],
     "maker1": ["/home", "/registry/", "/registry/register", "/registry/sms/4242"],
 }

@@ -560,12 +560,18 @@ def _active_key(identity: KeyIdentity) -> VendingKey:
     return key
 
 
+def _iut_of(key: VendingKey, iut: dt.datetime | None) -> dt.datetime:
+    """The authorisation's IUT (default the key's EXP), which lies between ACT and EXP."""
+    iut = iut or key.exp
+    if not key.act <= iut <= key.exp:
+        raise InvalidInput("invalid_iut", "the IUT must lie between the key's ACT and EXP")
+    return iut
+
+
 def _check_authorisation(spec: AuthorisationSpec) -> tuple[VendingKey, dt.datetime]:
     key = _active_key(spec.identity)
     registry.require_usable(spec.smid)
-    iut = spec.iut or key.exp
-    if not key.act <= iut <= key.exp:
-        raise InvalidInput("invalid_iut", "the IUT must lie between the key's ACT and EXP")
+    iut = _iut_of(key, spec.iut)
     existing = db.session.scalar(
         select(Authorisation.id).where(
             Authorisation.key_id == key.id, Authorisation.smid == spec.smid
@@ -667,13 +673,13 @@ def authorise_many(
 ) -> list[BulkVerdict]:
     """`propose_authorisation` of one key for each selected SM with the same limits and one
     reason (the bulk authorisation of the key's page and the API). The request is refused whole
-    first (role, reason, key unknown or not active, 1 to `registry.MAX_BULK_SELECTION` SMIDs);
-    then each SM is its own use case, authorised (or in live mode proposed) and audited on its
-    own, or refused on its own; the verdicts in the order given (a SMID given twice counts once).
-    """
+    first (role, reason, key unknown or not active, an IUT outside its ACT..EXP, 1 to
+    `registry.MAX_BULK_SELECTION` SMIDs); then each SM is its own use case, authorised (in live
+    mode proposed) and audited on its own, or refused on its own; the verdicts in the order
+    given (a SMID given twice counts once)."""
     caller.require(Permission.KEYS_MANAGE)
     reason = _reason(reason, "give one reason for the bulk authorisation")
-    _active_key(identity)
+    _iut_of(_active_key(identity), limits.iut)
     verdicts = []
     for smid in registry.selection(smids):
         try:
