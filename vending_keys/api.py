@@ -129,7 +129,7 @@ def authorise_many(sgc: str, krn: int, kt: int, body: dict[str, Any]) -> dict[st
         body["reason"],
     )
     return {
-        **{result: sum(v.result == result for v in verdicts) for result in service.BULK_RESULTS},
+        **service.bulk_counts(verdicts),
         "items": [v.as_dict() for v in verdicts],
     }
 

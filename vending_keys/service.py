@@ -664,6 +664,11 @@ class BulkVerdict:
 BULK_RESULTS = ("authorised", "proposed", "refused")
 
 
+def bulk_counts(verdicts: Sequence[BulkVerdict]) -> dict[str, int]:
+    """How many SMs of a bulk authorisation got each result (the page's flash, the API's reply)."""
+    return {result: sum(v.result == result for v in verdicts) for result in BULK_RESULTS}
+
+
 def authorise_many(
     caller: Caller,
     identity: KeyIdentity,

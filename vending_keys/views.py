@@ -313,7 +313,7 @@ def authorise_many_post(sgc: str, krn: int, kt: int) -> str:
     )
     if verdicts is None:
         return _bulk_page(sgc, krn, kt, form)
-    counts = {result: sum(v.result == result for v in verdicts) for result in service.BULK_RESULTS}
+    counts = service.bulk_counts(verdicts)
     flash(
         ", ".join(f"{count} {result}" for result, count in counts.items()) + ".",
         "warning" if counts["refused"] else "success",
