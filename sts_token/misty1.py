@@ -31,7 +31,7 @@ _Word = TypeVar("_Word")
 
 def subkeys(
     k: Sequence[_Word], kp: Sequence[_Word]
-) -> tuple[list[tuple[_Word, ...]], list[tuple[_Word, _Word]]]:
+) -> tuple[list[tuple[_Word, _Word, _Word, _Word, _Word, _Word, _Word]], list[tuple[_Word, _Word]]]:
     """The key schedule's wiring (RFC 2994, 2.3): from the key words ``K1..K8`` and
     ``K'i = FI(Ki, Ki+1)``, the FO subkeys of rounds 0..7 in the order they are used
     (KO1, KI1, KO2, KI2, KO3, KI3, KO4) and the FL subkeys (KL1, KL2) of FL 0..9. The words are

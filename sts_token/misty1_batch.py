@@ -20,6 +20,7 @@ from sts_token.misty1 import fi_tables, subkeys
 
 Words = npt.NDArray[np.uint16]
 Blocks = npt.NDArray[np.uint64]
+_ZERO: Words = np.zeros(1, dtype=np.uint16)
 
 
 @functools.cache
@@ -58,7 +59,7 @@ def key_words(keys: bytes) -> Words:
 def encrypt_blocks(keys: Words, blocks: Blocks) -> Blocks:
     """Encrypt ``blocks[i]`` under key row ``keys[i]`` (or every block under a single row)."""
     k = [keys[:, i] for i in range(8)]
-    fo, fl = subkeys(k, [_fi(k[i], np.uint16(0), k[(i + 1) % 8]) for i in range(8)])
+    fo, fl = subkeys(k, [_fi(k[i], _ZERO, k[(i + 1) % 8]) for i in range(8)])
     a, b, c, d = (((blocks >> np.uint64(s)) & np.uint64(0xFFFF)).astype(np.uint16)
                   for s in (48, 32, 16, 0))  # fmt: skip
     for i in (0, 2, 4, 6):
