@@ -127,6 +127,11 @@ def _vending_key(text: str) -> VendingKey:
     return VendingKey.from_hex(text)
 
 
+@functools.lru_cache(maxsize=1024)
+def _amount(text: str) -> TransferAmount:
+    return TransferAmount.from_decimal(text)
+
+
 def _params(row: dict[str, str], prefix: str = "") -> KeyParameters:
     def field(name: str) -> str:
         value = row.get(prefix + name) or row.get(name, "")
@@ -170,7 +175,7 @@ def row_request(kind: str, at: datetime | None, row: dict[str, str]) -> Request:
             vending,
             meter,
             CreditSubclass[(row.get("subclass") or "electricity").upper()],
-            TransferAmount.from_decimal(row.get("amount", "")),
+            _amount(row.get("amount", "")),
             issued,
             int(row["rnd"]) if row.get("rnd") else None,
         )

@@ -11,6 +11,7 @@ are exactly those of the step-by-step calls.
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -165,14 +166,14 @@ def _scalar(request: Request, ea07_tables: Ea07Tables | None) -> tuple[Token, ..
     )  # fmt: skip
 
 
-def _sections(request: Request) -> tuple[bytes, TokenClass, list[tuple[int, int]]]:
-    """An EA11 request's decoder key, token class and (subclass, payload) per token."""
+def _sections(request: Request, rnd: int) -> tuple[bytes, TokenClass, list[tuple[int, int]]]:
+    """An EA11 request's decoder key, token class and (subclass, payload) per token; a credit
+    token without an RND of its own gets ``rnd``."""
     meter = request.meter
     key = derive_decoder_key(request.vending_key, meter.pan, meter.params)
     if isinstance(request, CreditRequest):
-        payload = credit_payload(
-            meter.params.base_date, request.amount, request.issued, request.rnd
-        )
+        own = rnd if request.rnd is None else request.rnd
+        payload = credit_payload(meter.params.base_date, request.amount, request.issued, own)
         return key.value, TokenClass.CREDIT, [(CreditSubclass(request.subclass), payload)]
     new_key = derive_decoder_key(request.new_vending_key, meter.pan, request.new_params)
     sections = key_change_sections(
@@ -189,12 +190,14 @@ def _chunk(
     classes: list[int] = []
     subclasses: list[int] = []
     payloads: list[int] = []
-    for index, request in enumerate(requests, start):
+    # CSPRNG nibbles, drawn for the chunk at once, for credit tokens without an RND.
+    rnds = secrets.token_bytes(len(requests))
+    for index, (request, rnd) in enumerate(zip(requests, rnds, strict=True), start):
         try:
             if request.meter.params.ea is EncryptionAlgorithm.EA07:
                 outcomes.append(Outcome(index, tokens=_scalar(request, ea07_tables)))
                 continue
-            key, token_class, sections = _sections(request)
+            key, token_class, sections = _sections(request, rnd & 0xF)
         except TokenError as error:
             outcomes.append(Outcome(index, error=error.reason, message=error.message))
             continue
