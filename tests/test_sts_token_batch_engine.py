@@ -33,7 +33,6 @@ from sts_token import (
     TransferAmount,
     VendingKey,
     credit_token,
-    credit_tokens,
     issue_credit,
     issue_key_change,
     issue_many,
@@ -43,6 +42,7 @@ from sts_token import (
 from sts_token.crc import token_crc_array
 from sts_token.identifiers import luhn_check_digit
 from sts_token.misty1_batch import encrypt_blocks, key_words
+from sts_token.tokens import credit_tokens
 from tests.conftest import require_shared_sts
 
 TABLES = load_ea07_tables(require_shared_sts() / "ea07_tables.json")
