@@ -42,6 +42,7 @@ from sts_token import (
 from sts_token.crc import token_crc_array
 from sts_token.identifiers import luhn_check_digit
 from sts_token.misty1_batch import encrypt_blocks, key_words
+from sts_token.one_call import ENGINE_FROM
 from sts_token.tokens import credit_tokens
 from tests.conftest import require_shared_sts
 
@@ -173,10 +174,11 @@ def _one_at_a_time(request: CreditRequest | KeyChangeRequest) -> tuple[str, ...]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(requests(), max_size=12))
+@given(st.lists(requests(), max_size=3 * ENGINE_FROM))
 def test_issue_many_equals_the_one_calls_request_by_request(
     items: list[CreditRequest | KeyChangeRequest],
 ) -> None:
+    """Short batches take the scalar calls, longer ones the engine: both give the same."""
     outcomes = list(issue_many(items, ea07_tables=TABLES))
     assert [o.index for o in outcomes] == list(range(len(items)))
     assert [o.error or tuple(t.digits for t in o.tokens) for o in outcomes] == [
