@@ -286,11 +286,6 @@ def _kind_rows(
     return issue_rows(kind, at, [row for _, row in rows])
 
 
-def already_done(path: Path) -> int:
-    """How many rows an earlier run wrote to `path` (0 when it does not exist)."""
-    return count_rows(path)
-
-
 def run(
     kind: str,
     source: Path,
@@ -351,7 +346,7 @@ def _run(
     progress: Any,
     program: str,
 ) -> tuple[int, int]:
-    skip = already_done(target)
+    skip = count_rows(target)  # rows an earlier run wrote: resume after them
     with (
         source.open(newline="") as file,
         target.open("a" if skip else "w", newline="") as out,
