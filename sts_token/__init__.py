@@ -56,23 +56,33 @@ from sts_token.kinds import (
 )
 from sts_token.misty1 import Misty1
 from sts_token.one_call import (
+    CreditRequest,
+    KeyChangeRequest,
     MeterConfig,
     Outcome,
     issue_batch,
     issue_credit,
     issue_key_change,
     issue_management,
+    issue_many,
     meter_token_key,
 )
 from sts_token.tid import Tid
 from sts_token.token_key import TokenKey
 from sts_token.token_number import Token
-from sts_token.tokens import credit_token, key_change_tokens, management_token, meter_test_token
+from sts_token.tokens import (
+    credit_token,
+    credit_tokens,
+    key_change_tokens,
+    management_token,
+    meter_test_token,
+)
 
 __all__ = [
     "MAX_ENCODABLE",
     "BaseDate",
     "CrcMismatch",
+    "CreditRequest",
     "CreditSubclass",
     "CreditTransfer",
     "DecodedToken",
@@ -89,6 +99,7 @@ __all__ = [
     "InvalidTokenNumber",
     "InvalidValue",
     "KeyChangeIncomplete",
+    "KeyChangeRequest",
     "KeyChangeSection",
     "KeyChangeSubclass",
     "KeyExpiryNumber",
@@ -119,6 +130,7 @@ __all__ = [
     "VendingKey",
     "assemble_key_change",
     "credit_token",
+    "credit_tokens",
     "decode_amount",
     "decode_key_change",
     "decode_token",
@@ -128,6 +140,7 @@ __all__ = [
     "issue_credit",
     "issue_key_change",
     "issue_management",
+    "issue_many",
     "key_change_tokens",
     "load_ea07_tables",
     "management_token",

@@ -435,7 +435,7 @@ def batch_command(
     """Tokens for every meter in a CSV or JSON-lines file (resumable; see docs/tokens.md)."""
     issue_time = None if at is None else _issued(at, None)
     assert not isinstance(issue_time, Tid)  # --at alone never gives a TID
-    total = sum(1 for _ in batch.read_rows(source))
+    total = batch.count_rows(source)
     with click.progressbar(length=total, label="meters", file=sys.stderr) as bar:
         issued, refused = batch.run(
             kind, source, target, issue_time, processes=processes, report=sys.stderr, progress=bar

@@ -15,16 +15,16 @@ from sts_token.errors import InvalidPan, InvalidValue
 _STS_IIN = "600727"
 
 
+_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # 2d, less 9 when above 9
+
+
 def luhn_check_digit(payload: str) -> str:
-    """The Luhn (mod 10) check digit that makes ``payload + digit`` valid; used by PAN and DRN."""
-    total = 0
-    for position, char in enumerate(reversed(payload)):
-        digit = int(char)
-        if position % 2 == 0:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
+    """The Luhn (mod 10) check digit that makes ``payload + digit`` valid; used by PAN and DRN.
+
+    From the right, the digits next to the check digit's place and every second one after
+    them are doubled."""
+    doubled = sum(_LUHN_DOUBLED[int(char)] for char in payload[-1::-2])
+    total = doubled + sum(int(char) for char in payload[-2::-2])
     return str((10 - total % 10) % 10)
 
 

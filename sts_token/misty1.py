@@ -7,13 +7,16 @@ built once on first use: ``FI(x, k) = _post[_pre[x] ^ k]``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import TypeVar
 
 from sts_token.errors import InvalidKey
 from sts_token.misty1_tables import S7, S9
 
 
 @functools.cache
-def _fi_tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
+def fi_tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """FI's two key-independent halves: ``FI(x, k) = post[pre[x] ^ k]``."""
     pre = []
     for x in range(1 << 16):
         d9 = S9[x >> 7] ^ (x & 0x7F)
@@ -21,6 +24,30 @@ def _fi_tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
         pre.append((d7 << 9) | d9)
     post = tuple((y & 0xFE00) | (S9[y & 0x1FF] ^ (y >> 9)) for y in range(1 << 16))
     return tuple(pre), post
+
+
+_Word = TypeVar("_Word")
+
+
+def subkeys(
+    k: Sequence[_Word], kp: Sequence[_Word]
+) -> tuple[list[tuple[_Word, _Word, _Word, _Word, _Word, _Word, _Word]], list[tuple[_Word, _Word]]]:
+    """The key schedule's wiring (RFC 2994, 2.3): from the key words ``K1..K8`` and
+    ``K'i = FI(Ki, Ki+1)``, the FO subkeys of rounds 0..7 in the order they are used
+    (KO1, KI1, KO2, KI2, KO3, KI3, KO4) and the FL subkeys (KL1, KL2) of FL 0..9. The words are
+    ints here and arrays of many keys' words in `sts_token.misty1_batch`."""
+    fo = [
+        (k[r], kp[(r + 5) % 8], k[(r + 2) % 8], kp[(r + 1) % 8], k[(r + 7) % 8],
+         kp[(r + 3) % 8], k[(r + 4) % 8])
+        for r in range(8)
+    ]  # fmt: skip
+    fl = [
+        (k[j // 2], kp[(j // 2 + 6) % 8])
+        if j % 2 == 0
+        else (kp[((j - 1) // 2 + 2) % 8], k[((j - 1) // 2 + 4) % 8])
+        for j in range(10)
+    ]
+    return fo, fl
 
 
 class Misty1:
@@ -36,22 +63,9 @@ class Misty1:
     def __init__(self, key: bytes) -> None:
         if len(key) != 16:
             raise InvalidKey(f"MISTY1 needs a 16-byte key, got {len(key)} bytes")
-        self._tables = pre, post = _fi_tables()
+        self._tables = pre, post = fi_tables()
         k = [int.from_bytes(key[2 * i : 2 * i + 2], "big") for i in range(8)]
-        kp = [post[pre[k[i]] ^ k[(i + 1) % 8]] for i in range(8)]
-        # FO subkeys of round r, in the order they are used.
-        fo = [
-            (k[r], kp[(r + 5) % 8], k[(r + 2) % 8], kp[(r + 1) % 8], k[(r + 7) % 8],
-             kp[(r + 3) % 8], k[(r + 4) % 8])
-            for r in range(8)
-        ]  # fmt: skip
-        # FL subkeys (a, b) for j = 0..9.
-        fl = [
-            (k[j // 2], kp[(j // 2 + 6) % 8])
-            if j % 2 == 0
-            else (kp[((j - 1) // 2 + 2) % 8], k[((j - 1) // 2 + 4) % 8])
-            for j in range(10)
-        ]
+        fo, fl = subkeys(k, [post[pre[k[i]] ^ k[(i + 1) % 8]] for i in range(8)])
         # Encryption round pair i (i = 0, 2, 4, 6): FL i, FL i+1, FO i, FO i+1.
         self._encrypt_rounds = tuple((*fl[i], *fl[i + 1], *fo[i], *fo[i + 1]) for i in (0, 2, 4, 6))
         self._encrypt_last = (*fl[8], *fl[9])

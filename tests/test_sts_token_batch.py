@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from sts_token import (
@@ -17,6 +18,7 @@ from sts_token import (
     Pan,
     TransferAmount,
     VendingKey,
+    batch,
     issue_credit,
 )
 from sts_token.cli import main
@@ -106,3 +108,20 @@ def test_key_change_sets_from_json_lines(tmp_path: Path) -> None:
     assert len(first["tokens"].split()) == 4 and first["error"] == ""
     assert second["error"] == "invalid_value"
     assert "line 2: invalid_value" in result.output  # type: ignore[attr-defined]
+
+
+def test_rows_over_many_chunks_come_back_in_input_order_as_issued_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch, "CHUNK", 2)  # 5 chunks of jobs, at most 2 in flight
+    monkeypatch.setattr(batch, "AHEAD", 1)
+    rows = [{**ROW, "amount": str(n + 1), "rnd": str(n % 16)} for n in range(9)]
+    rows[4] = {**rows[4], "pan": "600727000000000008"}
+    source = _write_csv(tmp_path / "in.csv", rows)
+    out = tmp_path / "out.csv"
+    result = _batch("--kind", "credit", "--in", str(source), "--out", str(out), "--at", AT)
+    assert "8 issued, 1 refused" in result.output  # type: ignore[attr-defined]
+    alone = [batch.issue_row("credit", datetime.fromisoformat(AT), row) for row in rows]
+    assert [(r["tokens"], r["error"]) for r in _read_csv(out)] == [
+        (tokens, error.partition("\t")[0]) for tokens, error in alone
+    ]

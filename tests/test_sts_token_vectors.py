@@ -11,17 +11,20 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from sts_token import (
     BaseDate,
+    CreditRequest,
     CreditSubclass,
     CreditTransfer,
     DecoderKey,
     DecoderKeyAlgorithm,
     Ea07Tables,
     EncryptionAlgorithm,
+    KeyChangeRequest,
     KeyExpiryNumber,
     KeyParameters,
     KeyRevisionNumber,
@@ -29,6 +32,7 @@ from sts_token import (
     ManagementInstruction,
     ManagementKind,
     ManufacturerCode,
+    MeterConfig,
     MeterTestInstruction,
     MeterTestSubclass,
     Misty1,
@@ -41,9 +45,11 @@ from sts_token import (
     TransferAmount,
     VendingKey,
     credit_token,
+    credit_tokens,
     decode_key_change,
     decode_token,
     derive_decoder_key,
+    issue_many,
     key_change_tokens,
     load_ea07_tables,
     management_token,
@@ -51,6 +57,7 @@ from sts_token import (
     token_crc,
 )
 from sts_token.cli import main
+from sts_token.misty1_batch import encrypt_blocks, key_words
 from tests.conftest import require_shared_sts
 
 SHARED = require_shared_sts()
@@ -119,6 +126,15 @@ def test_misty1_matches_rfc2994_both_ways(v: dict[str, Any]) -> None:
     assert cipher.decrypt(int(v["ciphertext"], 16)) == int(v["plaintext"], 16)
 
 
+@pytest.mark.parametrize("v", _of_kind("misty1"))
+def test_misty1_batch_engine_matches_rfc2994(v: dict[str, Any]) -> None:
+    blocks = np.array([int(v["plaintext"], 16)] * 3, dtype=np.uint64)
+    one_key = key_words(bytes.fromhex(v["key"]))
+    key_per_block = key_words(bytes.fromhex(v["key"]) * 3)
+    for keys in (one_key, key_per_block):
+        assert encrypt_blocks(keys, blocks).tolist() == [int(v["ciphertext"], 16)] * 3
+
+
 @pytest.mark.parametrize("v", _of_kind("crc"))
 def test_crc_matches_vector(v: dict[str, Any]) -> None:
     assert token_crc(int(v["crc_input_50bit_hex"], 16)) == int(v["expected_crc"], 16)
@@ -180,6 +196,49 @@ def _library_token(v: dict[str, Any], tables: Ea07Tables) -> str:
 @pytest.mark.parametrize("v", _of_kind("token"))
 def test_library_generates_vector_token(v: dict[str, Any], tables: Ea07Tables) -> None:
     assert _library_token(v, tables) == v["expected_tokens"][0]
+
+
+def _credit_vectors() -> list[dict[str, Any]]:
+    return [v for v in VECTORS if v["kind"] == "token" and v["token_class"] == 0]
+
+
+def test_batch_engine_makes_every_credit_vector_token(tables: Ea07Tables) -> None:
+    for v in _credit_vectors():
+        key = _token_key(v, v["pan"], tables)
+        subclass, amount = CreditSubclass(v["token_subclass"]), TransferAmount(v["transfer_amount"])
+        tokens = credit_tokens(
+            key, subclass, [amount] * 2, [Tid(v["tid"])] * 2, rnds=[v["rnd"]] * 2
+        )
+        assert [t.digits for t in tokens] == v["expected_tokens"] * 2, v["id"]
+
+
+def test_one_call_batch_makes_every_vector_credit_token_and_key_change_set_at_once(
+    tables: Ea07Tables,
+) -> None:
+    """All vectors with a vending key in one `issue_many` call: EA07 and EA11, credit and key
+    change mixed, each EA11 meter under its own key in the same engine pass."""
+    credits = [v for v in _credit_vectors() if not v.get("decoder_key")]
+    changes = [v for v in VECTORS if v["kind"] == "key_change"]
+    requests: list[CreditRequest | KeyChangeRequest] = [
+        CreditRequest(
+            VendingKey.from_hex(v["vending_key"]), MeterConfig(Pan(v["pan"]), _params(v)),
+            CreditSubclass(v["token_subclass"]), TransferAmount(v["transfer_amount"]),
+            Tid(v["tid"]), v["rnd"],
+        )
+        for v in credits
+    ] + [
+        KeyChangeRequest(
+            VendingKey.from_hex(v["old"]["vending_key"]),
+            MeterConfig(Pan(v["pan"]), _params(v["old"])),
+            VendingKey.from_hex(v["new"]["vending_key"]), _new_params(v), bool(v["rollover"]),
+        )
+        for v in changes
+    ]  # fmt: skip
+    outcomes = list(issue_many(requests, ea07_tables=tables))
+    assert [[t.digits for t in o.tokens] for o in outcomes] == [
+        v["expected_tokens"] for v in credits + changes
+    ]
+    assert {v["ea"] for v in credits} == {"07", "11"}
 
 
 def _cli_token_args(v: dict[str, Any]) -> list[str]:
