@@ -109,3 +109,98 @@ def test_manufacturer_registers_sms_in_bulk_and_installs_the_downloaded_chain(
         assert installed["intermediates"] == 1  # the SM issuing CA came with it
         page.go_back()
     checks.assert_clean()
+
+
+def _install_certificate(app, folder: Path, smid: str) -> None:
+    """The SM's owner installs the KMC's certificate for it (the manufacturer's journey)."""
+    with app.app_context():
+        chain = registry.certificate_chain(smid).pem()
+        root = pki.current().root.certificate.public_bytes(serialization.Encoding.PEM)
+    (folder / "root.pem").write_bytes(root)
+    (folder / f"{smid}-chain.pem").write_bytes(chain)
+    state = str(folder / smid)
+    sm_emulator("trust", "--state", state, "--kmc-root", str(folder / "root.pem"))
+    sm_emulator("install-cert", "--state", state, str(folder / f"{smid}-chain.pem"))
+
+
+def test_operator_approves_in_bulk_authorises_a_key_and_issues_an_eklf_the_sm_loads(
+    app, page, tmp_path
+):
+    smids = ["700011", "700012"]
+    with app.app_context():  # the manufacturer's part (their own journey)
+        for smid in smids:
+            register_sm(new_sm(tmp_path, smid, "virtual").read_bytes())
+    new_device(app, "700013", approve=False)  # pending, and not selected
+    checks = PageChecks(page)
+    browser_login(page, "operator1")
+    checks("home")
+    page.click("#home-panels >> text=SMs pending")
+    assert page.locator("#sms tbody tr").count() == 3
+    checks("pending SMs")
+    for smid in smids:
+        page.check(f"#select-{smid}")
+    page.select_option("#bulk-action", "approve")
+    page.fill("#bulk-reason", "batch 7 certification checked")
+    page.click("#bulk-submit")
+    page.wait_for_selector("#verdicts")
+    assert "2 approved, 0 refused." in page.content()
+    assert page.locator("#verdicts tbody tr").all_inner_texts() == [f"{s}\tdone\t" for s in smids]
+    checks("bulk verdicts")
+
+    page.click("#main-nav >> text=Keys")
+    checks("keys")
+    page.click("text=Supply groups")
+    checks("supply groups")
+    page.fill("#group-sgc", SGC)
+    page.fill("#group-name", "North")
+    page.click("#group-submit")
+    assert f"Supply group {SGC} added." in page.content()
+    checks("supply group added")
+    page.click("#main-nav >> text=Keys")
+    page.select_option("#key-sgc", SGC)
+    page.fill("#key-krn", "1")
+    page.select_option("#key-kt", "1")
+    page.select_option("#key-dkga", "04")
+    page.select_option("#key-eas", ["07", "11"])
+    page.click("#key-submit")
+    kcv = page.locator("#keys td.kcv").first.inner_text()
+    assert f"KCV {kcv}" in page.content()
+    checks("key generated")
+    page.click(f"#keys a[href='/keys/{SGC}/1/1']")
+    checks("key page")
+    page.fill("#smid", smids[0])
+    page.fill("#clm", "250.50")
+    page.fill("#resource_limit", "100")
+    page.click("#authorise-form #submit")
+    assert f"SM {smids[0]} authorised." in page.content()
+    row = page.locator(f'#authorisations tr[data-smid="{smids[0]}"]').inner_text()
+    assert "250.50" in row and "100" in row
+    checks("SM authorised")
+
+    _install_certificate(app, tmp_path, smids[0])
+    request = tmp_path / "vkloadreq.der"
+    state = str(tmp_path / smids[0])
+    sm_emulator("request", "--state", state, "--key", f"{SGC}:1:1", "--out", str(request))
+    page.click("#main-nav >> text=Key loading")
+    checks("key loading")
+    page.set_input_files("#request_file", str(request))
+    page.click("#submit")
+    assert f"EKLF #1 issued to SM {smids[0]} with 1 key(s)." in page.content()
+    assert page.locator("#issued-keys td.font-monospace").inner_text() == kcv
+    checks("EKLF issued")
+    eklf = download(page, "#download-eklf", tmp_path / "eklf.der")
+    loaded = json.loads(sm_emulator("load", "--state", state, str(eklf), "--json"))
+    assert [(k["sgc"], k["krn"], k["kt"], k["kcv"]) for k in loaded["keys"]] == [(SGC, 1, 1, kcv)]
+
+    page.goto("/keyload/")
+    page.set_input_files("#request_file", str(request))
+    page.click("#submit")
+    # The page says why once, in words (the API keeps the reason code replayed_nonce).
+    assert (
+        "this request was answered before (EKLF sequence 1); replays are refused" in page.content()
+    )
+    checks("replay refused")
+    page.goto("/registry/?state=pending")
+    rows = page.locator("#sms tbody tr")
+    assert rows.evaluate_all("rows => rows.map(row => row.dataset.smid)") == ["700013"]
+    checks.assert_clean()
