@@ -204,3 +204,105 @@ def test_operator_approves_in_bulk_authorises_a_key_and_issues_an_eklf_the_sm_lo
     rows = page.locator("#sms tbody tr")
     assert rows.evaluate_all("rows => rows.map(row => row.dataset.smid)") == ["700013"]
     checks.assert_clean()
+
+
+def test_auditor_filters_the_records_and_verifies_the_export_with_the_shown_command(
+    app, page, tmp_path
+):
+    for smid in ("17000", "27000", "4242"):
+        new_device(app, smid)
+    with app.app_context():  # one of them suspended: the filter leaves it out
+        registry.change_state(caller("operator1"), "27000", "suspend", "tamper alarm")
+    browser_login(page, "operator1", "wrong password here")
+    checks = PageChecks(page)
+    browser_login(page, "auditor1")
+    checks("home")
+    page.click("#main-nav >> text=Audit log")
+    checks("audit log")
+    page.fill("#action", "failure")  # part of the action is enough
+    page.fill("#actor", "anon")  # and part of the actor (no one logged in: anonymous)
+    page.click("#audit-filter button[type=submit]")
+    actions = page.locator("#audit-entries tbody tr").all_inner_texts()
+    assert actions and all("login.failure" in row for row in actions)
+    checks("audit log filtered")
+
+    page.click("#main-nav >> text=Security modules")
+    checks("SM list")
+    page.fill("#smid", "7000")  # part of the SMID is enough
+    page.select_option("#state", "active")
+    page.click("#sm-filter button[type=submit]")
+    rows = page.locator("#sms tbody tr")
+    assert rows.evaluate_all("rows => rows.map(row => row.dataset.smid)") == ["17000"]
+    checks("SM list filtered")
+    archive = download(page, "#export-csv", tmp_path / "export.zip")
+    with zipfile.ZipFile(archive) as opened:
+        opened.extractall(tmp_path)
+        content, signature = sorted(opened.namelist())
+    assert signature == f"{content}.sig"
+    exported = (tmp_path / content).read_text()
+    assert "17000,1A2B" in exported and "27000" not in exported and "4242" not in exported
+
+    page.click("#main-nav >> text=Certificates")
+    checks("certificates")
+    for name in ("root", "audit"):
+        with page.expect_download() as caught:
+            page.click(f"#download-{name}")
+        caught.value.save_as(tmp_path / caught.value.suggested_filename)
+    command = shown_command(page.content(), "verify-export", FILE=content)
+    verified = openssl(command, tmp_path)
+    assert verified.returncode == 0 and "Verification successful" in verified.stderr, verified
+    checks.assert_clean()
+
+
+@pytest.mark.parametrize("kmc_mode", ["live"])
+def test_on_a_live_kmc_a_second_operator_approves_the_key_the_first_proposed(
+    instance, chromium, tmp_path, kmc_mode
+):
+    shares = split_master_key(instance.folder)  # the live KMC starts sealed
+    # A live KMC serves browsers over HTTPS only; Chromium keeps Secure cookies for 127.0.0.1.
+    serving = kmc_server(instance.env(KMC_SECURE_COOKIES="1"), tmp_path / "serve.log")
+    with serving as (port, _), browser_page(chromium, f"http://127.0.0.1:{port}") as page:
+        checks = PageChecks(page)
+        browser_login(page, "operator1")
+        checks("home")
+        page.click("#main-nav >> text=Custodians")
+        assert page.locator("#custody-state").inner_text().startswith("Sealed.")
+        checks("sealed")
+        for share in shares[:2]:
+            page.fill("#share", share)
+            page.click("#share-form #submit")
+        assert page.locator("#custody-state").inner_text().startswith("Unsealed.")
+        checks("unsealed")
+        page.click("#main-nav >> text=Keys")
+        page.click("text=Supply groups")
+        page.fill("#group-sgc", SGC)
+        page.fill("#group-name", "North")
+        page.click("#group-submit")
+        page.click("#main-nav >> text=Keys")
+        page.select_option("#key-sgc", SGC)
+        page.fill("#key-krn", "1")
+        page.select_option("#key-eas", ["07", "11"])
+        page.click("#key-submit")
+        assert "another user must approve it." in page.content()
+        checks("key proposed")
+        page.click("#main-nav >> text=Approvals")
+        proposal = page.locator("#approvals tbody tr[data-state=pending]")
+        assert "waiting for a second person" in proposal.inner_text()
+        approval_id = proposal.get_attribute("id").removeprefix("approval-")
+        checks("approvals, as the proposer")
+        page.click("#logout")
+
+        browser_login(page, "operator2")
+        assert page.locator("#badge-keys-approvals").inner_text().startswith("1")
+        checks("home, a proposal waiting")
+        page.click("#main-nav >> text=Approvals")
+        checks("approvals, as the second person")
+        page.click(f"#approve-{approval_id}")
+        assert f"Generated SGC {SGC} KRN 1 KT 1; KCV" in page.content()
+        assert page.locator(f"#approval-{approval_id}").get_attribute("data-state") == "approved"
+        checks("approved")
+        page.goto(f"/keys/{SGC}/1/1")
+        assert page.locator("#key-proposed_by").inner_text() == "operator1"
+        assert page.locator("#key-approved_by").inner_text() == "operator2"
+        checks("key page")
+        checks.assert_clean()
