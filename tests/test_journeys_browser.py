@@ -15,10 +15,12 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from factories.callers import caller
+from factories.keys import add_key
 from factories.registry import new_device, register_sm
 from kmc import pki
 from sm_registry import service as registry
 from tests.conftest import (
+    PASSWORD,
     PageChecks,
     browser_login,
     browser_page,
@@ -27,10 +29,10 @@ from tests.conftest import (
 )
 from tests.test_certificates_web import openssl, shown_command
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),  # the pages, not the database
-]
+pytestmark = pytest.mark.browser
+# The journeys that write most through the served KMC run on both databases; the others are
+# about the pages, not the database.
+pages_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 SGC = "600727"
 
@@ -62,9 +64,7 @@ def download(page, selector: str, target: Path) -> Path:
     return target
 
 
-def test_manufacturer_registers_sms_in_bulk_and_installs_the_downloaded_chain(
-    app, page, tmp_path
-):
+def test_manufacturer_registers_sms_in_bulk_and_installs_the_downloaded_chain(app, page, tmp_path):
     smids = ["700001", "700002", "700003"]
     csrs = [new_sm(tmp_path, smid) for smid in smids]
     checks = PageChecks(page)
@@ -206,6 +206,7 @@ def test_operator_approves_in_bulk_authorises_a_key_and_issues_an_eklf_the_sm_lo
     checks.assert_clean()
 
 
+@pages_only
 def test_auditor_filters_the_records_and_verifies_the_export_with_the_shown_command(
     app, page, tmp_path
 ):
@@ -240,7 +241,8 @@ def test_auditor_filters_the_records_and_verifies_the_export_with_the_shown_comm
         content, signature = sorted(opened.namelist())
     assert signature == f"{content}.sig"
     exported = (tmp_path / content).read_text()
-    assert "17000,1A2B" in exported and "27000" not in exported and "4242" not in exported
+    assert "kmc_mode=test" in exported and "17000,1A2B,Acme Meters,virtual" in exported
+    assert "27000" not in exported and "4242" not in exported
 
     page.click("#main-nav >> text=Certificates")
     checks("certificates")
@@ -254,6 +256,7 @@ def test_auditor_filters_the_records_and_verifies_the_export_with_the_shown_comm
     checks.assert_clean()
 
 
+@pages_only
 @pytest.mark.parametrize("kmc_mode", ["live"])
 def test_on_a_live_kmc_a_second_operator_approves_the_key_the_first_proposed(
     instance, chromium, tmp_path, kmc_mode
@@ -306,3 +309,96 @@ def test_on_a_live_kmc_a_second_operator_approves_the_key_the_first_proposed(
         assert page.locator("#key-approved_by").inner_text() == "operator2"
         checks("key page")
         checks.assert_clean()
+
+
+# Where the keyboard's focus is (its id, else its href) and whether a person sees it: the element
+# matches :focus-visible, has a size, and draws an outline or a focus shadow (Bootstrap's ring).
+FOCUS = """() => {
+  const element = document.activeElement;
+  const style = getComputedStyle(element);
+  const box = element.getBoundingClientRect();
+  const ring = (style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0)
+    || style.boxShadow !== "none";
+  return {at: element.id || element.getAttribute("href") || element.tagName,
+          shown: element.matches(":focus-visible") && box.width > 0 && box.height > 0 && ring};
+}"""
+
+
+def tab_to(page, target: str, *, backwards: bool = False, limit: int = 80) -> list[str]:
+    """Press Tab (Shift+Tab) until the element with id (or href) `target` has the focus,
+    requiring a visible focus at every stop; where the focus went, `target` last."""
+    passed: list[str] = []
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        focus = page.evaluate(FOCUS)
+        assert focus["shown"], f"no visible focus on {focus['at']} (after {passed})"
+        passed.append(focus["at"])
+        if focus["at"] == target:
+            return passed
+    raise AssertionError(f"Tab never reached {target}: {passed}")
+
+
+def skip_to_content(page) -> None:
+    """The first Tab of a page reaches the skip link; Enter takes the focus past the menu."""
+    assert tab_to(page, "skip-link") == ["skip-link"]
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "content"
+
+
+def controls(page, form: str) -> set[str]:
+    """The ids of the visible controls of `form` (what the keyboard must reach)."""
+    return set(
+        page.eval_on_selector_all(
+            f"{form} input:not([type=hidden]), {form} select, {form} textarea, {form} button",
+            "elements => elements.filter(e => e.offsetParent !== null).map(e => e.id)",
+        )
+    )
+
+
+@pages_only
+def test_operator_logs_in_authorises_and_revokes_with_the_keyboard_alone(app, page):
+    new_device(app, "4242")
+    add_key(app, 1)
+    asked: list[str] = []
+    page.on("dialog", lambda dialog: asked.append(dialog.message))  # conftest's handler accepts
+    page.goto("/login")
+    walked = tab_to(page, "username")
+    page.keyboard.type("operator1")
+    walked += tab_to(page, "password")
+    page.keyboard.type(PASSWORD)
+    walked += tab_to(page, "submit")
+    assert controls(page, "main form") <= set(walked)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/home")
+
+    tab_to(page, "/keys/")  # through the menu
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/keys/")
+    skip_to_content(page)
+    tab_to(page, f"/keys/{SGC}/1/1")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/keys/{SGC}/1/1")
+    skip_to_content(page)
+    walked = tab_to(page, "smid")
+    page.keyboard.type("4243")  # a slip, put right below
+    walked += tab_to(page, "clm")
+    page.keyboard.type("250.50")
+    tab_to(page, "smid", backwards=True)
+    page.keyboard.press("Control+A")
+    page.keyboard.type("4242")
+    walked += tab_to(page, "submit")
+    assert controls(page, "#authorise-form") <= set(walked)
+    page.keyboard.press("Space")
+    page.wait_for_selector("text=SM 4242 authorised.")
+    assert "250.50" in page.locator('#authorisations tr[data-smid="4242"]').inner_text()
+
+    skip_to_content(page)
+    tab_to(page, "revoke-reason-4242")
+    page.keyboard.type("SM withdrawn from service")
+    tab_to(page, "revoke-4242")
+    page.keyboard.press("Enter")  # asks first; Enter on the dialog is its default, accept
+    page.wait_for_selector("text=No SM is authorised for this key.")
+    assert asked == [
+        f"Revoke SM 4242's authorisation for SGC {SGC} KRN 1 KT 1? No further EKLF will carry "
+        "this key to it; a copy it already holds stays in the SM."
+    ]

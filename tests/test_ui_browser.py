@@ -42,6 +42,8 @@ PAGES = {
     "auditor1": ["/home", "/audit/", "/registry/", "/registry/manufacturers", "/certificates"],
     "maker1": ["/home", "/registry/", "/registry/register", "/registry/sms/4242"],
 }
+
+
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the pages, not the database
 def test_every_main_page_passes_axe_and_never_scrolls_sideways(app, page, backend):
     new_device(app, "4242")
