@@ -591,6 +591,7 @@ def blocking_violations(page: Any) -> list[str]:
 def page_problems(page: Any) -> list[str]:
     """`blocking_violations` at 1,280 px, and each of WIDTHS at which the page scrolls sideways;
     the viewport is 1,280 × 900 afterwards."""
+    page.wait_for_load_state()  # a click that navigates returns once the new page is committed
     page.set_viewport_size({"width": 1280, "height": 900})
     problems = blocking_violations(page)
     for width in WIDTHS:

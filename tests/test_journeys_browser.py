@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from factories.callers import caller
-from factories.keys import add_key
+from factories.keys import SGC, add_key
 from factories.registry import new_device, register_sm
 from kmc import pki
 from sm_registry import service as registry
@@ -33,8 +33,6 @@ pytestmark = pytest.mark.browser
 # The journeys that write most through the served KMC run on both databases; the others are
 # about the pages, not the database.
 pages_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-
-SGC = "600727"
 
 
 def sm_emulator(*args: str) -> str:
@@ -56,10 +54,11 @@ def new_sm(folder: Path, smid: str, kind: str = "certified") -> Path:
     return csr
 
 
-def download(page, selector: str, target: Path) -> Path:
-    """Click the download link `selector` and keep the file as `target`."""
+def download(page, selector: str, folder: Path) -> Path:
+    """Click the download link `selector`; the file, kept in `folder` under the name it came with."""
     with page.expect_download() as caught:
         page.click(selector)
+    target = folder / caught.value.suggested_filename
     caught.value.save_as(target)
     return target
 
@@ -102,8 +101,9 @@ def test_manufacturer_registers_sms_in_bulk_and_installs_the_downloaded_chain(ap
         assert page.locator("#sm-state").inner_text() == "active"
         checks(f"SM {smid}")
         state = str(tmp_path / smid)
-        root = download(page, "#root-download", tmp_path / "kmc-root.pem")
-        chain = download(page, "#certificate", tmp_path / f"sm-{smid}.pem")
+        root = download(page, "#root-download", tmp_path)
+        chain = download(page, "#certificate", tmp_path)
+        assert (root.name, chain.name) == ("kmc-root.pem", f"sm-{smid}.pem")
         sm_emulator("trust", "--state", state, "--kmc-root", str(root))
         installed = json.loads(sm_emulator("install-cert", "--state", state, str(chain), "--json"))
         assert installed["intermediates"] == 1  # the SM issuing CA came with it
@@ -188,7 +188,7 @@ def test_operator_approves_in_bulk_authorises_a_key_and_issues_an_eklf_the_sm_lo
     assert f"EKLF #1 issued to SM {smids[0]} with 1 key(s)." in page.content()
     assert page.locator("#issued-keys td.font-monospace").inner_text() == kcv
     checks("EKLF issued")
-    eklf = download(page, "#download-eklf", tmp_path / "eklf.der")
+    eklf = download(page, "#download-eklf", tmp_path)
     loaded = json.loads(sm_emulator("load", "--state", state, str(eklf), "--json"))
     assert [(k["sgc"], k["krn"], k["kt"], k["kcv"]) for k in loaded["keys"]] == [(SGC, 1, 1, kcv)]
 
@@ -235,7 +235,7 @@ def test_auditor_filters_the_records_and_verifies_the_export_with_the_shown_comm
     rows = page.locator("#sms tbody tr")
     assert rows.evaluate_all("rows => rows.map(row => row.dataset.smid)") == ["17000"]
     checks("SM list filtered")
-    archive = download(page, "#export-csv", tmp_path / "export.zip")
+    archive = download(page, "#export-csv", tmp_path)
     with zipfile.ZipFile(archive) as opened:
         opened.extractall(tmp_path)
         content, signature = sorted(opened.namelist())
@@ -247,9 +247,7 @@ def test_auditor_filters_the_records_and_verifies_the_export_with_the_shown_comm
     page.click("#main-nav >> text=Certificates")
     checks("certificates")
     for name in ("root", "audit"):
-        with page.expect_download() as caught:
-            page.click(f"#download-{name}")
-        caught.value.save_as(tmp_path / caught.value.suggested_filename)
+        download(page, f"#download-{name}", tmp_path)
     command = shown_command(page.content(), "verify-export", FILE=content)
     verified = openssl(command, tmp_path)
     assert verified.returncode == 0 and "Verification successful" in verified.stderr, verified

@@ -73,7 +73,7 @@ def test_a_form_sent_after_the_session_expired_is_filled_in_again_after_login(pa
     page.fill("#username", "operator1")
     page.fill("#password", "correct horse battery staple")
     page.click("#submit")
-    assert page.url.endswith("/keys/supply-groups")
+    page.wait_for_url("**/keys/supply-groups")  # loaded: kmc.js fills the form at DOMContentLoaded
     assert page.input_value("#group-sgc") == "600728"
     assert page.input_value("#group-name") == "South"
     page.click("#supply-group-form #group-submit")
