@@ -79,17 +79,18 @@ def own_certificate(
     )
 
 
+def register_sm(csr: bytes, kind: str = "virtual") -> None:
+    """Register the SM of `csr` for manufacturer 1A2B, pending (in the current app context)."""
+    registry.register(
+        ADMIN, csr, kind, CERTIFICATION if kind == "certified" else None, as_manufacturer=ID_MAN
+    )
+
+
 def new_device(app: Flask, smid: str, *, kind: str = "virtual", approve: bool = True) -> Device:
     """Register an SM of manufacturer 1A2B from a fresh CSR, and approve it (the KMC certifies it)."""
     key = ec.generate_private_key(ec.SECP384R1())
     with app.app_context():
-        registry.register(
-            ADMIN,
-            make_csr(smid, ID_MAN, key, der=True),
-            kind,
-            CERTIFICATION if kind == "certified" else None,
-            as_manufacturer=ID_MAN,
-        )
+        register_sm(make_csr(smid, ID_MAN, key, der=True), kind)
         if not approve:
             return Device(smid, key, own_certificate(smid, key))
         registry.change_state(ADMIN, smid, "approve", "test device")

@@ -365,6 +365,18 @@ def app(instance: Instance) -> Iterator[Flask]:
         db.engine.dispose()
 
 
+def split_master_key(folder: Path) -> list[str]:
+    """Split an instance's software master key among 3 custodians (2 unseal) and remove the key
+    file, as `kmc custodians init` does; the shares, for the test to enter."""
+    from kmc import sealing
+
+    key_file = folder / sealing.MASTER_KEY_FILE
+    custody, shares = sealing.split(key_file.read_bytes(), 3, 2)
+    custody.write(folder)
+    key_file.unlink()
+    return list(shares)
+
+
 def split_and_unseal(app: Flask) -> None:
     """A live KMC on the software store runs on split knowledge: split its master key (2 of 3)
     and unseal it here. On a token there is nothing to split."""
@@ -375,10 +387,7 @@ def split_and_unseal(app: Flask) -> None:
     from kmc.keystore import SoftwareKeyStore
 
     folder = app.config["KMC_INSTANCE"]
-    key_file = folder / sealing.MASTER_KEY_FILE
-    custody, shares = sealing.split(key_file.read_bytes(), 3, 2)
-    custody.write(folder)
-    key_file.unlink()
+    shares = split_master_key(folder)
     sealing.install_vault(app)
     app.extensions["kmc.keystore"] = SoftwareKeyStore.from_instance(folder)
     vault = sealing.vault_of(app)
@@ -492,34 +501,8 @@ def kmc_server(
 @pytest.fixture
 def live_server(instance: Instance) -> Iterator[str]:
     """`kmc serve` (waitress) on a free local port against this test's instance; yields its URL."""
-    import urllib.request
-
-    port = _free_port()
-    exe = Path(sys.executable).parent / "kmc"
-    log_path = instance.folder.parent / "serve.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)],
-        env=instance.env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/login", timeout=1)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                log.close()
-                pytest.fail(f"kmc serve did not start: {log_path.read_text()}")
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    with kmc_server(instance.env(), instance.folder.parent / "serve.log") as (port, _):
+        yield f"http://127.0.0.1:{port}"
 
 
 BROWSER_ARGS = [
@@ -547,14 +530,15 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture
-def page(chromium: Any, live_server: str) -> Iterator[Any]:
-    context = chromium.new_context(base_url=live_server)
+@contextmanager
+def browser_page(chromium: Any, base_url: str) -> Iterator[Any]:
+    """A page in a fresh browser context on `base_url`; confirmation dialogs (kmc.js, forms with
+    data-confirm) are accepted, as a person would, and whatever the Content-Security-Policy
+    blocked on any page visited fails the test."""
+    context = chromium.new_context(base_url=base_url)
     page = context.new_page()
     page.set_default_timeout(15_000)
-    # Confirmation dialogs (kmc.js, forms with data-confirm) are accepted, as a person would.
     page.on("dialog", lambda dialog: dialog.accept())
-    # Whatever the Content-Security-Policy blocked on any page the test visited fails it.
     blocked: list[str] = []
     page.on(
         "console",
@@ -567,11 +551,77 @@ def page(chromium: Any, live_server: str) -> Iterator[Any]:
     assert blocked == [], "the Content-Security-Policy blocked something a page needs"
 
 
+@pytest.fixture
+def page(chromium: Any, live_server: str) -> Iterator[Any]:
+    with browser_page(chromium, live_server) as page:
+        yield page
+
+
 def browser_login(page: Any, username: str, password: str = PASSWORD) -> None:
     page.goto("/login")
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("#submit")
+
+
+# Every page a browser test checks passes axe-core (no serious or critical violation) and never
+# scrolls sideways at these widths (wide tables scroll inside their own box); docs/ui.md.
+WIDTHS = (768, 1280)
+BLOCKING_IMPACTS = ("serious", "critical")
+BODY_OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+@functools.cache
+def _axe() -> Any:
+    from axe_playwright_python.sync_playwright import Axe
+
+    return Axe()
+
+
+def blocking_violations(page: Any) -> list[str]:
+    """The serious and critical axe-core violations of the page as it is now, one line each."""
+    results = _axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {', '.join(str(n['target']) for n in v['nodes'][:3])}"
+        for v in results.response["violations"]
+        if v["impact"] in BLOCKING_IMPACTS
+    ]
+
+
+def page_problems(page: Any) -> list[str]:
+    """`blocking_violations` at 1,280 px, and each of WIDTHS at which the page scrolls sideways;
+    the viewport is 1,280 × 900 afterwards."""
+    page.wait_for_load_state()  # a click that navigates returns once the new page is committed
+    page.set_viewport_size({"width": 1280, "height": 900})
+    problems = blocking_violations(page)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        overflow = page.evaluate(BODY_OVERFLOW)
+        if overflow > 0:
+            problems.append(f"the page scrolls sideways by {overflow} px at {width} px")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    return problems
+
+
+class PageChecks:
+    """`page_problems` of every page a test reaches, gathered so that one assertion at the end
+    names every page that failed and why."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.checked: list[str] = []
+        self.found: dict[str, list[str]] = {}
+
+    def __call__(self, label: str = "") -> None:
+        where = f"{len(self.checked) + 1}. {label or self.page.url}"
+        self.checked.append(where)
+        problems = page_problems(self.page)
+        if problems:
+            self.found[where] = problems
+
+    def assert_clean(self) -> None:
+        report = "\n".join(f"{where}: {'; '.join(found)}" for where, found in self.found.items())
+        assert not self.found, f"{len(self.found)} of {len(self.checked)} pages fail:\n{report}"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

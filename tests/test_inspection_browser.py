@@ -14,8 +14,7 @@ from factories.keys import SGC, add_key, authorise
 from factories.registry import new_device
 from key_load import service as key_loading
 from key_load_protocol import KeyIdentity
-from tests.conftest import browser_login
-from tests.test_ui_browser import _BODY_OVERFLOW, WIDTHS, _blocking_violations
+from tests.conftest import browser_login, page_problems
 
 pytestmark = pytest.mark.browser
 
@@ -37,10 +36,7 @@ def test_auditor_inspects_prints_and_downloads_the_matching_export(app, page, ba
         .endswith("#1, 1 key(s)")
     )
     assert page.locator("#inspection-chart polyline").count() == 2
-    assert _blocking_violations(page) == []
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        assert page.evaluate(_BODY_OVERFLOW) <= 0, width
+    assert page_problems(page) == []
     page.emulate_media(media="print")
     assert not page.locator("#main-nav").is_visible()
     assert not page.locator("#inspection-download").is_visible()
