@@ -207,6 +207,7 @@ class GroupCommit:
         self._mutex = threading.Lock()
         self._queue: list[_Job] = []
         self._leading = False
+        self.commits = 0  # transactions committed: vends per commit is the grouping achieved
 
     def close(self) -> None:
         self._db.close()
@@ -255,6 +256,7 @@ class GroupCommit:
                         job.error = error
                     db.execute("RELEASE job")
                 db.execute("COMMIT")
+                self.commits += 1
             except BaseException as error:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
