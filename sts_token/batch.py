@@ -182,9 +182,14 @@ def row_issuer(kind: str, at: datetime | None) -> RowIssuer:
 
 
 def already_done(path: Path) -> int:
-    """How many rows an earlier run wrote to `path` (0 when it does not exist)."""
+    """How many rows an earlier run wrote to `path` (0 when it does not exist), after dropping
+    the torn last line a run killed in the middle of a write leaves (rows end with a newline;
+    a dropped row was never complete, so it is issued again, as a row in flight is)."""
     if not path.exists():
         return 0
+    with path.open("rb+") as file:
+        content = file.read()
+        file.truncate(content.rfind(b"\n") + 1)
     return sum(1 for _ in read_rows(path))
 
 
