@@ -3,8 +3,9 @@
 Why gunicorn: it terminates TLS itself (`certfile`/`keyfile`, and `ca_certs` with
 `cert_reqs=CERT_REQUIRED` for mutual TLS), keeps connections alive under the threaded worker,
 and forks worker processes so the token engine's Python runs on every core; waitress has no TLS
-and one process, cheroot one process. The workers share nothing but the state database, whose
-write lock (`BEGIN IMMEDIATE`) serialises the vends of all workers.
+and one process, cheroot one process. The workers share nothing but the state folder: each
+worker's threads group their vends' commits, and the state's writer lock (`sm_emulator.store`)
+orders the workers' transactions.
 
 TLS is always on: there is no plain-HTTP mode. Behind a reverse proxy, point the proxy at this
 HTTPS port (docs/vending-service.md).
