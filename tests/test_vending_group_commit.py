@@ -1,20 +1,24 @@
 """Concurrent vends through one `GroupCommit`, as the service's threads make them: one meter's
 vends are serialised (distinct TIDs, each counted once), a limit is never overrun, a work that
 fails in a shared commit rolls back alone, and different meters' vends are prepared while
-another writer holds the state and then share commits."""
+another writer holds the state and then share commits; a key reloaded between a vend's snapshot
+and its write is vended as reloaded."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from factories.emulator import NOW, PAN, loaded_key
+import pytest
+
+from factories.emulator import NOW, PAN, MiniKmc, loaded_key, ready_sm
 from factories.vending_service import SGC, loaded_state
 from key_load_protocol import KeyIdentity
-from sm_emulator.errors import VendRefused
+from sm_emulator.errors import InvalidRequest, VendRefused
 from sm_emulator.module import SecurityModule
 from sm_emulator.store import DATABASE_FILE, GroupCommit, Work
 from sm_emulator.vending import MeterKey, Vending
@@ -183,3 +187,28 @@ def test_a_work_that_fails_in_a_shared_commit_is_rolled_back_alone(tmp_path: Pat
     assert sorted(failed) == [1, 3, 5, 7]
     assert sorted(tids) == [(_pan(i), i) for i in (0, 2, 4, 6)]
     assert arrivals.writer.commits < works
+
+
+def test_a_key_reloaded_between_snapshot_and_write_is_vended_as_reloaded(tmp_path: Path) -> None:
+    kmc = MiniKmc()
+    sm = ready_sm(tmp_path / "sm", kmc)
+    key = loaded_key(SGC)
+    sm.load(kmc.answer(sm.request(None), (key,)))
+
+    class ReloadFirst:
+        """The store's writer, after the KMC's new file for the key (now EA07 and EA11)."""
+
+        def write(self, work: Work[object]) -> object:
+            both = dataclasses.replace(key, eas=frozenset({"07", "11"}))
+            sm.load(kmc.answer(sm.request(None), (both,)))
+            return sm.store.write(work)
+
+    vending = Vending(sm, writer=ReloadFirst())
+    meter = MeterKey(KEY, Pan(PAN), TariffIndex(1))  # no EA: the key allowed one when prepared
+    amount = TransferAmount.from_decimal("1")
+    with pytest.raises(InvalidRequest) as refused:
+        vending.credit(meter, CreditSubclass.ELECTRICITY, amount, Decimal(1))
+    assert refused.value.reason == "ea_ambiguous"
+    sm.close()
+    tids, currency, _, tokens = _store(tmp_path / "sm")
+    assert (tids, currency, tokens) == ([], Decimal(0), 0)
