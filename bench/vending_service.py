@@ -4,7 +4,11 @@ Run: ``python -m bench vending_service``. The real `sm-emulator serve` (gunicorn
 processes x 8 threads, TLS, bearer token) over a state folder with durable TIDs and limits
 (a CLM on every key); each client is a thread with one keep-alive HTTPS connection, vending
 round robin over 1 000 meters. EA11 always; EA07 when `$STS_EA07_TABLES` names the tables.
-Floor, same run: the in-process `Vending.credit` rate on a copy of the same state (no HTTP).
+Beside each HTTPS figure: the server's CPU time per token (its processes' utime + stime from
+/proc, so a loaded machine shows in the wall-clock figures but less in this one).
+Floors, same run, on a copy of the same state (no HTTP): the in-process `Vending.credit` rate
+from one thread (one commit per token) and from 16 threads through one `GroupCommit` (as a
+service worker's threads), with the tokens per commit it achieved.
 Targets (issue 12): >= 1 500 tokens/s at 16 clients, p95 < 50 ms.
 """
 
@@ -25,6 +29,7 @@ from factories.vending_service import SGC, HttpsClient, loaded_state, start_serv
 from key_load_protocol import KeyIdentity
 from sm_emulator.bearer import add_token
 from sm_emulator.module import SecurityModule
+from sm_emulator.store import DATABASE_FILE, GroupCommit
 from sm_emulator.vending import MeterKey, Vending
 from sts_token import CreditSubclass, EncryptionAlgorithm, Pan, TariffIndex, TransferAmount
 from sts_token.identifiers import luhn_check_digit
@@ -68,24 +73,53 @@ def _run(
     return len(latencies) / (time.monotonic() - began), latencies
 
 
-def _in_process(state: Path, ea: str, krn: int) -> float:
-    sm = SecurityModule(state, clock=lambda: NOW)
-    vending = Vending(sm, ea07_tables=os.environ.get("STS_EA07_TABLES"))
-    count, stop = 0, time.monotonic() + _SECONDS
+def _server_cpu(group: int) -> float:
+    """CPU seconds used so far by the server's processes (its session's process group)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # a process that ended while we looked
+        if int(fields[2]) == group:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _in_process(state: Path, ea: str, krn: int, threads: int) -> tuple[float, float]:
+    """(tokens/s, tokens per commit) of `threads` threads vending in process; one thread
+    writes through its own store (a commit per token), more share one `GroupCommit`."""
+    writer = GroupCommit(state / DATABASE_FILE) if threads > 1 else None
+    stop = time.monotonic() + _SECONDS
+    counts = [0] * threads
+
+    def vend(index: int) -> None:
+        sm = SecurityModule(state, clock=lambda: NOW)
+        vending = Vending(sm, ea07_tables=os.environ.get("STS_EA07_TABLES"), writer=writer)
+        n = index
+        while time.monotonic() < stop:
+            meter = MeterKey(
+                KeyIdentity(SGC, krn, 2), Pan(_PANS[n % 1000]), TariffIndex(1),
+                EncryptionAlgorithm(ea),
+            )  # fmt: skip
+            vending.credit(
+                meter, CreditSubclass.ELECTRICITY, TransferAmount.from_decimal("10"), Decimal(1)
+            )
+            counts[index] += 1
+            n += threads
+        sm.close()
+
     began = time.monotonic()
-    while time.monotonic() < stop:
-        meter = MeterKey(
-            KeyIdentity(SGC, krn, 2),
-            Pan(_PANS[count % 1000]),
-            TariffIndex(1),
-            EncryptionAlgorithm(ea),
-        )
-        vending.credit(
-            meter, CreditSubclass.ELECTRICITY, TransferAmount.from_decimal("10"), Decimal(1)
-        )
-        count += 1
-    sm.close()
-    return count / (time.monotonic() - began)
+    workers = [threading.Thread(target=vend, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    rate = sum(counts) / (time.monotonic() - began)
+    if writer is None:
+        return rate, 1.0
+    writer.close()
+    return rate, sum(counts) / writer.commits
 
 
 def main() -> None:
@@ -106,15 +140,21 @@ def main() -> None:
         try:
             for ea, krn in eas:
                 for clients in (1, 16, 64):
+                    cpu = _server_cpu(service.process.pid)
                     rate, latencies = _run(service.port, tls.pem, token, clients, ea, krn)
+                    cpu = _server_cpu(service.process.pid) - cpu
                     cuts = statistics.quantiles(latencies, n=100)
                     print(
                         f"EA{ea} HTTPS {clients:>2} clients: {rate:7.0f} tokens/s  "
-                        f"p50 {cuts[49] * 1000:6.1f} ms  p95 {cuts[94] * 1000:6.1f} ms"
+                        f"p50 {cuts[49] * 1000:6.1f} ms  p95 {cuts[94] * 1000:6.1f} ms  "
+                        f"server CPU {cpu / len(latencies) * 1000:4.2f} ms/token"
                     )
         finally:
             service.stop()
         for ea, krn in eas:
-            print(
-                f"floor: EA{ea} in-process Vending.credit (durable): {_in_process(copy, ea, krn):7.0f} tokens/s"
-            )
+            for threads in (1, 16):
+                rate, grouped = _in_process(copy, ea, krn, threads)
+                print(
+                    f"floor: EA{ea} in-process Vending.credit (durable), {threads:>2} threads: "
+                    f"{rate:7.0f} tokens/s  {grouped:5.1f} tokens/commit"
+                )

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
 
 from kmc.database import db
+from wsgi_serving import GunicornFromCode, bind_address
 
 
 def serve_single_process(app: Flask, host: str, port: int, threads: int) -> None:
@@ -29,24 +29,8 @@ def _post_fork(_arbiter: Any, worker: Any) -> None:
     `close=False` leaves the master's connections (if any) alone rather than closing sockets
     the master still owns; the worker opens its own on first use.
     """
-    with worker.app.flask_app.app_context():
+    with worker.app.application.app_context():
         db.engine.dispose(close=False)
-
-
-class _KmcGunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
-    """gunicorn driven from code, with the options of `kmc serve` and no config file read."""
-
-    def __init__(self, flask_app: Flask, options: dict[str, Any]) -> None:
-        self.flask_app = flask_app
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for name, value in self.options.items():
-            self.cfg.set(name, value)
-
-    def load(self) -> Flask:
-        return self.flask_app
 
 
 # One line per request: who, when, what, status, size, and the worker's process id.
@@ -58,9 +42,8 @@ def serve_workers(
 ) -> None:
     """gunicorn: `workers` processes forked from this one, each with `threads` threads (gthread);
     `access_log` (a file, or "-" for stdout) logs each request with the worker that answered."""
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     options: dict[str, Any] = {
-        "bind": address,
+        "bind": bind_address(host, port),
         "workers": workers,
         "worker_class": "gthread",
         "threads": threads,
@@ -69,4 +52,4 @@ def serve_workers(
     }
     if access_log:
         options.update(accesslog=access_log, access_log_format=ACCESS_LOG_FORMAT)
-    _KmcGunicorn(app, options).run()
+    GunicornFromCode(app, options).run()

@@ -12,7 +12,9 @@ Resuming never issues a line twice: each vend records its line's tokens in the S
 `batch_line` journal in the vend's own transaction, keyed by the output file and line number
 (with a digest of the row). A line the SM had issued when the run died, but which never reached
 the output, is written from the journal on the rerun. A fresh run (no output file yet) forgets
-that output file's old journal; a completed run clears it.
+that output file's old journal; a completed run clears it. The workers of a run killed with
+`kill -9` (the batch process alone) stop before their next line, and the one line each may
+still be vending is journalled once, by whichever of it and the rerun commits first.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, TextIO
@@ -90,45 +93,76 @@ def _vend(vending: Vending, kind: str, row: dict[str, str], record: Any) -> tupl
     ).tokens
 
 
+class _Journalled(Exception):
+    """The line was journalled by another vend meanwhile: this vend is rolled back."""
+
+
+def _journalled(vending: Vending, batch: str, number: int, digest: str) -> str | None:
+    """The tokens journalled for this line (None if none), refusing a line whose content
+    changed since."""
+    with vending.sm.store.snapshot() as db:
+        found = db.execute(
+            "SELECT digest, tokens FROM batch_line WHERE batch = ? AND line = ?",
+            (batch, number),
+        ).fetchone()
+    if found is None:
+        return None
+    if found["digest"] != digest:
+        raise InvalidRequest(
+            "batch_line_changed",
+            f"line {number} was issued from other content into this output; "
+            "start a new output file",
+        )
+    tokens: str = found["tokens"]
+    return tokens
+
+
 def issue_line(
     state: str,
     kind: str,
     batch: str,
     ea07_tables: str | None,
+    parent: int,
     number: int,
     row: dict[str, str],
 ) -> tuple[str, str]:
     """One row as (tokens space-separated, error): from the journal if this line was issued
-    already, else vended now and journalled in the vend's transaction."""
+    already, else vended now and journalled in the vend's transaction.
+
+    A worker whose batch process (`parent`) has died vends nothing more: it exits, so a rerun
+    never races the orphans of a killed run. A line an orphan was vending at that moment is
+    journalled by whichever vend commits first; the other is rolled back and answered from
+    the journal.
+    """
+    if os.getppid() != parent:
+        raise SystemExit(f"sm-emulator batch: the batch process {parent} has gone")
     digest = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
     try:
         if "_unparsed" in row:
             raise InvalidRequest("invalid_value", "the line is not a JSON object")
         vending = _vending(state, ea07_tables)
-        with vending.sm.store.snapshot() as db:
-            found = db.execute(
-                "SELECT digest, tokens FROM batch_line WHERE batch = ? AND line = ?",
-                (batch, number),
-            ).fetchone()
+        found = _journalled(vending, batch, number, digest)
         if found is not None:
-            if found["digest"] != digest:
-                raise InvalidRequest(
-                    "batch_line_changed",
-                    f"line {number} was issued from other content into this output; "
-                    "start a new output file",
-                )
-            return found["tokens"], ""
+            return found, ""
 
         def record(db: sqlite3.Connection, tokens: tuple[Token, ...]) -> None:
-            db.execute(
-                "INSERT INTO batch_line (batch, line, digest, tokens) VALUES (?, ?, ?, ?)",
+            inserted = db.execute(
+                "INSERT INTO batch_line (batch, line, digest, tokens) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (batch, number, digest, " ".join(t.digits for t in tokens)),
             )
+            if inserted.rowcount == 0:
+                raise _Journalled
 
-        tokens = _vend(vending, kind, row, record)
+        try:
+            tokens = " ".join(t.digits for t in _vend(vending, kind, row, record))
+        except _Journalled:
+            journalled = _journalled(vending, batch, number, digest)
+            assert journalled is not None  # committed by the vend this one collided with
+            tokens = journalled
     except (SmError, TokenError, ValueError, KeyError) as error:
         return "", token_batch.refusal(error)
-    return " ".join(t.digits for t in tokens), ""
+    return tokens, ""
 
 
 def _forget(state: Path, batch: str | None) -> None:
@@ -165,7 +199,9 @@ def run(
     batch = str(target.resolve())
     # The parent's SM is closed before the workers fork; each worker opens its own.
     prepare(state, target)
-    issuer = functools.partial(issue_line, str(state.resolve()), kind, batch, ea07_tables)
+    issuer = functools.partial(
+        issue_line, str(state.resolve()), kind, batch, ea07_tables, os.getpid()
+    )
     counts = token_batch.run_with(
         issuer,
         source,

@@ -436,7 +436,7 @@ def batch_command(
     """Tokens for every meter in a CSV or JSON-lines file from the loaded keys (resumable;
     see docs/vending-service.md)."""
     batch.prepare(state, target)  # a bad state folder is refused before the progress bar
-    total = sum(1 for _ in token_batch.read_rows(source))
+    total = token_batch.count_rows(source)
     with click.progressbar(length=total, label="meters", file=sys.stderr) as bar:
         issued, refused = batch.run(
             state,

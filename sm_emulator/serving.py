@@ -3,8 +3,9 @@
 Why gunicorn: it terminates TLS itself (`certfile`/`keyfile`, and `ca_certs` with
 `cert_reqs=CERT_REQUIRED` for mutual TLS), keeps connections alive under the threaded worker,
 and forks worker processes so the token engine's Python runs on every core; waitress has no TLS
-and one process, cheroot one process. The workers share nothing but the state database, whose
-write lock (`BEGIN IMMEDIATE`) serialises the vends of all workers.
+and one process, cheroot one process. The workers share nothing but the state folder: each
+worker's threads group their vends' commits, and the state's writer lock (`sm_emulator.store`)
+orders the workers' transactions.
 
 TLS is always on: there is no plain-HTTP mode. Behind a reverse proxy, point the proxy at this
 HTTPS port (docs/vending-service.md).
@@ -16,25 +17,8 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
-
 from sm_emulator.api import VendingService
-
-
-class _VendingGunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
-    """gunicorn driven from code, with the options of `sm-emulator serve` and no config file."""
-
-    def __init__(self, app: VendingService, options: dict[str, Any]) -> None:
-        self.app = app
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for name, value in self.options.items():
-            self.cfg.set(name, value)
-
-    def load(self) -> VendingService:
-        return self.app
+from wsgi_serving import GunicornFromCode, bind_address
 
 
 def serve(
@@ -49,9 +33,8 @@ def serve(
     threads: int,
 ) -> None:
     """Serve `app` over HTTPS until stopped (SIGTERM / SIGINT)."""
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     options: dict[str, Any] = {
-        "bind": address,
+        "bind": bind_address(host, port),
         "workers": workers,
         "worker_class": "gthread",
         "threads": threads,
@@ -63,4 +46,4 @@ def serve(
     }
     if client_ca is not None:
         options |= {"ca_certs": str(client_ca), "cert_reqs": ssl.CERT_REQUIRED}
-    _VendingGunicorn(app, options).run()
+    GunicornFromCode(app, options).run()

@@ -1,9 +1,13 @@
 """Issuing tokens from the key registers, under the SM's rules (see `sm_emulator.registers`).
 
-Each vend is one `BEGIN IMMEDIATE` transaction: the register's rules are checked, a TID is taken
-from the meter's TID store, the counters move and the token is built; the transaction commits
-(durably, `synchronous=FULL`) before the token is returned, so a crash can lose a token but
-never let a limit be exceeded or a TID be reused. A refusal rolls everything back.
+The meter's key is derived from a snapshot of its register, outside any write transaction.
+Then, inside one (`BEGIN IMMEDIATE`, or a savepoint of a group commit, `sm_emulator.store`), the
+register's rules are checked against its counters as they are now, a TID is taken from the
+meter's TID store, the counters move and the token is built with that TID; the transaction
+commits (durably, `synchronous=FULL`) before the token is returned, so a crash can lose a token
+but never let a limit be exceeded or a TID be reused. A refusal rolls back that vend alone.
+Vends of one meter (and of one register, whose counters they share) are serialised by the
+database's single writer; everything before the write transaction runs in parallel.
 
 TIDs follow the STS point-of-sale practice: the issue minute since the key's base date; if that
 TID was already issued to this meter (PAN), the next free one. No two tokens with a TID ever go
@@ -24,6 +28,7 @@ from key_load_protocol import KeyIdentity, ProtocolError
 from sm_emulator.errors import InvalidRequest, VendRefused
 from sm_emulator.module import SecurityModule
 from sm_emulator.registers import DEFAULT_KEY_TYPES, KeyRegister
+from sm_emulator.store import Writer
 from sts_token import (
     CreditSubclass,
     DecodedToken,
@@ -153,12 +158,40 @@ def _free_tid(db: sqlite3.Connection, pan: str, minute: int) -> int:
     return tid
 
 
-class Vending:
-    """Token issuing for one opened security module."""
+def _register(db: sqlite3.Connection, identity: KeyIdentity) -> KeyRegister:
+    """A held register as it is in `db` (registers are never removed once loaded)."""
+    row = db.execute(
+        "SELECT * FROM key_register WHERE sgc = ? AND krn = ? AND kt = ?",
+        (identity.sgc, identity.krn, identity.kt),
+    ).fetchone()
+    return KeyRegister.from_row(row)
 
-    def __init__(self, sm: SecurityModule, *, ea07_tables: str | None = None) -> None:
+
+@dataclass(frozen=True)
+class _Held:
+    """A register with the meter's key derived from it, under the vend's algorithm."""
+
+    register: KeyRegister
+    key: TokenKey
+    params: KeyParameters
+    ea: EncryptionAlgorithm
+
+
+class Vending:
+    """Token issuing for one opened security module.
+
+    A vend reads the register and derives the meter's key from a snapshot, then hands a short
+    work to `writer` (the SM's own store, or a `GroupCommit` shared by a process's threads):
+    check the rules against the register as it is now, claim the TID, move the counters, build
+    the token with that TID. The token is returned once the writer's commit is durable.
+    """
+
+    def __init__(
+        self, sm: SecurityModule, *, ea07_tables: str | None = None, writer: Writer | None = None
+    ) -> None:
         self.sm = sm
         self.ea07_tables = ea07_tables
+        self.writer: Writer = sm.store if writer is None else writer
 
     def _algorithm(
         self, register: KeyRegister, requested: EncryptionAlgorithm | None
@@ -199,14 +232,41 @@ class Vending:
         tables = load_ea07_tables(self.ea07_tables) if ea is EncryptionAlgorithm.EA07 else None
         return TokenKey(decoder, params.base_date, ea07_tables=tables), params
 
-    def _usable(
-        self, db: sqlite3.Connection, meter: MeterKey, now: dt.datetime
-    ) -> tuple[KeyRegister, TokenKey]:
-        register, key_value = self.sm.open_key(db, meter.identity)
-        register.check_usable(now)
-        ea = self._algorithm(register, meter.ea)
-        key, _ = self._token_key(register, key_value, meter.pan, meter.ti, ea)
-        return register, key
+    def _held(
+        self,
+        db: sqlite3.Connection,
+        identity: KeyIdentity,
+        pan: Pan,
+        ti: TariffIndex,
+        ea: EncryptionAlgorithm | None,
+    ) -> _Held:
+        register, key_value = self.sm.open_key(db, identity)
+        algorithm = self._algorithm(register, ea)
+        key, params = self._token_key(register, key_value, pan, ti, algorithm)
+        return _Held(register, key, params, algorithm)
+
+    def _prepare(
+        self, identity: KeyIdentity, pan: Pan, ti: TariffIndex, ea: EncryptionAlgorithm | None
+    ) -> _Held:
+        """A register and the meter's derived key, from a snapshot: the derivation happens
+        before the write transaction, which then only checks and moves the counters."""
+        with self.sm.store.snapshot() as db:
+            return self._held(db, identity, pan, ti, ea)
+
+    def _fresh(
+        self,
+        db: sqlite3.Connection,
+        held: _Held,
+        pan: Pan,
+        ti: TariffIndex,
+        ea: EncryptionAlgorithm | None,
+    ) -> _Held:
+        """`held` with the register as it is inside the write transaction (the counters other
+        vends moved since the snapshot); derived again only if the key was reloaded since."""
+        register = _register(db, held.register.identity)
+        if register.sequence != held.register.sequence:
+            return self._held(db, held.register.identity, pan, ti, ea)
+        return dataclasses.replace(held, register=register)
 
     def _claim_tid(
         self,
@@ -246,11 +306,17 @@ class Vending:
         """A credit token, counted against the key's CLM (currency) and resource limit (units)."""
         now = self.sm.clock()
         carried = representable(amount.tenths)
-        with self.sm.store.transaction() as db:
-            register, key = self._usable(db, meter, now)
+        held = self._prepare(meter.identity, meter.pan, meter.ti, meter.ea)
+        held.register.check_usable(now)
+        held.register.check_credit(currency, carried)
+
+        def vend(db: sqlite3.Connection) -> tuple[KeyRegister, Tid, Token]:
+            fresh = self._fresh(db, held, meter.pan, meter.ti, meter.ea)
+            register = fresh.register
+            register.check_usable(now)
             register.check_credit(currency, carried)
-            tid = self._claim_tid(db, register, key, meter.pan, now, "credit")
-            token = credit_token(key, subclass, amount, tid)
+            tid = self._claim_tid(db, register, fresh.key, meter.pan, now, "credit")
+            token = credit_token(fresh.key, subclass, amount, tid)
             if journal is not None:
                 journal(db, (token,))
             after = dataclasses.replace(
@@ -269,6 +335,9 @@ class Vending:
                     after.slot,
                 ),
             )
+            return after, tid, token
+
+        after, tid, token = self.writer.write(vend)
         details = {
             "subclass": subclass.cli_name,
             "amount": str(Decimal(carried) / 10),
@@ -279,11 +348,20 @@ class Vending:
     def management(self, meter: MeterKey, kind: ManagementKind, value: int) -> Vended:
         """A management token (class 2 with a TID)."""
         now = self.sm.clock()
-        with self.sm.store.transaction() as db:
-            register, key = self._usable(db, meter, now)
-            tid = self._claim_tid(db, register, key, meter.pan, now, kind.cli_name)
-            token = management_token(key, kind, value, tid)
-            after = self._count(db, register)
+        held = self._prepare(meter.identity, meter.pan, meter.ti, meter.ea)
+        held.register.check_usable(now)
+
+        def vend(db: sqlite3.Connection) -> tuple[KeyRegister, Tid, Token]:
+            fresh = self._fresh(db, held, meter.pan, meter.ti, meter.ea)
+            fresh.register.check_usable(now)
+            tid = self._claim_tid(db, fresh.register, fresh.key, meter.pan, now, kind.cli_name)
+            return (
+                self._count(db, fresh.register),
+                tid,
+                management_token(fresh.key, kind, value, tid),
+            )
+
+        after, tid, token = self.writer.write(vend)
         details = {"management": kind.cli_name, "value": value}
         return Vended("management", (token,), meter.pan.digits, after, tid.value, details)
 
@@ -299,29 +377,50 @@ class Vending:
         """The key change set moving the meter from `meter.identity` to `new`.
 
         The new key must be within its dates of use; the current key only encrypts the set (a
-        meter must be movable off a key whose IUT has passed), so it need only be held.
+        meter must be movable off a key whose IUT has passed), so it need only be held. The
+        set carries no TID: it is built before the write transaction, which counts it (and
+        journals it) against a target register that must still be the one it was built from.
         """
         now = self.sm.clock()
-        with self.sm.store.transaction() as db:
-            current, current_value = self.sm.open_key(db, meter.identity)
-            ea = self._algorithm(current, meter.ea)
-            old_key, _ = self._token_key(current, current_value, meter.pan, meter.ti, ea)
-            target, target_value = self.sm.open_key(db, new)
-            target.check_usable(now)
-            self._algorithm(target, ea)
-            new_key, new_params = self._token_key(
-                target, target_value, meter.pan, new_ti or meter.ti, ea
+        ti = new_ti or meter.ti
+
+        def build(db: sqlite3.Connection) -> tuple[_Held, _Held, tuple[Token, ...]]:
+            current = self._held(db, meter.identity, meter.pan, meter.ti, meter.ea)
+            target = self._held(db, new, meter.pan, ti, current.ea)
+            target.register.check_usable(now)
+            set_ = key_change_tokens(
+                current.key, target.key.decoder_key, target.params, rollover=rollover
             )
-            tokens = key_change_tokens(old_key, new_key.decoder_key, new_params, rollover=rollover)
+            return current, target, set_
+
+        with self.sm.store.snapshot() as db:
+            built = build(db)
+
+        def count(db: sqlite3.Connection) -> tuple[KeyRegister, _Held, _Held, tuple[Token, ...]]:
+            current, target, tokens = built
+            fresh_current = _register(db, meter.identity)
+            fresh_target = _register(db, new)
+            if (fresh_current.sequence, fresh_target.sequence) != (
+                current.register.sequence,
+                target.register.sequence,
+            ):
+                current, target, tokens = build(db)  # a key was reloaded since the snapshot
+            fresh_target.check_usable(now)
             if journal is not None:
                 journal(db, tokens)
-            after = self._count(db, target)
+            return self._count(db, fresh_target), current, target, tokens
+
+        after, current, target, tokens = self.writer.write(count)
         details = {
             "new_sgc": new.sgc,
             "new_krn": new.krn,
             "new_kt": new.kt,
-            "new_ti": new_params.tariff_index.digits,
-            "rollover": (target.base_date != current.base_date) if rollover is None else rollover,
+            "new_ti": target.params.tariff_index.digits,
+            "rollover": (
+                (target.register.base_date != current.register.base_date)
+                if rollover is None
+                else rollover
+            ),
         }
         return Vended("key-change", tokens, meter.pan.digits, after, None, details)
 

@@ -100,6 +100,17 @@ def count_rows(path: Path) -> int:
         return sum(1 for _ in _Source(file, _is_csv(path)).records)
 
 
+def written_rows(path: Path) -> int:
+    """How many rows an earlier run wrote to `path`, after dropping the torn last line a run
+    killed in the middle of a write leaves (rows end with a newline; a dropped row was never
+    complete, so it is issued again, as a row in flight is)."""
+    if not path.exists():
+        return 0
+    with path.open("rb+") as file:
+        file.truncate(file.read().rfind(b"\n") + 1)
+    return count_rows(path)
+
+
 def json_row(line: str) -> dict[str, str]:
     """One JSON-lines row as batch columns (values as text; `_unparsed` if not an object)."""
     try:
@@ -346,7 +357,7 @@ def _run(
     progress: Any,
     program: str,
 ) -> tuple[int, int]:
-    skip = count_rows(target)  # rows an earlier run wrote: resume after them
+    skip = written_rows(target)  # rows an earlier run wrote: resume after them
     with (
         source.open(newline="") as file,
         target.open("a" if skip else "w", newline="") as out,

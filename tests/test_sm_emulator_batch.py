@@ -6,6 +6,12 @@ second vend."""
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +23,15 @@ from meter_emulator import meter
 from sm_emulator import batch
 from sm_emulator.cli import main
 from sm_emulator.module import SecurityModule
-from sts_token import KeyParameters, Pan, VendingKey, derive_decoder_key
+from sts_token import (
+    KeyParameters,
+    Pan,
+    TokenKey,
+    VendingKey,
+    decode_token,
+    derive_decoder_key,
+)
+from sts_token import batch as token_batch
 from sts_token.identifiers import luhn_check_digit
 
 OLD, NEW = bytes(range(20)), bytes(range(1, 21))
@@ -135,7 +149,7 @@ def test_a_rerun_writes_a_line_vended_before_the_crash_without_vending_it_again(
     # The run died after the SM vended line 4 (the third row) and before it reached the output.
     monkeypatch.setenv("SM_EMULATOR_FAKE_NOW", NOW.isoformat())
     tokens, error = batch.issue_line(
-        str(state.resolve()), "credit", str(out.resolve()), None, 4, rows[2]
+        str(state.resolve()), "credit", str(out.resolve()), None, os.getppid(), 4, rows[2]
     )
     assert error == "" and _used(state) == Decimal("30")
     result = _run(state, "credit", source, out)
@@ -159,3 +173,74 @@ def test_a_key_not_loaded_is_refused_per_line_and_a_missing_state_in_one_line(
     assert missing.exit_code == 1  # type: ignore[attr-defined]
     assert missing.output.startswith("sm-emulator: not_initialised:")  # type: ignore[attr-defined]
     assert not (tmp_path / "other.csv").exists()
+
+
+def _batch_process(state: Path, source: Path, out: Path, log: Path) -> subprocess.Popen[bytes]:
+    args = [str(Path(sys.executable).parent / "sm-emulator"), "batch", "--state", str(state)]
+    args += ["--kind", "credit", "--in", str(source), "--out", str(out), "--processes", "2"]
+    with log.open("wb") as stderr:
+        return subprocess.Popen(
+            args, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+
+
+def _journalled(state: Path) -> int:
+    db = sqlite3.connect(state / "state.db", timeout=60)
+    try:
+        return int(db.execute("SELECT count(*) FROM batch_line").fetchone()[0])
+    except sqlite3.OperationalError:  # the batch has not made its journal table yet
+        return 0
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_kill_9_mid_batch_then_resume_issues_every_line_once_in_order(tmp_path: Path) -> None:
+    kmc = MiniKmc()
+    sm = ready_sm(tmp_path / "sm", kmc)
+    sm.load(kmc.answer(sm.request(None), (loaded_key(SGC, key_value=OLD, clm=Decimal(10**6)),)))
+    sm.close()
+    state = tmp_path / "sm"
+    # More rows than one output block (8 192), so the kill finds some rows written and some
+    # vended but not written; 300 meters, each with many tokens in the same minute.
+    rows = [_credit(_pan(n % 300), "1") for n in range(token_batch.BLOCK + 1500)]
+    source, out = _write(tmp_path / "in.csv", rows), tmp_path / "out.csv"
+    process = _batch_process(state, source, out, tmp_path / "first.log")
+    deadline = time.monotonic() + 600
+    while _journalled(state) < token_batch.BLOCK + 200 and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)  # the batch process only, as `kill -9 PID` does
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the batch ended before the kill"
+    written_before = len(_read(out))
+    assert 0 < written_before < len(rows)
+
+    resumed = _batch_process(state, source, out, tmp_path / "resumed.log")
+    assert resumed.wait(timeout=600) == 0, (tmp_path / "resumed.log").read_text()
+
+    written = _read(out)
+    assert [r["pan"] for r in written] == [r["pan"] for r in rows]
+    assert {r["error"] for r in written} == {""}
+    db = sqlite3.connect(state / "state.db")
+    try:
+        stored = set(db.execute("SELECT pan, tid FROM issued_tid"))
+        currency, tokens = db.execute(
+            "SELECT currency_used, tokens_issued FROM key_register"
+        ).fetchone()
+        journal_left = db.execute("SELECT count(*) FROM batch_line").fetchone()[0]
+    finally:
+        db.close()
+    # Every line vended exactly once: one TID and one unit of currency per row, no more.
+    assert (len(stored), Decimal(currency), tokens) == (len(rows), Decimal(len(rows)), len(rows))
+    assert journal_left == 0
+    params = KeyParameters.from_values(
+        dkga="04", ea="11", sgc=SGC, ti=1, krn=1, kt=2, base_date=2014
+    )
+    tids = []
+    for row in written:
+        key = TokenKey(
+            derive_decoder_key(VendingKey(OLD), Pan(row["pan"]), params), params.base_date
+        )
+        tids.append((row["pan"], decode_token(row["tokens"], key).tid.value))
+    assert len(set(tids)) == len(rows), "a meter got two tokens with one TID"
+    assert set(tids) == stored

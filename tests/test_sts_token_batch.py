@@ -93,6 +93,17 @@ def test_a_resumed_run_issues_only_the_rows_not_yet_written(tmp_path: Path) -> N
     assert rows[2]["tokens"] == _expected(ROWS[2])
 
 
+def test_a_run_killed_mid_line_resumes_from_its_last_whole_row(tmp_path: Path) -> None:
+    source = _write_csv(tmp_path / "in.csv", ROWS)
+    out = tmp_path / "out.csv"
+    _batch("--kind", "credit", "--in", str(source), "--out", str(out), "--at", AT)
+    complete = out.read_text()
+    out.write_text(complete[: complete.index(_expected(ROWS[2])) + 5])  # torn in row 3's token
+    result = _batch("--kind", "credit", "--in", str(source), "--out", str(out), "--at", AT)
+    assert "1 issued, 0 refused" in result.output  # type: ignore[attr-defined]
+    assert out.read_text() == complete
+
+
 def test_key_change_sets_from_json_lines(tmp_path: Path) -> None:
     change = {
         **{k: ROW[k] for k in ("vending_key", "dkga", "ea", "sgc", "ti", "krn", "kt", "base_date", "pan")},
