@@ -201,13 +201,14 @@ def test_kill_9_mid_batch_then_resume_issues_every_line_once_in_order(tmp_path: 
     sm.load(kmc.answer(sm.request(None), (loaded_key(SGC, key_value=OLD, clm=Decimal(10**6)),)))
     sm.close()
     state = tmp_path / "sm"
-    # More rows than one output block (8 192), so the kill finds some rows written and some
-    # vended but not written; 300 meters, each with many tokens in the same minute.
-    rows = [_credit(_pan(n % 300), "1") for n in range(token_batch.BLOCK + 1500)]
+    # More rows than the jobs in flight (2 processes), so the kill finds some rows written and
+    # some vended but not written; 300 meters, each with many tokens in the same minute.
+    in_flight = token_batch.CHUNK * token_batch.AHEAD * 2
+    rows = [_credit(_pan(n % 300), "1") for n in range(2 * in_flight + 1500)]
     source, out = _write(tmp_path / "in.csv", rows), tmp_path / "out.csv"
     process = _batch_process(state, source, out, tmp_path / "first.log")
     deadline = time.monotonic() + 600
-    while _journalled(state) < token_batch.BLOCK + 200 and process.poll() is None:
+    while _journalled(state) < in_flight + 200 and process.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)  # the batch process only, as `kill -9 PID` does
