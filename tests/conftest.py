@@ -147,6 +147,29 @@ class SoftHsm:
             "KMC_PKCS11_PIN_FILE": str(self.pin_file),
         }
 
+    def key_access(self, label: str) -> dict[str, str]:
+        """OpenSC's pkcs11-tool (an independent reader) on token `label`: the `Access:` line of
+        each private or secret key, by key label. Skips outside CI, fails under CI, without it."""
+        tool = shutil.which("pkcs11-tool")
+        require(tool is not None, "pkcs11-tool is not installed (apt-get install -y opensc)")
+        listing = subprocess.run(
+            [str(tool), "--module", str(self.module), "--token-label", label]
+            + ["--login", "--pin", HSM_PIN, "--list-objects"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        access: dict[str, str] = {}
+        kind = key = ""
+        for line in listing.splitlines():
+            if line and not line.startswith(" "):
+                kind = line
+            elif line.strip().startswith("label:"):
+                key = line.split(":", 1)[1].strip()
+            elif line.strip().startswith("Access:") and ("Private" in kind or "Secret" in kind):
+                access[key] = line.split(":", 1)[1].strip()
+        return access
+
 
 @pytest.fixture(scope="session")
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
