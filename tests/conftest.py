@@ -28,6 +28,8 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -144,6 +146,29 @@ class SoftHsm:
             "KMC_PKCS11_TOKEN": label,
             "KMC_PKCS11_PIN_FILE": str(self.pin_file),
         }
+
+    def key_access(self, label: str) -> dict[str, str]:
+        """OpenSC's pkcs11-tool (an independent reader) on token `label`: the `Access:` line of
+        each private or secret key, by key label. Skips outside CI, fails under CI, without it."""
+        tool = shutil.which("pkcs11-tool")
+        require(tool is not None, "pkcs11-tool is not installed (apt-get install -y opensc)")
+        listing = subprocess.run(
+            [str(tool), "--module", str(self.module), "--token-label", label]
+            + ["--login", "--pin", HSM_PIN, "--list-objects"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        access: dict[str, str] = {}
+        kind = key = ""
+        for line in listing.splitlines():
+            if line and not line.startswith(" "):
+                kind = line
+            elif line.strip().startswith("label:"):
+                key = line.split(":", 1)[1].strip()
+            elif line.strip().startswith("Access:") and ("Private" in kind or "Secret" in kind):
+                access[key] = line.split(":", 1)[1].strip()
+        return access
 
 
 @pytest.fixture(scope="session")
@@ -345,6 +370,25 @@ def check_documented(app: Flask, response: Any) -> None:
         ) from error
 
 
+class TemplateCode(BytecodeCache):
+    """Compiled pages kept for the session: each test's app has its own Jinja environment, which
+    would compile every page it renders anew (most of a web test's time). Jinja keys each entry
+    by the template's name and the checksum of its source, so an edited page compiles again."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key in self.code:
+            bucket.bytecode_from_string(self.code[bucket.key])
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATE_CODE = TemplateCode()
+
+
 @pytest.fixture
 def app(instance: Instance) -> Iterator[Flask]:
     app = create_app(
@@ -357,6 +401,7 @@ def app(instance: Instance) -> Iterator[Flask]:
         }
     )
     app.test_client_class = DocumentedClient
+    app.jinja_env.bytecode_cache = TEMPLATE_CODE
     if instance.mode == "live":
         split_and_unseal(app)
     yield app

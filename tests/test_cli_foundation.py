@@ -266,12 +266,6 @@ def test_a_live_kmc_initialises_on_custodians_and_says_so_in_its_certificates(tm
         text=True,
     ).stdout
     assert "OU = live KMC" in subject
-    subject = subprocess.run(
-        ["openssl", "x509", "-in", str(fresh.folder / "pki" / "root.pem"), "-noout", "-subject"],
-        capture_output=True,
-        text=True,
-    ).stdout
-    assert "OU = live KMC" in subject
 
 
 def test_the_instance_folder_is_private(tmp_path):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +18,7 @@ from key_load_protocol.eklf import open_eklf
 from kmc import pki
 from kmc.audit import service as audit
 from kmc.database import db
-from tests.conftest import kmc_server
+from tests.conftest import kmc_server, run_kmc
 
 pytestmark = pytest.mark.slow
 
@@ -93,13 +91,7 @@ def test_one_worker_is_waitress_in_the_serving_process(instance):
 
 
 def test_an_access_log_needs_gunicorn(instance):
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "kmc"), "serve", "--access-log", "-"],
-        env=instance.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_kmc(instance, "serve", "--access-log", "-")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "kmc: usage: --access-log needs --workers 2 or more (gunicorn)"
@@ -107,12 +99,6 @@ def test_an_access_log_needs_gunicorn(instance):
 
 
 def test_workers_must_be_at_least_one(instance):
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "kmc"), "serve", "--workers", "0"],
-        env=instance.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_kmc(instance, "serve", "--workers", "0")
     assert result.returncode != 0
     assert "--workers" in result.stderr

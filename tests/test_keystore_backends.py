@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from key_load_protocol import key_check_value
 from kmc.errors import KeyStoreError
 from kmc.keystore import KeyStore, SoftwareKeyStore, open_keystore
-from tests.conftest import HSM_PIN, SoftHsm, require
+from tests.conftest import HSM_PIN, SoftHsm
 
 
 @pytest.fixture(params=["software", "pkcs11"])
@@ -122,26 +121,9 @@ def test_the_token_holds_every_kmc_key_sensitive_and_never_extractable(
     softhsm: SoftHsm, app, keystore_settings
 ) -> None:
     """Independent check with OpenSC's pkcs11-tool on the token of a KMC initialised on pkcs11."""
-    tool = shutil.which("pkcs11-tool")
-    require(tool is not None, "pkcs11-tool is not installed (apt-get install -y opensc)")
-    listing = subprocess.run(
-        [str(tool), "--module", str(softhsm.module), "--token-label"]
-        + [keystore_settings["KMC_PKCS11_TOKEN"], "--login", "--pin", HSM_PIN, "--list-objects"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    blocks: dict[str, str] = {}
-    kind = label = ""
-    for line in listing.splitlines():
-        if line and not line.startswith(" "):
-            kind = line
-        elif line.strip().startswith("label:"):
-            label = line.split(":", 1)[1].strip()
-        elif line.strip().startswith("Access:") and ("Private" in kind or "Secret" in kind):
-            blocks[label] = line.split(":", 1)[1]
+    blocks = softhsm.key_access(keystore_settings["KMC_PKCS11_TOKEN"])
     wanted = {"kmc-storage", "kmc-session", "kmc-root", "kmc-issuing", "kmc-keyload", "kmc-audit"}
-    assert wanted <= set(blocks), listing
+    assert wanted <= set(blocks), blocks
     for label in wanted:
         assert "always sensitive" in blocks[label] and "never extractable" in blocks[label], (
             label,

@@ -8,7 +8,6 @@ against a test instance, with the token failing after a few keys.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,34 +24,11 @@ from kmc.database import db
 from kmc.errors import Unavailable
 from kmc.keystore.pkcs11 import Pkcs11KeyStore
 from sm_emulator.demo import SGC, Walkthrough
-from tests.conftest import HSM_PIN, KmcRunner, SoftHsm, require
+from tests.conftest import KmcRunner, SoftHsm
 from vending_keys import service as keys
 from vending_keys.models import VendingKey
 
 pytestmark = pytest.mark.slow
-
-
-def _access_lines(softhsm: SoftHsm, token: str) -> dict[str, str]:
-    """pkcs11-tool's `Access:` line of each private or secret key on the token, by label."""
-    tool = shutil.which("pkcs11-tool")
-    require(tool is not None, "pkcs11-tool is not installed (apt-get install -y opensc)")
-    listing = subprocess.run(
-        [str(tool), "--module", str(softhsm.module), "--token-label", token]
-        + ["--login", "--pin", HSM_PIN, "--list-objects"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    lines: dict[str, str] = {}
-    kind = label = ""
-    for line in listing.splitlines():
-        if line and not line.startswith(" "):
-            kind = line
-        elif line.strip().startswith("label:"):
-            label = line.split(":", 1)[1].strip()
-        elif line.strip().startswith("Access:") and ("Private" in kind or "Secret" in kind):
-            lines[label] = line.split(":", 1)[1].strip()
-    return lines
 
 
 def test_a_software_kmc_with_sms_and_eklfs_moves_to_a_token_and_keeps_serving_them(
@@ -97,7 +73,7 @@ def test_a_software_kmc_with_sms_and_eklfs_moves_to_a_token_and_keeps_serving_th
     chain = json.loads(walk.run("kmc", "audit", "verify", "--json").stdout)
     assert chain["ok"] and chain["checkpoints"] == 2, chain
 
-    access = _access_lines(softhsm, "kmc-migrate")
+    access = softhsm.key_access("kmc-migrate")
     for label in ("kmc-root", "kmc-issuing", "kmc-keyload", "kmc-audit"):
         assert "sensitive" in access[label] and "extractable" not in access[label], access
         assert "always sensitive" not in access[label] and "local" not in access[label]
