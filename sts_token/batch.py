@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from sts_token.amounts import TransferAmount
 from sts_token.errors import InvalidValue, TokenError
@@ -107,8 +107,22 @@ def written_rows(path: Path) -> int:
     if not path.exists():
         return 0
     with path.open("rb+") as file:
-        file.truncate(file.read().rfind(b"\n") + 1)
+        file.truncate(_whole_lines_end(file))
     return count_rows(path)
+
+
+def _whole_lines_end(file: BinaryIO, step: int = 1 << 16) -> int:
+    """Where the file's last newline ends (0 if it has none), read backwards from the end a
+    block at a time, so an output of a million rows is not read into memory to find it."""
+    end = file.seek(0, io.SEEK_END)
+    while end > 0:
+        start = max(0, end - step)
+        file.seek(start)
+        found = file.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
 
 
 def json_row(line: str) -> dict[str, str]:

@@ -104,6 +104,18 @@ def test_a_run_killed_mid_line_resumes_from_its_last_whole_row(tmp_path: Path) -
     assert out.read_text() == complete
 
 
+def test_a_large_output_torn_in_its_last_row_counts_only_its_whole_rows(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    rows = [json.dumps({"pan": f"{n:018d}", "tokens": "1" * 20, "error": ""}) for n in range(5000)]
+    whole = "".join(row + "\n" for row in rows)  # several 64 KiB blocks
+    out.write_text(whole + rows[0][:30])
+    assert batch.written_rows(out) == 5000
+    assert out.read_text() == whole
+    out.write_text('{"pan": "6007')  # a run killed inside its first row
+    assert batch.written_rows(out) == 0
+    assert out.read_text() == ""
+
+
 def test_key_change_sets_from_json_lines(tmp_path: Path) -> None:
     change = {
         **{k: ROW[k] for k in ("vending_key", "dkga", "ea", "sgc", "ti", "krn", "kt", "base_date", "pan")},
