@@ -11,7 +11,8 @@ still issued.
 
 Resuming: rows already in the output file are skipped and the output is appended to, so an
 interrupted run continues where its output stops and no row's tokens are issued twice into the
-file (a row in flight when the run died was never written, and is issued on the rerun).
+file (a row in flight when the run died was never written, and is issued on the rerun; a last
+line torn by the kill is cut off first, and its row issued again).
 
 Work is shared out in chunks of rows: the parent process only splits the input into records
 and writes back the text the workers return, in input order, a bounded number of chunks ahead
