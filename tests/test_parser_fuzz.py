@@ -21,6 +21,7 @@ from factories.csr import make_csr
 from factories.emulator import MiniKmc, loaded_key, ready_sm
 from factories.mutations import mutations
 from key_load_protocol.der import encoding_problem
+from kmc import text
 from kmc.errors import KMCError
 from sm_emulator.errors import LoadRefused
 from sm_registry.bulk import zip_items
@@ -76,7 +77,11 @@ def test_a_broken_zip_upload_is_refused_whole_or_item_by_item(data: bytes, folde
     assert len(read) == count
     for _name, item in read:
         if isinstance(item, KMCError):
-            assert item.reason == "bad_zip_member"
+            # A member the archive cannot give, or a member refused for its name (a mutated
+            # name byte can be a control character): the item refusals of sm_registry.bulk.
+            if item.reason != "bad_zip_member":
+                assert item.reason in (text.REASON, "too_long"), item.reason
+                assert item.message.startswith("the file name"), item.message
             continue
         try:
             parse_request(item)
