@@ -607,6 +607,15 @@ def browser_login(page: Any, username: str, password: str = PASSWORD) -> None:
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("#submit")
+    page.wait_for_load_state()
+
+
+def page_says(page: Any, text: str) -> None:
+    """The page shows `text`, waiting for it: a click that navigates returns once the new page is
+    committed, and the document read at that moment may still be empty."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("body")).to_contain_text(text)
 
 
 # Every page a browser test checks passes axe-core (no serious or critical violation) and never

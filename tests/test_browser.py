@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import browser_login
+from tests.conftest import browser_login, page_says
 
 pytestmark = pytest.mark.browser
 
@@ -15,14 +15,14 @@ def test_login_and_logout(page):
     assert page.locator("#mode-banner").get_attribute("data-mode") == "test"
     page.click("#logout")
     assert page.url.endswith("/login")
-    assert "You are logged out." in page.content()
+    page_says(page, "You are logged out.")
     page.goto("/home")
     assert "/login" in page.url
 
 
 def test_failed_login_shows_a_message(page):
     browser_login(page, "operator1", "definitely wrong")
-    assert "invalid username or password" in page.content()
+    page_says(page, "invalid username or password")
     assert page.locator("#whoami").count() == 0
 
 
@@ -32,7 +32,7 @@ def test_navigation_follows_the_role(page):
     assert "Audit log" in nav and "Users" not in nav
     response = page.goto("/admin/users")
     assert response.status == 403
-    assert "your role does not allow this" in page.content()
+    page_says(page, "your role does not allow this")
 
 
 def test_the_api_documentation_renders_under_its_policy(page):

@@ -25,6 +25,7 @@ from tests.conftest import (
     browser_login,
     browser_page,
     kmc_server,
+    page_says,
     split_master_key,
 )
 from tests.test_certificates_web import openssl, shown_command
@@ -80,7 +81,7 @@ def test_manufacturer_registers_sms_in_bulk_and_installs_the_downloaded_chain(ap
     page.fill("#version", "2.1.0")
     page.fill("#number", "STS-CERT-0042")
     page.click("#submit")
-    assert "3 accepted, 0 refused." in page.content()
+    page_says(page, "3 accepted, 0 refused.")
     verdicts = page.locator("#results tbody tr").all_inner_texts()
     assert [row.split("\t")[:3] for row in verdicts] == [
         [f"{smid}.pem", "accepted", smid] for smid in smids
@@ -143,7 +144,7 @@ def test_operator_approves_in_bulk_authorises_a_key_and_issues_an_eklf_the_sm_lo
     page.fill("#bulk-reason", "batch 7 certification checked")
     page.click("#bulk-submit")
     page.wait_for_selector("#verdicts")
-    assert "2 approved, 0 refused." in page.content()
+    page_says(page, "2 approved, 0 refused.")
     assert page.locator("#verdicts tbody tr").all_inner_texts() == [f"{s}\tdone\t" for s in smids]
     checks("bulk verdicts")
 
@@ -154,7 +155,7 @@ def test_operator_approves_in_bulk_authorises_a_key_and_issues_an_eklf_the_sm_lo
     page.fill("#group-sgc", SGC)
     page.fill("#group-name", "North")
     page.click("#group-submit")
-    assert f"Supply group {SGC} added." in page.content()
+    page_says(page, f"Supply group {SGC} added.")
     checks("supply group added")
     page.click("#main-nav >> text=Keys")
     page.select_option("#key-sgc", SGC)
@@ -164,7 +165,7 @@ def test_operator_approves_in_bulk_authorises_a_key_and_issues_an_eklf_the_sm_lo
     page.select_option("#key-eas", ["07", "11"])
     page.click("#key-submit")
     kcv = page.locator("#keys td.kcv").first.inner_text()
-    assert f"KCV {kcv}" in page.content()
+    page_says(page, f"KCV {kcv}")
     checks("key generated")
     page.click(f"#keys a[href='/keys/{SGC}/1/1']")
     checks("key page")
@@ -172,7 +173,7 @@ def test_operator_approves_in_bulk_authorises_a_key_and_issues_an_eklf_the_sm_lo
     page.fill("#clm", "250.50")
     page.fill("#resource_limit", "100")
     page.click("#authorise-form #submit")
-    assert f"SM {smids[0]} authorised." in page.content()
+    page_says(page, f"SM {smids[0]} authorised.")
     row = page.locator(f'#authorisations tr[data-smid="{smids[0]}"]').inner_text()
     assert "250.50" in row and "100" in row
     checks("SM authorised")
@@ -185,7 +186,7 @@ def test_operator_approves_in_bulk_authorises_a_key_and_issues_an_eklf_the_sm_lo
     checks("key loading")
     page.set_input_files("#request_file", str(request))
     page.click("#submit")
-    assert f"EKLF #1 issued to SM {smids[0]} with 1 key(s)." in page.content()
+    page_says(page, f"EKLF #1 issued to SM {smids[0]} with 1 key(s).")
     assert page.locator("#issued-keys td.font-monospace").inner_text() == kcv
     checks("EKLF issued")
     eklf = download(page, "#download-eklf", tmp_path)
@@ -196,9 +197,7 @@ def test_operator_approves_in_bulk_authorises_a_key_and_issues_an_eklf_the_sm_lo
     page.set_input_files("#request_file", str(request))
     page.click("#submit")
     # The page says why once, in words (the API keeps the reason code replayed_nonce).
-    assert (
-        "this request was answered before (EKLF sequence 1); replays are refused" in page.content()
-    )
+    page_says(page, "this request was answered before (EKLF sequence 1); replays are refused")
     checks("replay refused")
     page.goto("/registry/?state=pending")
     rows = page.locator("#sms tbody tr")
@@ -284,7 +283,7 @@ def test_on_a_live_kmc_a_second_operator_approves_the_key_the_first_proposed(
         page.fill("#key-krn", "1")
         page.select_option("#key-eas", ["07", "11"])
         page.click("#key-submit")
-        assert "another user must approve it." in page.content()
+        page_says(page, "another user must approve it.")
         checks("key proposed")
         page.click("#main-nav >> text=Approvals")
         proposal = page.locator("#approvals tbody tr[data-state=pending]")
@@ -299,7 +298,7 @@ def test_on_a_live_kmc_a_second_operator_approves_the_key_the_first_proposed(
         page.click("#main-nav >> text=Approvals")
         checks("approvals, as the second person")
         page.click(f"#approve-{approval_id}")
-        assert f"Generated SGC {SGC} KRN 1 KT 1; KCV" in page.content()
+        page_says(page, f"Generated SGC {SGC} KRN 1 KT 1; KCV")
         assert page.locator(f"#approval-{approval_id}").get_attribute("data-state") == "approved"
         checks("approved")
         page.goto(f"/keys/{SGC}/1/1")

@@ -9,7 +9,7 @@ import pytest
 
 from factories.keys import SGC, add_key, authorise
 from factories.registry import new_device
-from tests.conftest import PageChecks, browser_login
+from tests.conftest import PageChecks, browser_login, page_says
 
 pytestmark = pytest.mark.browser
 
@@ -76,7 +76,8 @@ def test_a_form_sent_after_the_session_expired_is_filled_in_again_after_login(pa
     page.fill("#group-name", "South")
     page.context.clear_cookies()  # the idle timeout passed: the session cookie is gone
     page.click("#supply-group-form #group-submit")
-    assert "/login" in page.url and "Your session expired" in page.content()
+    page_says(page, "Your session expired")
+    assert "/login" in page.url
     page.fill("#username", "operator1")
     page.fill("#password", "correct horse battery staple")
     page.click("#submit")
@@ -84,4 +85,4 @@ def test_a_form_sent_after_the_session_expired_is_filled_in_again_after_login(pa
     assert page.input_value("#group-sgc") == "600728"
     assert page.input_value("#group-name") == "South"
     page.click("#supply-group-form #group-submit")
-    assert "Supply group 600728 added." in page.content()
+    page_says(page, "Supply group 600728 added.")
