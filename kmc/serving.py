@@ -11,9 +11,26 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from gunicorn.app.base import BaseApplication
 
 from kmc.database import db
-from wsgi_serving import GunicornFromCode, bind_address
+
+
+class _GunicornFromCode(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
+    """gunicorn with `options` (gunicorn setting names) and `application` as the app, no config
+    file or command line read; a hook reaches the application as `worker.app.application`."""
+
+    def __init__(self, application: Flask, options: dict[str, Any]) -> None:
+        self.application = application
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self.options.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Flask:
+        return self.application
 
 
 def serve_single_process(app: Flask, host: str, port: int, threads: int) -> None:
@@ -43,7 +60,7 @@ def serve_workers(
     """gunicorn: `workers` processes forked from this one, each with `threads` threads (gthread);
     `access_log` (a file, or "-" for stdout) logs each request with the worker that answered."""
     options: dict[str, Any] = {
-        "bind": bind_address(host, port),
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",  # IPv6 in brackets
         "workers": workers,
         "worker_class": "gthread",
         "threads": threads,
@@ -52,4 +69,4 @@ def serve_workers(
     }
     if access_log:
         options.update(accesslog=access_log, access_log_format=ACCESS_LOG_FORMAT)
-    GunicornFromCode(app, options).run()
+    _GunicornFromCode(app, options).run()

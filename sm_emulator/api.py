@@ -38,9 +38,10 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, ValidationError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import get_input_stream
 
 from sm_emulator import schemas
 from sm_emulator.bearer import BearerTokens
@@ -202,6 +203,22 @@ def keyload(service: VendingService, body: dict[str, Any]) -> dict[str, Any]:
     return load_online(service.sm(), service.kmc, wanted).to_dict()
 
 
+def _read_body(request: Request) -> bytes:
+    """The body, up to MAX_BODY_BYTES, or `InvalidRequest` (`body_too_large`). A chunked body
+    has no Content-Length: it is read one byte past the limit (werkzeug's own limit would cut
+    it at the limit, to be refused as bad JSON rather than as too large)."""
+    too_large = InvalidRequest("body_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise too_large
+    stream = get_input_stream(request.environ, max_content_length=None)
+    raw = b""
+    while len(raw) <= MAX_BODY_BYTES and (chunk := stream.read(MAX_BODY_BYTES + 1 - len(raw))):
+        raw += chunk
+    if len(raw) > MAX_BODY_BYTES:
+        raise too_large
+    return raw
+
+
 def _status(error: Exception) -> int:
     if isinstance(error, VendRefused):
         return 404 if error.reason == "no_such_key" else 422
@@ -349,12 +366,7 @@ class VendingService:
     def _body(request: Request, schema: Schema | None) -> dict[str, Any]:
         if schema is None:
             return {}
-        try:
-            raw = request.get_data(cache=False)
-        except RequestEntityTooLarge:
-            raise InvalidRequest(
-                "body_too_large", f"the body is over {MAX_BODY_BYTES} bytes"
-            ) from None
+        raw = _read_body(request)
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):

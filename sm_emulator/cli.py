@@ -492,7 +492,7 @@ def vend_test(subclass: str, control: str, manufacturer_code: str, as_json: bool
     "--tls-key",
     required=True,
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Its private key (PEM).",
+    help="Its private key (unencrypted PKCS#8 PEM: 'BEGIN PRIVATE KEY').",
 )
 @click.option(
     "--client-ca",
@@ -527,23 +527,16 @@ def serve(
     threads: int,
     ea07_tables: str | None,
 ) -> None:
-    """Serve the vending API over HTTPS (gunicorn; docs/vending-service.md)."""
+    """Serve the vending API over HTTPS (granian; docs/vending-service.md)."""
     from sm_emulator import serving
-    from sm_emulator.api import VendingService
-    from sm_emulator.bearer import BearerTokens
-    from sm_emulator.online import Kmc
 
     if client_ca is None and tokens_file is None:
         raise click.UsageError("give --client-ca (mutual TLS) or --tokens-file (bearer tokens)")
-    app = VendingService(
-        state,
-        clock=from_environment(),
-        tokens=None if tokens_file is None else BearerTokens.read(tokens_file),
-        ea07_tables=ea07_tables,
-        kmc=None if kmc_url is None else Kmc(kmc_url, kmc_ca),
+    settings = serving.Settings(
+        state, tokens_file=tokens_file, ea07_tables=ea07_tables, kmc_url=kmc_url, kmc_ca=kmc_ca
     )
     serving.serve(
-        app,
+        settings,
         host=host,
         port=port,
         tls_cert=tls_cert,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -12,12 +13,12 @@ from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
-from werkzeug.test import Client
+from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
 from factories.emulator import NOW, PAN, loaded_key
 from factories.vending_service import SGC, loaded_state, meter_on
 from meter_emulator.meter import enter
-from sm_emulator.api import VendingService
+from sm_emulator.api import MAX_BODY_BYTES, VendingService
 from sm_emulator.bearer import BearerTokens, add_token
 from sm_emulator.store import DATABASE_FILE
 from sts_token import BaseDate, Tid
@@ -153,6 +154,31 @@ def test_bad_credit_requests_are_refused_and_change_nothing(
     assert (got_status, got["error"]) == (status, reason), got
     assert got["message"]
     assert _rows(service) == before
+
+
+@pytest.mark.parametrize(
+    ("padding", "status", "reason"),
+    [(20000, 413, "body_too_large"), (MAX_BODY_BYTES - len(json.dumps(CREDIT)), 200, None)],
+)
+def test_a_body_without_content_length_is_read_to_the_limit_and_no_further(
+    tmp_path: Path, padding: int, status: int, reason: str | None
+) -> None:
+    # A chunked body, as a server that decodes chunked transfer hands it on: no Content-Length,
+    # `wsgi.input_terminated` set (granian, gunicorn). Cut at the limit it would be bad JSON.
+    body = json.dumps(CREDIT)[:-1] + " " * padding + "}"
+    service = _service(tmp_path, loaded_key(SGC, key_value=KEY, clm=Decimal("1000")))
+    before = _rows(service)
+    builder = EnvironBuilder(
+        "/api/v1/tokens/credit", method="POST", input_stream=io.BytesIO(body.encode()),
+        content_type="application/json", environ_overrides={"wsgi.input_terminated": True},
+    )  # fmt: skip
+    environ = builder.get_environ()
+    del environ["CONTENT_LENGTH"]
+    answer, got_status, _ = run_wsgi_app(service, environ)
+    got = json.loads(b"".join(answer))
+    assert int(got_status.split()[0]) == status, got
+    assert got.get("error") == reason
+    assert (_rows(service) == before) is (reason is not None)
 
 
 def test_an_expired_key_is_refused_with_the_clis_reason(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
-"""The real `sm-emulator serve` (gunicorn over TLS) in a subprocess: mutual TLS, bearer tokens,
+"""The real `sm-emulator serve` (granian over TLS) in a subprocess: mutual TLS, bearer tokens,
 concurrent clients, and a `kill -9` in the middle of a load that loses no decrement and never
 repeats a TID."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import sqlite3
 import ssl
 import threading
@@ -12,12 +13,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
 
 from factories.emulator import PAN, loaded_key
 from factories.tls import TlsCa
 from factories.vending_service import SGC, HttpsClient, loaded_state, meter_on, start_service
 from meter_emulator.meter import enter
 from sm_emulator.bearer import add_token
+from sm_emulator.cli import main as sm_emulator_main
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +67,16 @@ def test_bearer_tokens_over_tls(tmp_path: Path) -> None:
         assert (status, body["error"]) == (401, "unauthorised")
         with HttpsClient(service.port, tls.pem, token=token) as client:
             assert client.call("POST", "/api/v1/tokens/credit", CREDIT)[0] == 200
+            # Chunked (no Content-Length): the server decodes it, the limit still holds.
+            for chunks, status in ((["{", " " * 20000, "}"], 413), ([json.dumps(CREDIT)], 200)):
+                client.connection.request(
+                    "POST", "/api/v1/tokens/credit", body=(c.encode() for c in chunks),
+                    headers=client.headers, encode_chunked=True,
+                )  # fmt: skip
+                response = client.connection.getresponse()
+                answer = json.loads(response.read())
+                assert response.status == status, answer
+            assert len(answer["tokens"]) == 1  # the last request, the good one, was issued
     finally:
         service.stop()
 
@@ -130,3 +144,27 @@ def test_kill_9_mid_load_loses_no_decrement_and_never_repeats_a_tid(tmp_path: Pa
     finally:
         again.stop()
     assert not after & tids
+
+
+def test_a_tls_key_granian_cannot_read_is_refused_in_one_line(tmp_path: Path) -> None:
+    state = loaded_state(tmp_path / "sm", loaded_key(SGC, key_value=KEY))
+    server = TlsCa(tmp_path / "tls").issue("server", server=True)
+    key = serialization.load_pem_private_key(server.key.read_bytes(), None)
+    traditional = tmp_path / "ec.pem"  # 'BEGIN EC PRIVATE KEY', as `openssl ecparam -genkey` writes
+    traditional.write_bytes(
+        key.private_bytes(  # type: ignore[union-attr]  # an EC key
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    tokens_file = tmp_path / "tokens"
+    add_token(tokens_file, "till-1")
+    result = CliRunner().invoke(
+        sm_emulator_main,
+        ["serve", "--state", str(state), "--tls-cert", str(server.cert),
+         "--tls-key", str(traditional), "--tokens-file", str(tokens_file)],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    [line] = result.output.splitlines()
+    assert line.startswith("sm-emulator: tls_key_format: ") and "openssl pkcs8 -topk8" in line
