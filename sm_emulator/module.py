@@ -417,8 +417,8 @@ class SecurityModule:
         The SM keeps each register it opened, with its key unsealed, in memory while the
         register holds the same load (slot and load sequence: a reload is a new sequence), as
         a hardware SM holds its loaded keys: then only the counters and the sequence are read
-        (one statement). Otherwise the whole row is read and the key unsealed and kept. At rest
-        the keys stay sealed.
+        (one statement) and kept with it. Otherwise the whole row is read and the key unsealed
+        and kept. At rest the keys stay sealed.
         """
         row = db.execute(
             "SELECT slot, sequence, currency_used, units_used, tokens_issued FROM key_register"
@@ -430,10 +430,17 @@ class SecurityModule:
         slot, sequence, currency_used, units_used, tokens_issued = row
         kept = self._opened.get(slot_identity)
         if kept is not None and (kept[0].slot, kept[0].sequence) == (slot, sequence):
-            register, key_value = kept
             counters = Decimal(currency_used), units_used, tokens_issued
-            return register.with_counters(*counters), key_value
+            kept = kept[0].with_counters(*counters), kept[1]
+            self._opened[slot_identity] = kept
+            return kept
         full = db.execute("SELECT * FROM key_register WHERE slot = ?", (slot,)).fetchone()
         opened = KeyRegister.from_row(full), self._seal.open(slot_identity, full["sealed_key"])
         self._opened[slot_identity] = opened
         return opened
+
+    def kept_key(self, slot_identity: KeyIdentity) -> tuple[KeyRegister, bytes] | None:
+        """The register as `open_key` last read it, with its unsealed key, if this SM has opened
+        it; read nothing. It may not be the state: counters moved and keys reloaded since, or
+        counters read inside a shared transaction that then did not commit."""
+        return self._opened.get(slot_identity)

@@ -1,8 +1,9 @@
 """Issuing tokens from the key registers, under the SM's rules (see `sm_emulator.registers`).
 
-The meter's key is derived from its register as committed (one read, no transaction) and the
-rules are checked against it, outside any write transaction; the SM keeps the register's key
-unsealed while the register holds the same load (`SecurityModule.open_key`).
+The meter's key is derived and the rules are checked outside any write transaction, on the
+register as the SM holds it in memory (its key unsealed while the register holds the same load,
+`SecurityModule.open_key`), or on the register as committed (one read, no transaction) the
+first time or before any refusal.
 Then, inside one (`BEGIN IMMEDIATE`, or a savepoint of a group commit, `sm_emulator.store`), the
 register's rules are checked against its counters as they are now, a TID is taken from the
 meter's TID store, the counters move and the token is built with that TID; the transaction
@@ -27,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from key_load_protocol import KeyIdentity, ProtocolError
-from sm_emulator.errors import InvalidRequest, VendRefused
+from sm_emulator.errors import InvalidRequest, SmError, VendRefused
 from sm_emulator.module import SecurityModule
 from sm_emulator.registers import DEFAULT_KEY_TYPES, KeyRegister
 from sm_emulator.store import Writer
@@ -44,6 +45,7 @@ from sts_token import (
     TidOutOfRange,
     Token,
     TokenClass,
+    TokenError,
     TokenKey,
     TransferAmount,
     VendingKey,
@@ -267,12 +269,31 @@ class Vending:
         return _Held(register, key, params, algorithm)
 
     def _prepare(
-        self, identity: KeyIdentity, pan: Pan, ti: TariffIndex, ea: EncryptionAlgorithm | None
+        self,
+        identity: KeyIdentity,
+        pan: Pan,
+        ti: TariffIndex,
+        ea: EncryptionAlgorithm | None,
+        rules: Callable[[KeyRegister], None],
     ) -> _Held:
-        """A register and the meter's derived key, from the register as committed now (one
-        read, no transaction): the derivation happens before the write transaction, which then
-        only checks and moves the counters."""
-        return self._held(self.sm.store.autocommit(), identity, pan, ti, ea)
+        """A register that passes `rules` and the meter's derived key, before the write
+        transaction (which checks the rules again on the register as it is then).
+
+        From the register as this SM holds it in memory if it does (no read): it may be behind
+        the state, which only the write transaction can tell, so a refusal on it is not given
+        but decided again on the register as committed now (one read, no transaction).
+        """
+        kept = self.sm.kept_key(identity)
+        if kept is not None:
+            try:
+                held = self._derive(*kept, pan, ti, ea)
+                rules(held.register)
+                return held
+            except (SmError, TokenError):
+                pass  # perhaps refused only for being behind: decided below on the state
+        held = self._held(self.sm.store.autocommit(), identity, pan, ti, ea)
+        rules(held.register)
+        return held
 
     def _fresh(
         self,
@@ -328,15 +349,17 @@ class Vending:
         """A credit token, counted against the key's CLM (currency) and resource limit (units)."""
         now = self.sm.clock()
         carried = representable(amount.tenths)
-        held = self._prepare(meter.identity, meter.pan, meter.ti, meter.ea)
-        held.register.check_usable(now)
-        held.register.check_credit(currency, carried)
+
+        def rules(register: KeyRegister) -> None:
+            register.check_usable(now)
+            register.check_credit(currency, carried)
+
+        held = self._prepare(meter.identity, meter.pan, meter.ti, meter.ea, rules)
 
         def vend(db: sqlite3.Connection) -> tuple[KeyRegister, Tid, Token]:
             fresh = self._fresh(db, held, meter.pan, meter.ti, meter.ea)
             register = fresh.register
-            register.check_usable(now)
-            register.check_credit(currency, carried)
+            rules(register)
             tid = self._claim_tid(db, register, fresh.key, meter.pan, now, "credit")
             token = credit_token(fresh.key, subclass, amount, tid)
             if journal is not None:
@@ -370,12 +393,15 @@ class Vending:
     def management(self, meter: MeterKey, kind: ManagementKind, value: int) -> Vended:
         """A management token (class 2 with a TID)."""
         now = self.sm.clock()
-        held = self._prepare(meter.identity, meter.pan, meter.ti, meter.ea)
-        held.register.check_usable(now)
+
+        def rules(register: KeyRegister) -> None:
+            register.check_usable(now)
+
+        held = self._prepare(meter.identity, meter.pan, meter.ti, meter.ea, rules)
 
         def vend(db: sqlite3.Connection) -> tuple[KeyRegister, Tid, Token]:
             fresh = self._fresh(db, held, meter.pan, meter.ti, meter.ea)
-            fresh.register.check_usable(now)
+            rules(fresh.register)
             tid = self._claim_tid(db, fresh.register, fresh.key, meter.pan, now, kind.cli_name)
             return (
                 self._count(db, fresh.register),
