@@ -22,7 +22,7 @@ certificate chains to `--client-ca`; with `--tokens-file` every request also nee
 `Authorization: Bearer <token>`, whose SHA-256 must be in the file (`sm_emulator.bearer`).
 
 Each serving thread has its own `SecurityModule` (SQLite connections are per thread) for its
-snapshots and key derivation; the vends' writes of all threads of a worker process go through
+reads, its unsealed keys and key derivation; the vends' writes of all threads of a worker process go through
 one `GroupCommit` (concurrent vends share a transaction and its fsync, each answered after that
 commit), and the state folder's writer lock orders them with the other processes' writes.
 """

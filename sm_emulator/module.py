@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,8 @@ class SecurityModule:
         self.register_count: int = row["register_count"]
         self.private_key = identity.load_private_key(folder / PRIVATE_KEY_FILE)
         self._seal = RegisterSeal(self.private_key, self.smid)
+        # Registers opened for vending, keys unsealed (see `open_key`).
+        self._opened: dict[KeyIdentity, tuple[KeyRegister, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"SecurityModule(smid={self.smid}, folder={self.folder})"
@@ -409,11 +412,35 @@ class SecurityModule:
     def open_key(
         self, db: sqlite3.Connection, slot_identity: KeyIdentity
     ) -> tuple[KeyRegister, bytes]:
-        """A register and its unsealed key value, read inside the caller's transaction."""
+        """A register as it is in `db` now and its unsealed key value.
+
+        The SM keeps each register it opened, with its key unsealed, in memory while the
+        register holds the same load (slot and load sequence: a reload is a new sequence), as
+        a hardware SM holds its loaded keys: then only the counters and the sequence are read
+        (one statement) and kept with it. Otherwise the whole row is read and the key unsealed
+        and kept. At rest the keys stay sealed.
+        """
         row = db.execute(
-            "SELECT * FROM key_register WHERE sgc = ? AND krn = ? AND kt = ?",
+            "SELECT slot, sequence, currency_used, units_used, tokens_issued FROM key_register"
+            " WHERE sgc = ? AND krn = ? AND kt = ?",
             (slot_identity.sgc, slot_identity.krn, slot_identity.kt),
         ).fetchone()
         if row is None:
             raise VendRefused("no_such_key", f"no key register holds {slot_identity}")
-        return KeyRegister.from_row(row), self._seal.open(slot_identity, row["sealed_key"])
+        slot, sequence, currency_used, units_used, tokens_issued = row
+        kept = self._opened.get(slot_identity)
+        if kept is not None and (kept[0].slot, kept[0].sequence) == (slot, sequence):
+            counters = Decimal(currency_used), units_used, tokens_issued
+            kept = kept[0].with_counters(*counters), kept[1]
+            self._opened[slot_identity] = kept
+            return kept
+        full = db.execute("SELECT * FROM key_register WHERE slot = ?", (slot,)).fetchone()
+        opened = KeyRegister.from_row(full), self._seal.open(slot_identity, full["sealed_key"])
+        self._opened[slot_identity] = opened
+        return opened
+
+    def kept_key(self, slot_identity: KeyIdentity) -> tuple[KeyRegister, bytes] | None:
+        """The register as `open_key` last read it, with its unsealed key, if this SM has opened
+        it; read nothing. It may not be the state: counters moved and keys reloaded since, or
+        counters read inside a shared transaction that then did not commit."""
+        return self._opened.get(slot_identity)

@@ -15,6 +15,7 @@ The rules (STS 600-4-2 key attributes, IEC 62055-41 token rules), each a `VendRe
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sqlite3
 from dataclasses import dataclass
@@ -73,6 +74,17 @@ class KeyRegister:
             currency_used=Decimal(row["currency_used"]),
             units_used_tenths=row["units_used"],
             tokens_issued=row["tokens_issued"],
+        )
+
+    def with_counters(
+        self, currency_used: Decimal, units_used_tenths: int, tokens_issued: int
+    ) -> KeyRegister:
+        """This register (the same load) with its counters as read again."""
+        return dataclasses.replace(
+            self,
+            currency_used=currency_used,
+            units_used_tenths=units_used_tenths,
+            tokens_issued=tokens_issued,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -169,6 +169,12 @@ class Store:
         with self.transaction() as db:
             return work(db)
 
+    def autocommit(self) -> sqlite3.Connection:
+        """The connection outside any transaction, for reads that need not agree with each
+        other: one statement sees one committed state by itself, without the BEGIN and ROLLBACK
+        of a snapshot."""
+        return self._db
+
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: every query inside sees the same committed state."""

@@ -1,6 +1,9 @@
 """Issuing tokens from the key registers, under the SM's rules (see `sm_emulator.registers`).
 
-The meter's key is derived from a snapshot of its register, outside any write transaction.
+The meter's key is derived and the rules are checked outside any write transaction, on the
+register as the SM holds it in memory (its key unsealed while the register holds the same load,
+`SecurityModule.open_key`), or on the register as committed (one read, no transaction) the
+first time or before any refusal.
 Then, inside one (`BEGIN IMMEDIATE`, or a savepoint of a group commit, `sm_emulator.store`), the
 register's rules are checked against its counters as they are now, a TID is taken from the
 meter's TID store, the counters move and the token is built with that TID; the transaction
@@ -25,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from key_load_protocol import KeyIdentity, ProtocolError
-from sm_emulator.errors import InvalidRequest, VendRefused
+from sm_emulator.errors import InvalidRequest, SmError, VendRefused
 from sm_emulator.module import SecurityModule
 from sm_emulator.registers import DEFAULT_KEY_TYPES, KeyRegister
 from sm_emulator.store import Writer
@@ -42,6 +45,7 @@ from sts_token import (
     TidOutOfRange,
     Token,
     TokenClass,
+    TokenError,
     TokenKey,
     TransferAmount,
     VendingKey,
@@ -141,13 +145,21 @@ def _naive_utc(now: dt.datetime) -> dt.datetime:
     return now.astimezone(dt.UTC).replace(tzinfo=None)
 
 
-def _free_tid(db: sqlite3.Connection, pan: str, minute: int) -> int:
-    """`minute` if this meter has no token with that TID, else the first free TID after it."""
-    if (
-        db.execute("SELECT 1 FROM issued_tid WHERE pan = ? AND tid = ?", (pan, minute)).fetchone()
-        is None
-    ):
-        return minute
+def _issue_tid(
+    db: sqlite3.Connection, pan: str, tid: int, slot: int, kind: str, now: dt.datetime
+) -> bool:
+    """Record `tid` as issued to this meter, if it has no token with that TID yet; whether it
+    was free."""
+    recorded = db.execute(
+        "INSERT INTO issued_tid (pan, tid, slot, kind, issued_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (pan, tid, slot, kind, now.isoformat()),
+    )
+    return recorded.rowcount == 1
+
+
+def _next_free_tid(db: sqlite3.Connection, pan: str, minute: int) -> int:
+    """The first TID after `minute` (which this meter already has) that this meter has not."""
     row = db.execute(
         "SELECT t.tid + 1 FROM issued_tid t WHERE t.pan = ? AND t.tid >= ? AND NOT EXISTS "
         "(SELECT 1 FROM issued_tid u WHERE u.pan = t.pan AND u.tid = t.tid + 1) "
@@ -180,10 +192,11 @@ class _Held:
 class Vending:
     """Token issuing for one opened security module.
 
-    A vend reads the register and derives the meter's key from a snapshot, then hands a short
-    work to `writer` (the SM's own store, or a `GroupCommit` shared by a process's threads):
-    check the rules against the register as it is now, claim the TID, move the counters, build
-    the token with that TID. The token is returned once the writer's commit is durable.
+    A vend reads the register and derives the meter's key outside a transaction, then hands a
+    short work to `writer` (the SM's own store, or a `GroupCommit` shared by a process's
+    threads): check the rules against the register as it is now, claim the TID, move the
+    counters, build the token with that TID. The token is returned once the writer's commit is
+    durable.
     """
 
     def __init__(
@@ -241,17 +254,46 @@ class Vending:
         ea: EncryptionAlgorithm | None,
     ) -> _Held:
         register, key_value = self.sm.open_key(db, identity)
+        return self._derive(register, key_value, pan, ti, ea)
+
+    def _derive(
+        self,
+        register: KeyRegister,
+        key_value: bytes,
+        pan: Pan,
+        ti: TariffIndex,
+        ea: EncryptionAlgorithm | None,
+    ) -> _Held:
         algorithm = self._algorithm(register, ea)
         key, params = self._token_key(register, key_value, pan, ti, algorithm)
         return _Held(register, key, params, algorithm)
 
     def _prepare(
-        self, identity: KeyIdentity, pan: Pan, ti: TariffIndex, ea: EncryptionAlgorithm | None
+        self,
+        identity: KeyIdentity,
+        pan: Pan,
+        ti: TariffIndex,
+        ea: EncryptionAlgorithm | None,
+        rules: Callable[[KeyRegister], None],
     ) -> _Held:
-        """A register and the meter's derived key, from a snapshot: the derivation happens
-        before the write transaction, which then only checks and moves the counters."""
-        with self.sm.store.snapshot() as db:
-            return self._held(db, identity, pan, ti, ea)
+        """A register that passes `rules` and the meter's derived key, before the write
+        transaction (which checks the rules again on the register as it is then).
+
+        From the register as this SM holds it in memory if it does (no read): it may be behind
+        the state, which only the write transaction can tell, so a refusal on it is not given
+        but decided again on the register as committed now (one read, no transaction).
+        """
+        kept = self.sm.kept_key(identity)
+        if kept is not None:
+            try:
+                held = self._derive(*kept, pan, ti, ea)
+                rules(held.register)
+                return held
+            except (SmError, TokenError):
+                pass  # perhaps refused only for being behind: decided below on the state
+        held = self._held(self.sm.store.autocommit(), identity, pan, ti, ea)
+        rules(held.register)
+        return held
 
     def _fresh(
         self,
@@ -262,10 +304,10 @@ class Vending:
         ea: EncryptionAlgorithm | None,
     ) -> _Held:
         """`held` with the register as it is inside the write transaction (the counters other
-        vends moved since the snapshot); derived again only if the key was reloaded since."""
-        register = _register(db, held.register.identity)
+        vends moved since it was read); derived again only if the key was reloaded since."""
+        register, key_value = self.sm.open_key(db, held.register.identity)
         if register.sequence != held.register.sequence:
-            return self._held(db, held.register.identity, pan, ti, ea)
+            return self._derive(register, key_value, pan, ti, ea)
         return dataclasses.replace(held, register=register)
 
     def _claim_tid(
@@ -281,17 +323,18 @@ class Vending:
             minute = Tid.at(_naive_utc(now), key.base_date).value
         except TidOutOfRange as error:
             raise VendRefused("tid_out_of_range", error.message) from None
-        tid = _free_tid(db, pan.digits, minute)
-        if tid >= TID_LIMIT:
-            raise VendRefused(
-                "tid_exhausted",
-                f"meter {pan.digits} has no free TID left under base date {key.base_date.year}",
-            )
+        # Claimed by one statement when the minute is free (the common case); a refusal
+        # below rolls the claim back with the rest of the vend.
+        tid = minute
+        if not _issue_tid(db, pan.digits, minute, register.slot, kind, now):
+            tid = _next_free_tid(db, pan.digits, minute)
+            if tid >= TID_LIMIT:
+                raise VendRefused(
+                    "tid_exhausted",
+                    f"meter {pan.digits} has no free TID left under base date {key.base_date.year}",
+                )
+            _issue_tid(db, pan.digits, tid, register.slot, kind, now)
         register.check_ken(tid)
-        db.execute(
-            "INSERT INTO issued_tid (pan, tid, slot, kind, issued_at) VALUES (?, ?, ?, ?, ?)",
-            (pan.digits, tid, register.slot, kind, now.isoformat()),
-        )
         return Tid(tid)
 
     def credit(
@@ -306,15 +349,17 @@ class Vending:
         """A credit token, counted against the key's CLM (currency) and resource limit (units)."""
         now = self.sm.clock()
         carried = representable(amount.tenths)
-        held = self._prepare(meter.identity, meter.pan, meter.ti, meter.ea)
-        held.register.check_usable(now)
-        held.register.check_credit(currency, carried)
+
+        def rules(register: KeyRegister) -> None:
+            register.check_usable(now)
+            register.check_credit(currency, carried)
+
+        held = self._prepare(meter.identity, meter.pan, meter.ti, meter.ea, rules)
 
         def vend(db: sqlite3.Connection) -> tuple[KeyRegister, Tid, Token]:
             fresh = self._fresh(db, held, meter.pan, meter.ti, meter.ea)
             register = fresh.register
-            register.check_usable(now)
-            register.check_credit(currency, carried)
+            rules(register)
             tid = self._claim_tid(db, register, fresh.key, meter.pan, now, "credit")
             token = credit_token(fresh.key, subclass, amount, tid)
             if journal is not None:
@@ -348,12 +393,15 @@ class Vending:
     def management(self, meter: MeterKey, kind: ManagementKind, value: int) -> Vended:
         """A management token (class 2 with a TID)."""
         now = self.sm.clock()
-        held = self._prepare(meter.identity, meter.pan, meter.ti, meter.ea)
-        held.register.check_usable(now)
+
+        def rules(register: KeyRegister) -> None:
+            register.check_usable(now)
+
+        held = self._prepare(meter.identity, meter.pan, meter.ti, meter.ea, rules)
 
         def vend(db: sqlite3.Connection) -> tuple[KeyRegister, Tid, Token]:
             fresh = self._fresh(db, held, meter.pan, meter.ti, meter.ea)
-            fresh.register.check_usable(now)
+            rules(fresh.register)
             tid = self._claim_tid(db, fresh.register, fresh.key, meter.pan, now, kind.cli_name)
             return (
                 self._count(db, fresh.register),

@@ -43,6 +43,7 @@ from sts_token import (
     decode_token,
     derive_decoder_key,
 )
+from sts_token.tid import TID_LIMIT
 
 KEY = bytes(range(20))
 UNIQUE = KeyIdentity("123457", 1, 2)
@@ -199,6 +200,60 @@ def test_tokens_only_between_act_and_iut(tmp_path: Path, now: dt.datetime, reaso
     assert _refused(vending, "management", _meter(), ManagementKind.CLEAR_TAMPER, 0) == reason
 
 
+def _reload(folder: Path, kmc: MiniKmc, key: LoadedKey) -> None:
+    """`key` loaded again through another opened SM on the same state (another process)."""
+    other = SecurityModule(folder, clock=lambda: NOW)
+    try:
+        other.load(kmc.answer(other.request(None), (key,)))
+    finally:
+        other.close()
+
+
+def test_a_key_reloaded_elsewhere_is_vended_under_its_new_load(tmp_path: Path) -> None:
+    kmc = MiniKmc()
+    sm = ready_sm(tmp_path / "sm", kmc)
+    key = loaded_key(key_value=KEY)
+    sm.load(kmc.answer(sm.request(None), (key,)))
+    vending = Vending(sm)
+    _credit(vending)
+    _reload(tmp_path / "sm", kmc, loaded_key(key_value=KEY, iut=NOW - dt.timedelta(days=1)))
+    assert (
+        _refused(
+            vending, "credit", _meter(), CreditSubclass.ELECTRICITY, TransferAmount(10), Decimal(1)
+        )
+        == "key_use_expired"
+    )
+
+
+def test_a_refusal_is_never_made_on_a_register_as_it_was_before_a_reload(tmp_path: Path) -> None:
+    kmc = MiniKmc()
+    sm = ready_sm(tmp_path / "sm", kmc)
+    key = loaded_key(key_value=KEY, iut=NOW - dt.timedelta(days=1))
+    sm.load(kmc.answer(sm.request(None), (key,)))
+    vending = Vending(sm)
+    assert (
+        _refused(
+            vending, "credit", _meter(), CreditSubclass.ELECTRICITY, TransferAmount(10), Decimal(1)
+        )
+        == "key_use_expired"
+    )
+    _reload(tmp_path / "sm", kmc, loaded_key(key_value=KEY))
+    vended = _credit(vending, "2.5")
+    decoded = decode_token(vended.tokens[0], _meter_key(key))  # type: ignore[attr-defined]
+    assert isinstance(decoded, CreditTransfer) and decoded.amount.tenths == 25
+
+
+def test_limits_count_what_other_processes_vended_meanwhile(tmp_path: Path) -> None:
+    vending = Vending(_loaded(tmp_path, loaded_key(clm=Decimal("100"))))
+    _credit(vending, currency="60")
+    other = SecurityModule(tmp_path / "sm", clock=lambda: NOW)
+    _credit(Vending(other), currency="40")
+    other.close()
+    with pytest.raises(VendRefused, match="to 100.01, above the credit limit 100") as refused:
+        _credit(vending, currency="0.01")
+    assert refused.value.reason == "credit_limit"
+
+
 def test_a_tid_past_the_keys_ken_is_refused(tmp_path: Path) -> None:
     minute = Tid.at(NOW.replace(tzinfo=None), BaseDate(2014)).value
     vending = Vending(_loaded(tmp_path, loaded_key(ken=(minute >> 16) - 1)))
@@ -207,6 +262,20 @@ def test_a_tid_past_the_keys_ken_is_refused(tmp_path: Path) -> None:
             vending, "credit", _meter(), CreditSubclass.ELECTRICITY, TransferAmount(10), Decimal(1)
         )
         == "key_expired_ken"
+    )
+
+
+def test_a_meter_with_no_free_tid_left_under_its_base_date_is_refused(tmp_path: Path) -> None:
+    sm = _loaded(tmp_path, loaded_key(iut=NOW + dt.timedelta(days=365 * 17)))
+    near_the_end = BaseDate(2014).start + dt.timedelta(minutes=TID_LIMIT - 2)
+    sm.clock = lambda: near_the_end.replace(tzinfo=dt.UTC)
+    vending = Vending(sm)
+    assert [_credit(vending).tid for _ in range(2)] == [TID_LIMIT - 2, TID_LIMIT - 1]  # type: ignore[attr-defined]
+    assert (
+        _refused(
+            vending, "credit", _meter(), CreditSubclass.ELECTRICITY, TransferAmount(10), Decimal(1)
+        )
+        == "tid_exhausted"
     )
 
 

@@ -1,7 +1,7 @@
 """Concurrent vends through one `GroupCommit`, as the service's threads make them: one meter's
 vends are serialised (distinct TIDs, each counted once), a limit is never overrun, a work that
 fails in a shared commit rolls back alone, and different meters' vends are prepared while
-another writer holds the state and then share commits; a key reloaded between a vend's snapshot
+another writer holds the state and then share commits; a key reloaded between a vend's read
 and its write is vended as reloaded."""
 
 from __future__ import annotations
