@@ -56,6 +56,18 @@ class RunningService:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def workers(self) -> set[int]:
+        """The PIDs of the master's worker processes, as they are now."""
+        pids = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # a process that ended while we looked
+            if int(fields[1]) == self.process.pid:
+                pids.add(int(stat.parent.name))
+        return pids
+
     def kill(self) -> None:
         """SIGKILL the master and its workers (the workers are in its process group)."""
         os.killpg(self.process.pid, 9)

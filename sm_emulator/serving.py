@@ -14,6 +14,9 @@ started by fork or by spawn); the workers share nothing but the state folder: ea
 threads group their vends' commits, and the state's writer lock (`sm_emulator.store`) orders
 the workers' transactions.
 
+A worker process that dies is replaced by the master (`respawn_failed_workers`); granian's
+default would stop the whole service with it.
+
 TLS is always on: there is no plain-HTTP mode. Behind a reverse proxy, point the proxy at this
 HTTPS port (docs/vending-service.md).
 """
@@ -100,5 +103,6 @@ def serve(
         ssl_client_verify=client_ca is not None,
         log_level=LogLevels.warning,
         log_access=False,
+        respawn_failed_workers=True,
     )
     server.serve(target_loader=functools.partial(build, settings), wrap_loader=False)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import sqlite3
 import ssl
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -144,6 +147,63 @@ def test_kill_9_mid_load_loses_no_decrement_and_never_repeats_a_tid(tmp_path: Pa
     finally:
         again.stop()
     assert not after & tids
+
+
+def test_a_worker_killed_mid_load_is_replaced_and_loses_nothing(tmp_path: Path) -> None:
+    state = loaded_state(tmp_path / "sm", loaded_key(SGC, key_value=KEY, clm=Decimal("1000000")))
+    tls = TlsCa(tmp_path / "tls")
+    tokens_file = tmp_path / "tokens"
+    token = add_token(tokens_file, "load")
+    service = start_service(state, tls, tokens_file=tokens_file)
+    issued: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load(pan: str) -> None:
+        body = {**CREDIT, "pan": pan, "currency": "1"}
+        while not stop.is_set():
+            with HttpsClient(service.port, tls.pem, token=token) as client:
+                try:
+                    while not stop.is_set():
+                        status, answer = client.call("POST", "/api/v1/tokens/credit", body)
+                        assert status == 200, answer
+                        with lock:
+                            issued.append((pan, answer["tid"]))
+                except (OSError, ValueError, http.client.HTTPException):
+                    pass  # this connection's worker was killed: connect again
+
+    try:
+        before = service.workers()
+        assert len(before) == 2
+        threads = [
+            threading.Thread(target=load, args=(f"60072700000000{n:03d}{d}",))
+            for n, d in ((0, 9), (1, 7), (2, 5), (3, 3))
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while len(issued) < 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(min(before), signal.SIGKILL)
+        while service.workers() in (before, before - {min(before)}):
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.1)
+        replaced_at = len(issued)
+        while len(issued) < replaced_at + 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert service.process.poll() is None, "the service ended with its worker"
+        assert len(service.workers() - before) == 1 and len(service.workers()) == 2
+        assert len(issued) >= replaced_at + 100, "the service stopped vending"
+    finally:
+        service.stop()
+    returned = set(issued)
+    assert len(returned) == len(issued), "a TID was returned twice for one meter"
+    tids, currency, tokens = _tids_and_counters(state)
+    assert returned <= tids, "a returned token's TID is not durable"
+    assert currency == tokens == len(tids)
 
 
 def test_a_tls_key_granian_cannot_read_is_refused_in_one_line(tmp_path: Path) -> None:
