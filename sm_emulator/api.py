@@ -30,6 +30,7 @@ commit), and the state folder's writer lock orders them with the other processes
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -46,7 +47,7 @@ from werkzeug.wsgi import get_input_stream
 from sm_emulator import schemas
 from sm_emulator.bearer import BearerTokens
 from sm_emulator.clock import Clock
-from sm_emulator.errors import InvalidRequest, LoadRefused, SmError, VendRefused
+from sm_emulator.errors import InvalidRequest, LoadRefused, SmError, StateUnavailable, VendRefused
 from sm_emulator.expiry import warnings
 from sm_emulator.module import SecurityModule
 from sm_emulator.online import Kmc, KmcRefused, load_online
@@ -66,6 +67,8 @@ from sts_token import (
     meter_test_token,
 )
 from sts_token.kinds import ALL_REGISTERS
+
+_log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
 MAX_BODY_BYTES = 16 * 1024  # a vend request is a few hundred bytes
@@ -226,6 +229,8 @@ def _status(error: Exception) -> int:
         return 502 if error.reason == "kmc_unreachable" else 422
     if isinstance(error, LoadRefused):
         return 422
+    if isinstance(error, StateUnavailable):
+        return 503
     return 413 if error.reason == "body_too_large" else 400
 
 
@@ -262,6 +267,7 @@ def openapi_document(bearer: bool) -> dict[str, Any]:
                 "404": {"description": "Key not held", **error},
                 "413": {"description": "Body over the size limit", **error},
                 "422": {"description": "Refused by the SM rules (or the KMC's)", **error},
+                "503": {"description": "The SM's state could not be written", **error},
             }
         if op.handler is keyload:
             refusals["502"] = {"description": "The KMC could not be reached", **error}
@@ -360,6 +366,8 @@ class VendingService:
                 400, "invalid_request", "the body does not match the schema", fields=error.messages
             )
         except (SmError, TokenError) as error:
+            if isinstance(error, StateUnavailable):
+                _log.error("%s: %s", error.reason, error.cause)
             return _refusal(_status(error), error.reason, error.message)
 
     @staticmethod

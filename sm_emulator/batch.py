@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sm_emulator.clock import from_environment
-from sm_emulator.errors import InvalidRequest, SmError
+from sm_emulator.errors import InvalidRequest, SmError, StateUnavailable
 from sm_emulator.module import SecurityModule
 from sm_emulator.vending import MeterKey, Vending, key_identity, parse_currency
 from sts_token import (
@@ -160,6 +160,8 @@ def issue_line(
             journalled = _journalled(vending, batch, number, digest)
             assert journalled is not None  # committed by the vend this one collided with
             tokens = journalled
+    except StateUnavailable:
+        raise  # not this line's fault: the run stops here, and a rerun resumes at this line
     except (SmError, TokenError, ValueError, KeyError) as error:
         return "", token_batch.refusal(error)
     return tokens, ""

@@ -9,9 +9,12 @@
     ├── LoadRefused         an EKLF is refused (signature, chain, recipient, SMID, nonce,
     │                       expired request, issue time, sequence, replay, full registers);
     │                       nothing in the state changed
-    └── VendRefused         a token may not be issued (key unknown, not yet active, past IUT,
-                            CLM or resource limit, KEN, default key type, no free TID);
-                            nothing in the state changed
+    ├── VendRefused         a token may not be issued (key unknown, not yet active, past IUT,
+    │                       CLM or resource limit, KEN, default key type, no free TID);
+    │                       nothing in the state changed
+    └── StateUnavailable    the state database could not be written (disk full, I/O error,
+                            locked past the timeout): the transaction rolled back, nothing
+                            issued or changed; not the request's fault (the API's 503)
 
 Messages never carry key material or nonces.
 """
@@ -46,3 +49,17 @@ class LoadRefused(SmError):
 
 class VendRefused(SmError):
     """A token was not issued; counters and the TID store are unchanged."""
+
+
+class StateUnavailable(SmError):
+    """The state database failed under a write; its transaction was rolled back."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(
+            "state_unavailable",
+            f"the SM's state could not be written ({cause}); nothing was issued or changed",
+        )
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[type[StateUnavailable], tuple[str]]:
+        return StateUnavailable, (self.cause,)  # raised again in a batch's parent process

@@ -10,6 +10,8 @@ kernel wakes the next writer the moment the lock is released, where SQLite's own
 would poll with sleeps of up to 100 ms (the p95 of a contended service). `GroupCommit` lets the
 threads of one process share a transaction and its fsync: each thread's work runs in its own
 savepoint, and every thread is answered only after the one commit that covers its work.
+A write that SQLite fails (disk full, I/O error, locked past the timeout) rolls back and is
+raised as `StateUnavailable`, whichever writer ran it.
 
     Writer          what a use case writes through: `write(work)` runs work(db) durably
     ├── Store       one connection; each `write` its own transaction
@@ -26,6 +28,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, TypeVar
+
+from sm_emulator.errors import StateUnavailable
 
 T = TypeVar("T")
 
@@ -157,13 +161,17 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: BEGIN IMMEDIATE, committed on success, rolled back on any error."""
         with self._lock.held():
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                raise StateUnavailable(str(error)) from error
 
     def write(self, work: Work[T]) -> T:
         with self.transaction() as db:
@@ -229,6 +237,8 @@ class GroupCommit:
         job.woken.wait()
         if job.leads:
             self._lead()
+        if isinstance(job.error, sqlite3.Error):
+            raise StateUnavailable(str(job.error)) from job.error
         if job.error is not None:
             raise job.error
         return job.value  # type: ignore[return-value]  # what this job's work returned

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -182,6 +183,47 @@ def _batch_process(state: Path, source: Path, out: Path, log: Path) -> subproces
         return subprocess.Popen(
             args, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=stderr
         )
+
+
+def test_a_state_that_cannot_be_written_stops_the_batch_and_a_rerun_resumes(
+    tmp_path: Path,
+) -> None:
+    """A real write fault (the batch may not grow a file: RLIMIT_FSIZE, as a full disk would
+    fail it) stops the run at the line it hit, in one line, with no line refused for it."""
+    state = _sm(tmp_path)
+    rows = [_credit(_pan(n), "1") for n in range(6)]
+    source, out = _write(tmp_path / "in.csv", rows), tmp_path / "out.csv"
+    holder = sqlite3.connect(state / "state.db")  # keeps the WAL from being checkpointed away
+    try:
+        holder.execute("SELECT count(*) FROM key_register").fetchone()
+        assert _run(state, "credit", _write(tmp_path / "warm.csv", rows[:1]), tmp_path / "w.csv")
+        limit = (state / "state.db-wal").stat().st_size
+        used = _used(state)
+        args = [str(Path(sys.executable).parent / "sm-emulator"), "batch", "--state", str(state)]
+        args += ["--kind", "credit", "--in", str(source), "--out", str(out), "--processes", "2"]
+        failed = subprocess.run(
+            args,
+            env={**os.environ, **ENV},
+            capture_output=True,
+            text=True,
+            preexec_fn=lambda: resource.setrlimit(
+                resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY)
+            ),
+        )
+    finally:
+        holder.close()
+    assert failed.returncode != 0
+    [line] = failed.stderr.strip().splitlines()[-1:]
+    assert line.startswith("sm-emulator: state_unavailable: ") and "disk I/O error" in line
+    assert "Traceback" not in failed.stderr
+    assert _used(state) == used
+    assert all(r["error"] == "" for r in (_read(out) if out.exists() else []))
+
+    assert _run(state, "credit", source, out).exit_code == 0  # type: ignore[attr-defined]
+    written = _read(out)
+    assert [r["pan"] for r in written] == [r["pan"] for r in rows]
+    assert {r["error"] for r in written} == {""}
+    assert _used(state) == used + len(rows)
 
 
 def _journalled(state: Path) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import resource
 import signal
 import sqlite3
 import ssl
@@ -204,6 +205,38 @@ def test_a_worker_killed_mid_load_is_replaced_and_loses_nothing(tmp_path: Path) 
     tids, currency, tokens = _tids_and_counters(state)
     assert returned <= tids, "a returned token's TID is not durable"
     assert currency == tokens == len(tids)
+
+
+def test_a_state_that_cannot_be_written_is_a_503_that_changes_nothing(tmp_path: Path) -> None:
+    """A real write fault: the workers may not grow a file (RLIMIT_FSIZE), so SQLite's commit
+    fails with a disk I/O error, as on a full disk; lifted, the same service vends again."""
+    state = loaded_state(tmp_path / "sm", loaded_key(SGC, key_value=KEY, clm=Decimal("1000")))
+    tls = TlsCa(tmp_path / "tls")
+    tokens_file = tmp_path / "tokens"
+    token = add_token(tokens_file, "till")
+    service = start_service(state, tls, tokens_file=tokens_file)
+    try:
+        with HttpsClient(service.port, tls.pem, token=token) as client:
+            assert client.call("POST", "/api/v1/tokens/credit", CREDIT)[0] == 200
+            before = _tids_and_counters(state)
+            limit = (state / "state.db-wal").stat().st_size
+            for pid in service.workers():
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+            for _ in range(4):  # both workers, whichever answers
+                with HttpsClient(service.port, tls.pem, token=token) as fresh:
+                    status, answer = fresh.call("POST", "/api/v1/tokens/credit", CREDIT)
+                assert (status, answer["error"]) == (503, "state_unavailable"), answer
+                assert "disk I/O error" in answer["message"] and "tokens" not in answer
+            assert _tids_and_counters(state) == before
+            for pid in service.workers():
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+            status, answer = client.call("POST", "/api/v1/tokens/credit", CREDIT)
+            assert status == 200, answer
+        tids, currency, tokens = _tids_and_counters(state)
+        assert (len(tids), currency, tokens) == (2, 2 * Decimal(CREDIT["currency"]), 2)
+        assert "Traceback" not in next(tmp_path.glob("serve-*.log")).read_text()
+    finally:
+        service.stop()
 
 
 def test_a_tls_key_granian_cannot_read_is_refused_in_one_line(tmp_path: Path) -> None:
