@@ -261,6 +261,7 @@ def openapi_document(bearer: bool) -> dict[str, Any]:
         refusals = {
             "400": {"description": "Bad input", **error},
             "401": {"description": "No or wrong bearer token", **error},
+            "500": {"description": "A defect of the service (logged)", **error},
         }
         if op.body is not None:
             refusals |= {
@@ -338,7 +339,13 @@ class VendingService:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = MAX_BODY_BYTES
-        response = self._respond(request)
+        try:
+            response = self._respond(request)
+        except Exception:  # a defect: its traceback to the log, never to the client
+            _log.exception("%s %s: internal error", request.method, request.path)
+            response = _refusal(
+                500, "internal_error", "the service failed on this request; its log says why"
+            )
         return response(environ, start_response)
 
     def _respond(self, request: Request) -> Response:

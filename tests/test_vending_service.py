@@ -208,6 +208,22 @@ def test_unknown_routes_and_methods_are_json_refusals(tmp_path: Path) -> None:
     assert (response.status_code, response.get_json()["error"]) == (405, "method_not_allowed")
 
 
+def test_a_defect_is_a_json_500_logged_with_its_traceback_and_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = _service(tmp_path)
+
+    def defect(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a defect in the service, secret 00112233")
+
+    monkeypatch.setattr("sm_emulator.vending.Vending.credit", defect)
+    status, answer = _post(Client(service), "/api/v1/tokens/credit", CREDIT)
+    assert (status, answer["error"]) == (500, "internal_error")
+    assert "defect" not in answer["message"] and "00112233" not in json.dumps(answer)
+    [record] = [r for r in caplog.records if r.name == "sm_emulator.api"]
+    assert record.exc_info is not None and "POST /api/v1/tokens/credit" in record.getMessage()
+
+
 def test_the_openapi_document_is_generated_from_the_schemas_and_valid(tmp_path: Path) -> None:
     document = Client(_service(tmp_path)).get("/api/v1/openapi.json").get_json()
     validate(document)
