@@ -49,6 +49,8 @@ if IN_CI:
 POSTGRES_URL = os.environ.get(
     "KMC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+# A Redis database the tests may flush (the shared rate-limit counters of several workers).
+REDIS_URL = os.environ.get("KMC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PASSWORD = "correct horse battery staple"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_STS = SHARED / "sts"

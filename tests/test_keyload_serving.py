@@ -18,7 +18,7 @@ from key_load_protocol.eklf import open_eklf
 from kmc import pki
 from kmc.audit import service as audit
 from kmc.database import db
-from tests.conftest import kmc_server, run_kmc
+from tests.conftest import REDIS_URL, kmc_server, require, run_kmc
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +83,52 @@ def test_gunicorn_workers_issue_concurrent_eklfs_each_recorded_once(app, instanc
         issued = db.session.execute(select(KeyLoadIssue.smid, KeyLoadIssue.sequence)).all()
         assert sorted(issued) == sorted((d.smid, n) for d in devices for n in (1, 2, 3))
         assert audit.verify().ok
+
+
+def _flushed_redis() -> str:
+    """The tests' Redis database, emptied (required under CI, as PostgreSQL is)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=5).flushdb()
+    except redis.RedisError as error:
+        require(False, f"Redis at {REDIS_URL} is not answering: {error}")
+    return REDIS_URL
+
+
+def test_the_workers_share_the_online_rate_limit_through_redis(app, instance, tmp_path):
+    """Each of several workers counts its own requests with `memory://`; with Redis the per-SM
+    limit holds across them (this test fails with `memory://`: up to twice the limit passes)."""
+    device = new_device(app, "4101")
+    add_key(app, 1)
+    authorise(app, device.smid, 1)
+    env = instance.env(
+        KMC_RATELIMIT_STORAGE_URI=_flushed_redis(), KMC_SM_KEYLOAD_LIMIT_PER_SM="4/minute"
+    )
+    access_log = tmp_path / "access.log"
+    options = ("--workers", "2", "--access-log", str(access_log))
+    with kmc_server(env, tmp_path / "serve.log", *options) as (port, process):
+        assert len(_workers_of(process.pid, 2)) == 2
+        answers = []
+        for _ in range(12):  # a new connection each: the workers take turns accepting
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request(
+                "POST", "/api/v1/sm/keyload", body=device.request(),
+                headers={"Content-Type": "application/cms"},
+            )  # fmt: skip
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            answers.append(response.status)
+    answered_by = {
+        line.rsplit("pid=", 1)[1].strip("<>")
+        for line in access_log.read_text().splitlines()
+        if '"POST /api/v1/sm/keyload' in line
+    }
+    assert len(answered_by) == 2, "one worker answered everything: nothing shared was shown"
+    assert answers == [200] * 4 + [429] * 8
+    with app.app_context():
+        assert db.session.query(KeyLoadIssue).count() == 4
 
 
 def test_one_worker_is_waitress_in_the_serving_process(instance):
