@@ -24,6 +24,8 @@ HTTPS port (docs/vending-service.md).
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from sm_emulator.clock import from_environment
 from sm_emulator.errors import InvalidRequest
 from sm_emulator.online import Kmc
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 # granian reads the TLS key from a file, as an unencrypted PKCS#8 PEM only.
 PKCS8_HEADER = b"-----BEGIN PRIVATE KEY-----"
 
@@ -48,8 +51,21 @@ class Settings:
     kmc_ca: Path | None = None
 
 
+def _log_to_stderr() -> None:
+    """The service's own log lines (faults, defects) on stderr with time, level and worker PID;
+    granian's logging setup leaves the application's loggers without a handler."""
+    logger = logging.getLogger("sm_emulator")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def build(settings: Settings) -> VendingService:
     """The WSGI application over `settings.state`, clock from the environment."""
+    _log_to_stderr()
     return VendingService(
         settings.state,
         clock=from_environment(),

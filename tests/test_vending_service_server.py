@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import resource
 import signal
 import sqlite3
@@ -234,7 +235,14 @@ def test_a_state_that_cannot_be_written_is_a_503_that_changes_nothing(tmp_path: 
             assert status == 200, answer
         tids, currency, tokens = _tids_and_counters(state)
         assert (len(tids), currency, tokens) == (2, 2 * Decimal(CREDIT["currency"]), 2)
-        assert "Traceback" not in next(tmp_path.glob("serve-*.log")).read_text()
+        log = next(tmp_path.glob("serve-*.log")).read_text()
+        assert "Traceback" not in log
+        assert re.search(
+            r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ERROR sm_emulator\.api\[\d+\]: "
+            r"state_unavailable: disk I/O error$",
+            log,
+            re.MULTILINE,
+        ), log
     finally:
         service.stop()
 
