@@ -261,21 +261,24 @@ class GroupCommit:
     def _commit(self, batch: list[_Job]) -> None:
         db = self._db
         with self._lock.held():
-            db.execute("BEGIN IMMEDIATE")
             try:
+                db.execute("BEGIN IMMEDIATE")  # may fail too: every job then gets the error
                 for job in batch:
                     db.execute("SAVEPOINT job")
                     try:
                         job.value = job.work(db)
                     except Exception as error:
+                        job.error = error  # kept if the rollback fails too (SQLite's own)
                         db.execute("ROLLBACK TO job")
-                        job.error = error
                     db.execute("RELEASE job")
                 db.execute("COMMIT")
                 self.commits += 1
             except BaseException as error:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
                 for job in batch:
                     if job.error is None:
                         job.error, job.value = error, None
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # already failing: every job has the first error, not this one

@@ -18,7 +18,7 @@ import pytest
 from factories.emulator import NOW, PAN, MiniKmc, loaded_key, ready_sm
 from factories.vending_service import SGC, loaded_state
 from key_load_protocol import KeyIdentity
-from sm_emulator.errors import InvalidRequest, VendRefused
+from sm_emulator.errors import InvalidRequest, StateUnavailable, VendRefused
 from sm_emulator.module import SecurityModule
 from sm_emulator.store import DATABASE_FILE, GroupCommit, Work
 from sm_emulator.vending import MeterKey, Vending
@@ -187,6 +187,38 @@ def test_a_work_that_fails_in_a_shared_commit_is_rolled_back_alone(tmp_path: Pat
     assert sorted(failed) == [1, 3, 5, 7]
     assert sorted(tids) == [(_pan(i), i) for i in (0, 2, 4, 6)]
     assert arrivals.writer.commits < works
+
+
+def test_a_transaction_sqlite_cannot_begin_fails_every_waiting_vend_and_then_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real fault at BEGIN: another connection holds SQLite's write lock (without the
+    writer lock a well-behaved process takes) past the busy timeout. Every vend waiting in the
+    group gets `state_unavailable`, none hangs or gets nothing, and the next write works."""
+    state = loaded_state(tmp_path / "sm", loaded_key(SGC))
+    monkeypatch.setattr("sm_emulator.store.BUSY_TIMEOUT_SECONDS", 0.2)
+    writer = GroupCommit(state / DATABASE_FILE)
+    outcomes: list[object] = [None] * 4
+    intruder = sqlite3.connect(state / DATABASE_FILE, isolation_level=None)
+    intruder.execute("BEGIN IMMEDIATE")
+
+    def write(i: int) -> None:
+        try:
+            outcomes[i] = writer.write(lambda db: db.execute("SELECT 1").fetchone()[0])
+        except StateUnavailable as error:
+            outcomes[i] = error.reason
+            assert "database is locked" in error.message
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    intruder.execute("ROLLBACK")
+    intruder.close()
+    assert outcomes == ["state_unavailable"] * 4
+    assert writer.write(lambda db: db.execute("SELECT 2").fetchone()[0]) == 2
+    writer.close()
 
 
 def test_a_key_reloaded_between_snapshot_and_write_is_vended_as_reloaded(tmp_path: Path) -> None:
