@@ -10,8 +10,10 @@ kernel wakes the next writer the moment the lock is released, where SQLite's own
 would poll with sleeps of up to 100 ms (the p95 of a contended service). `GroupCommit` lets the
 threads of one process share a transaction and its fsync: each thread's work runs in its own
 savepoint, and every thread is answered only after the one commit that covers its work.
-A write that SQLite fails (disk full, I/O error, locked past the timeout) rolls back and is
-raised as `StateUnavailable`, whichever writer ran it.
+A write whose storage SQLite fails (`is_fault`: disk full, I/O error, a corrupt file, a lock
+held past the timeout by a process that skips the writer lock) rolls back and is raised as
+`StateUnavailable`, whichever writer ran it; in a group commit every vend of the group gets
+that error.
 
     Writer          what a use case writes through: `write(work)` runs work(db) durably
     ├── Store       one connection; each `write` its own transaction
@@ -120,6 +122,29 @@ def _connect(path: Path, *, shared: bool = False) -> sqlite3.Connection:
     return db
 
 
+# SQLite's primary result codes that mean the storage failed, not our SQL: BUSY, LOCKED, NOMEM,
+# READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+_FAULTS = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+
+
+def is_fault(error: BaseException | None) -> bool:
+    """Whether `error` is SQLite failing its storage (a disk, a lock, a file), which a write
+    reports as `StateUnavailable`; a defect in our SQL stays what it is (a 500, its traceback
+    logged)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.Error) and code is not None and code & 0xFF in _FAULTS
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    """Roll back what is open, if SQLite has not already; a failing rollback changes nothing
+    for the caller, who reports the error that came first."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
 class _WriterLock:
     """The state folder's writer lock: an exclusive `flock`, one per open file description, so
     it excludes the other threads (each with its own `Store`) as well as the other processes."""
@@ -167,11 +192,12 @@ class Store:
                     yield self._db
                     self._db.execute("COMMIT")
                 except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
+                    _roll_back(self._db)
                     raise
             except sqlite3.Error as error:
-                raise StateUnavailable(str(error)) from error
+                if is_fault(error):
+                    raise StateUnavailable(str(error)) from error
+                raise
 
     def write(self, work: Work[T]) -> T:
         with self.transaction() as db:
@@ -237,7 +263,7 @@ class GroupCommit:
         job.woken.wait()
         if job.leads:
             self._lead()
-        if isinstance(job.error, sqlite3.Error):
+        if is_fault(job.error):
             raise StateUnavailable(str(job.error)) from job.error
         if job.error is not None:
             raise job.error
@@ -268,7 +294,9 @@ class GroupCommit:
                     try:
                         job.value = job.work(db)
                     except Exception as error:
-                        job.error = error  # kept if the rollback fails too (SQLite's own)
+                        job.error = error
+                        if is_fault(error):
+                            raise  # SQLite may have rolled back everything: the group fails
                         db.execute("ROLLBACK TO job")
                     db.execute("RELEASE job")
                 db.execute("COMMIT")
@@ -277,8 +305,4 @@ class GroupCommit:
                 for job in batch:
                     if job.error is None:
                         job.error, job.value = error, None
-                if db.in_transaction:
-                    try:
-                        db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass  # already failing: every job has the first error, not this one
+                _roll_back(db)

@@ -218,6 +218,9 @@ def test_a_transaction_sqlite_cannot_begin_fails_every_waiting_vend_and_then_rec
     intruder.close()
     assert outcomes == ["state_unavailable"] * 4
     assert writer.write(lambda db: db.execute("SELECT 2").fetchone()[0]) == 2
+    # A defect in our SQL is not a storage fault: it stays itself (a 500, traceback logged).
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        writer.write(lambda db: db.execute("SELECT 1 FROM no_such_table"))
     writer.close()
 
 
