@@ -176,12 +176,19 @@ def test_a_key_not_loaded_is_refused_per_line_and_a_missing_state_in_one_line(
     assert not (tmp_path / "other.csv").exists()
 
 
-def _batch_process(state: Path, source: Path, out: Path, log: Path) -> subprocess.Popen[bytes]:
+def _batch_command(state: Path, source: Path, out: Path) -> list[str]:
+    """The real `sm-emulator batch` command line crediting `source` into `out`."""
     args = [str(Path(sys.executable).parent / "sm-emulator"), "batch", "--state", str(state)]
-    args += ["--kind", "credit", "--in", str(source), "--out", str(out), "--processes", "2"]
+    return args + ["--kind", "credit", "--in", str(source), "--out", str(out), "--processes", "2"]
+
+
+def _batch_process(state: Path, source: Path, out: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as stderr:
         return subprocess.Popen(
-            args, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=stderr
+            _batch_command(state, source, out),
+            env={**os.environ, **ENV},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
         )
 
 
@@ -199,10 +206,8 @@ def test_a_state_that_cannot_be_written_stops_the_batch_and_a_rerun_resumes(
         assert _run(state, "credit", _write(tmp_path / "warm.csv", rows[:1]), tmp_path / "w.csv")
         limit = (state / "state.db-wal").stat().st_size
         used = _used(state)
-        args = [str(Path(sys.executable).parent / "sm-emulator"), "batch", "--state", str(state)]
-        args += ["--kind", "credit", "--in", str(source), "--out", str(out), "--processes", "2"]
         failed = subprocess.run(
-            args,
+            _batch_command(state, source, out),
             env={**os.environ, **ENV},
             capture_output=True,
             text=True,
